@@ -1,0 +1,226 @@
+"""TrainState and the one TD-MPC2 update: TD targets, model step, policy step, target soft update.
+
+`Agent(cfg).update(state, batch, key)` is pure and jittable, and vmappable over independent seeds
+(vmap `state`, `batch` and `key` together). Every random draw of an update is collected in
+`UpdateDraws`, so `update_with_draws` reproduces the official numbers exactly when the draws are
+injected.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from tdmpc2_jax import math
+from tdmpc2_jax.config import Config
+from tdmpc2_jax.world_model import Params, WorldModel, sample_pair
+
+
+class Batch(NamedTuple):
+    """Sub-sequences of H+1 steps that never cross an episode boundary."""
+
+    obs: jax.Array  # [H+1, B, obs_dim]
+    action: jax.Array  # [H, B, A]   action[t] leads from obs[t] to obs[t+1]
+    reward: jax.Array  # [H, B]
+    terminated: jax.Array  # [H, B] (zeros for non-episodic tasks)
+    task: jax.Array | None = None  # [B] int32 task index (multitask only)
+
+
+class UpdateDraws(NamedTuple):
+    """The random numbers of one update, in the official call order."""
+
+    td_eps: jax.Array  # [H, B, A] policy noise for the TD target
+    td_pair: jax.Array  # [2] target-Q heads for the TD target
+    pi_eps: jax.Array  # [H+1, B, A] policy noise for the policy loss
+    pi_pair: jax.Array  # [2] Q heads for the policy loss
+    dropout: jax.Array  # PRNG key for Q dropout (model and policy loss)
+
+
+class TrainState(NamedTuple):
+    params: Params  # world model incl. policy prior
+    target_qs: Params  # target Q heads, stacked [num_q, ...]
+    model_opt_state: optax.OptState
+    pi_opt_state: optax.OptState
+    scale: jax.Array  # [] running scale of the policy loss
+    step: jax.Array  # [] int32 number of updates done
+
+
+class UpdateInternals(NamedTuple):
+    """Intermediate quantities of an update (for parity checks and diagnostics)."""
+
+    next_z: jax.Array  # [H, B, L]
+    td_targets: jax.Array  # [H, B]
+    zs: jax.Array  # [H+1, B, L]
+    model_grads: Params  # after clipping
+    pi_grads: Params  # after clipping
+    pi_entropy: jax.Array  # [H+1, B]
+    pi_scaled_entropy: jax.Array  # [H+1, B]
+
+
+def clip_by_global_norm(grads: Params, max_norm: float) -> tuple[Params, jax.Array]:
+    """torch.nn.utils.clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6)); returns the pre-clip norm."""
+    norm = optax.global_norm(grads)
+    coef = jnp.minimum(max_norm / (norm + 1e-6), 1.0)
+    return jax.tree.map(lambda g: g * coef, grads), norm
+
+
+def model_part(params: Params) -> Params:
+    """Everything the model optimizer trains (all but the policy prior)."""
+    return {k: v for k, v in params.items() if k != "pi"}
+
+
+class Agent:
+    """Static pieces of an agent (world model, optimizers) and the pure functions over a TrainState."""
+
+    def __init__(self, cfg: Config):
+        self.cfg = cfg
+        self.model = WorldModel(cfg)
+        encoder_label = lambda params: {k: jax.tree.map(lambda _: "encoder" if k == "encoder" else "rest", v)
+                                        for k, v in params.items()}
+        self.model_optimizer = optax.multi_transform(
+            {"encoder": optax.adam(cfg.lr * cfg.enc_lr_scale, eps=1e-8), "rest": optax.adam(cfg.lr, eps=1e-8)},
+            encoder_label)
+        self.pi_optimizer = optax.adam(cfg.lr, eps=1e-5)
+
+    # ------------------------------------------------------------------ state
+    def init(self, key: jax.Array) -> TrainState:
+        params = self.model.init(key)
+        return self.state_from_params(params, params["qs"])
+
+    def state_from_params(self, params: Params, target_qs: Params) -> TrainState:
+        """A fresh TrainState (new optimizer states, scale 1) around given parameters."""
+        return TrainState(
+            params=params,
+            target_qs=target_qs,
+            model_opt_state=self.model_optimizer.init(model_part(params)),
+            pi_opt_state=self.pi_optimizer.init(params["pi"]),
+            scale=jnp.ones((), jnp.float32),
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    def sample_draws(self, key: jax.Array, batch_size: int) -> UpdateDraws:
+        cfg = self.cfg
+        k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+        return UpdateDraws(
+            td_eps=jax.random.normal(k1, (cfg.horizon, batch_size, cfg.action_dim)),
+            td_pair=sample_pair(k2, cfg.num_q),
+            pi_eps=jax.random.normal(k3, (cfg.horizon + 1, batch_size, cfg.action_dim)),
+            pi_pair=sample_pair(k4, cfg.num_q),
+            dropout=k5,
+        )
+
+    # ------------------------------------------------------------------ pieces of the update
+    def td_target(self, params: Params, target_qs: Params, next_z: jax.Array, reward: jax.Array,
+                  terminated: jax.Array, task: jax.Array | None, eps: jax.Array, pair: jax.Array) -> jax.Array:
+        """r + discount (1 - terminated) min(Q_target pair)(z', pi(z')): [H, B]."""
+        m = self.model
+        action = m.pi(params, next_z, eps, task).action
+        q = m.q_pair(target_qs, next_z, action, pair, task, reduce="min", params=params)
+        return reward + m.discount(task) * (1.0 - terminated) * q
+
+    def model_loss(self, trainable: Params, frozen: Params, batch: Batch, next_z: jax.Array,
+                   td_targets: jax.Array, dropout_key: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
+        """20 consistency + 0.1 reward + 0.1 value (+ termination), rho^t weighted over the horizon."""
+        cfg, m = self.cfg, self.model
+        params = {**frozen, **trainable}
+        task = batch.task
+        z0 = m.encode(params, batch.obs[0], task)
+
+        def rollout_step(z, action):
+            z = m.next(params, z, action, task)
+            return z, z
+
+        _, z_next = jax.lax.scan(rollout_step, z0, batch.action)  # [H, B, L]
+        zs = jnp.concatenate([z0[None], z_next], axis=0)
+        rho = cfg.rho ** jnp.arange(cfg.horizon, dtype=jnp.float32)
+
+        consistency = jnp.sum(rho * jnp.mean(jnp.square(z_next - next_z), axis=(1, 2))) / cfg.horizon
+        reward_logits = m.reward(params, zs[:-1], batch.action, task)
+        reward_loss = jnp.sum(rho * jnp.mean(m.soft_ce(reward_logits, batch.reward), axis=1)) / cfg.horizon
+        q_logits = m.q_logits(params["qs"], zs[:-1], batch.action, task, params=params, dropout_key=dropout_key)
+        value_ce = jnp.mean(m.soft_ce(q_logits, td_targets[None]), axis=2)  # [num_q, H]
+        value_loss = jnp.sum(rho * jnp.sum(value_ce, axis=0)) / (cfg.horizon * cfg.num_q)
+        if cfg.episodic:
+            logits = m.termination(params, zs[1:], task)
+            termination_loss = jnp.mean(optax.sigmoid_binary_cross_entropy(logits, batch.terminated))
+        else:
+            termination_loss = jnp.zeros(())
+        total = (cfg.consistency_coef * consistency + cfg.reward_coef * reward_loss
+                 + cfg.termination_coef * termination_loss + cfg.value_coef * value_loss)
+        info = dict(consistency_loss=consistency, reward_loss=reward_loss, value_loss=value_loss,
+                    termination_loss=termination_loss, total_loss=total, zs=zs)
+        return total, info
+
+    def pi_loss(self, pi_params: Params, params: Params, zs: jax.Array, task: jax.Array | None, eps: jax.Array,
+                pair: jax.Array, scale: jax.Array, dropout_key: jax.Array) -> tuple[jax.Array, tuple]:
+        """mean_t rho^t mean_B -(entropy_coef * entropy term + Q_avg / scale), scale updated on Q at t=0."""
+        cfg, m = self.cfg, self.model
+        params = {**params, "pi": pi_params}
+        policy = m.pi(params, zs, eps, task)
+        q = m.q_pair(params["qs"], zs, policy.action, pair, task, reduce="avg", params=params,
+                     dropout_key=dropout_key)  # [H+1, B]
+        scale = math.update_scale(scale, jax.lax.stop_gradient(q[0]), cfg.tau)
+        rho = cfg.rho ** jnp.arange(cfg.horizon + 1, dtype=jnp.float32)
+        per_step = jnp.mean(-(cfg.entropy_coef * policy.scaled_entropy + q / scale), axis=1)
+        return jnp.mean(per_step * rho), (scale, policy)
+
+    # ------------------------------------------------------------------ the update
+    def update_with_draws(self, state: TrainState, batch: Batch, draws: UpdateDraws
+                          ) -> tuple[TrainState, dict[str, jax.Array], UpdateInternals]:
+        """One update with every random draw given: (new state, scalar metrics, internals)."""
+        cfg, m = self.cfg, self.model
+        self._check_batch(batch)
+        params, task = state.params, batch.task
+        k_model, k_pi = jax.random.split(draws.dropout)
+
+        # 1. TD targets from the online encoder and the target Q heads (no gradient, dropout off).
+        next_z = m.encode(params, batch.obs[1:], task)
+        td_targets = self.td_target(params, state.target_qs, next_z, batch.reward, batch.terminated, task,
+                                    draws.td_eps, draws.td_pair)
+        next_z, td_targets = jax.lax.stop_gradient((next_z, td_targets))
+
+        # 2-3. Model step: latent rollout losses, clip, Adam (encoder lr scaled).
+        trainable = model_part(params)
+        grads, info = jax.grad(self.model_loss, has_aux=True)(trainable, {"pi": params["pi"]}, batch, next_z,
+                                                               td_targets, k_model)
+        grads, grad_norm = clip_by_global_norm(grads, cfg.grad_clip_norm)
+        updates, model_opt_state = self.model_optimizer.update(grads, state.model_opt_state, trainable)
+        params = {**params, **optax.apply_updates(trainable, updates)}
+
+        # 4. Policy step on the detached rollout latents and the UPDATED Q heads.
+        zs = jax.lax.stop_gradient(info.pop("zs"))
+        (pi_loss, (scale, policy)), pi_grads = jax.value_and_grad(self.pi_loss, has_aux=True)(
+            params["pi"], params, zs, task, draws.pi_eps, draws.pi_pair, state.scale, k_pi)
+        pi_grads, pi_grad_norm = clip_by_global_norm(pi_grads, cfg.grad_clip_norm)
+        pi_updates, pi_opt_state = self.pi_optimizer.update(pi_grads, state.pi_opt_state, params["pi"])
+        params = {**params, "pi": optax.apply_updates(params["pi"], pi_updates)}
+
+        # 5. Target Q heads follow the online heads.
+        target_qs = jax.tree.map(lambda t, o: math.lerp(t, o, cfg.tau), state.target_qs, params["qs"])
+
+        new_state = TrainState(params, target_qs, model_opt_state, pi_opt_state, scale, state.step + 1)
+        metrics = dict(info, grad_norm=grad_norm, pi_loss=pi_loss, pi_grad_norm=pi_grad_norm,
+                       pi_entropy=jnp.mean(policy.entropy), pi_scaled_entropy=jnp.mean(policy.scaled_entropy),
+                       pi_scale=scale)
+        internals = UpdateInternals(next_z, td_targets, zs, grads, pi_grads, policy.entropy, policy.scaled_entropy)
+        return new_state, metrics, internals
+
+    def update(self, state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:
+        """One TD-MPC2 update with fresh random draws from `key`."""
+        draws = self.sample_draws(key, batch.obs.shape[1])
+        state, metrics, _ = self.update_with_draws(state, batch, draws)
+        return state, metrics
+
+    def _check_batch(self, batch: Batch) -> None:
+        cfg = self.cfg
+        h, b = cfg.horizon, batch.obs.shape[1] if batch.obs.ndim == 3 else -1
+        expected = dict(obs=(h + 1, b, cfg.obs_dim), action=(h, b, cfg.action_dim), reward=(h, b),
+                        terminated=(h, b))
+        for name, shape in expected.items():
+            got = tuple(getattr(batch, name).shape)
+            if got != shape:
+                raise ValueError(f"batch.{name} must have shape {shape} [H(+1), B, ...], got {got}")
+        if cfg.multitask and (batch.task is None or tuple(batch.task.shape) != (b,)):
+            raise ValueError(f"a multitask batch needs task of shape ({b},)")

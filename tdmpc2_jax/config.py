@@ -1,0 +1,201 @@
+"""Agent configuration: one frozen, hashable record of every setting the agent uses.
+
+Configuration is read once at the edge (CLI, fixture README) and turned into a `Config`; the library
+only ever sees this record, so it can be a static argument of jitted functions.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any, Mapping
+
+# Model-size presets of the official code (parameters in millions -> architecture keys).
+MODEL_SIZES: dict[int, dict[str, int]] = {
+    1: dict(enc_dim=256, mlp_dim=384, latent_dim=128, num_enc_layers=2, num_q=2),
+    5: dict(enc_dim=256, mlp_dim=512, latent_dim=512, num_enc_layers=2, num_q=5),
+    19: dict(enc_dim=1024, mlp_dim=1024, latent_dim=768, num_enc_layers=3, num_q=5),
+    48: dict(enc_dim=1792, mlp_dim=1792, latent_dim=768, num_enc_layers=4, num_q=5),
+    317: dict(enc_dim=4096, mlp_dim=4096, latent_dim=1376, num_enc_layers=5, num_q=8),
+}
+SIZE_KEYS = ("enc_dim", "mlp_dim", "latent_dim", "num_enc_layers", "num_q")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Every hyperparameter of one TD-MPC2 agent (official names and defaults, 5M architecture)."""
+
+    # task geometry
+    obs_dim: int
+    action_dim: int
+    episode_length: int = 500
+    episodic: bool = False
+    # multitask (official semantics: padded obs, padded + masked actions, per-task discount)
+    multitask: bool = False
+    tasks: tuple[str, ...] = ()
+    obs_dims: tuple[int, ...] = ()
+    action_dims: tuple[int, ...] = ()
+    episode_lengths: tuple[int, ...] = ()
+    task_dim: int = 0
+    # architecture
+    num_enc_layers: int = 2
+    enc_dim: int = 256
+    mlp_dim: int = 512
+    latent_dim: int = 512
+    num_q: int = 5
+    dropout: float = 0.01
+    simnorm_dim: int = 8
+    num_bins: int = 101
+    vmin: float = -10.0
+    vmax: float = 10.0
+    log_std_min: float = -10.0
+    log_std_max: float = 2.0
+    # training
+    batch_size: int = 256
+    horizon: int = 3
+    rho: float = 0.5
+    lr: float = 3e-4
+    enc_lr_scale: float = 0.3
+    grad_clip_norm: float = 20.0
+    tau: float = 0.01
+    consistency_coef: float = 20.0
+    reward_coef: float = 0.1
+    value_coef: float = 0.1
+    termination_coef: float = 1.0
+    entropy_coef: float = 1e-4
+    discount_denom: float = 5.0
+    discount_min: float = 0.95
+    discount_max: float = 0.995
+    # planning
+    mpc: bool = True
+    iterations: int = 6
+    num_samples: int = 512
+    num_elites: int = 64
+    num_pi_trajs: int = 24
+    min_std: float = 0.05
+    max_std: float = 2.0
+    temperature: float = 0.5
+
+    def __post_init__(self):
+        if self.obs_dim <= 0 or self.action_dim <= 0:
+            raise ValueError(f"obs_dim and action_dim must be positive, got {self.obs_dim}, {self.action_dim}")
+        if self.latent_dim % self.simnorm_dim:
+            raise ValueError(f"latent_dim={self.latent_dim} is not divisible by simnorm_dim={self.simnorm_dim}")
+        if self.num_q < 2:
+            raise ValueError(f"num_q must be >= 2 (a random pair of heads is drawn), got {self.num_q}")
+        if self.num_bins < 2:
+            raise ValueError(f"num_bins must be >= 2 for two-hot regression, got {self.num_bins}")
+        if self.num_pi_trajs >= self.num_samples:
+            raise ValueError(f"num_pi_trajs={self.num_pi_trajs} must be < num_samples={self.num_samples}")
+        if self.num_elites > self.num_samples:
+            raise ValueError(f"num_elites={self.num_elites} must be <= num_samples={self.num_samples}")
+        if self.multitask:
+            n = len(self.tasks)
+            if not (n and len(self.action_dims) == n and len(self.episode_lengths) == n):
+                raise ValueError("multitask needs tasks, action_dims and episode_lengths of equal length")
+            if self.task_dim <= 0:
+                raise ValueError("multitask needs task_dim > 0")
+            if max(self.action_dims) != self.action_dim:
+                raise ValueError(f"action_dim={self.action_dim} must equal max(action_dims)={max(self.action_dims)}")
+        elif self.task_dim:
+            raise ValueError("task_dim must be 0 for a single-task agent")
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.tasks) if self.multitask else 1
+
+    @property
+    def bin_size(self) -> float:
+        return (self.vmax - self.vmin) / (self.num_bins - 1)
+
+    @property
+    def plan_iterations(self) -> int:
+        """MPPI iterations: two more for large action spaces (official heuristic)."""
+        return self.iterations + 2 * int(self.action_dim >= 20)
+
+    def discount_for(self, episode_length: int) -> float:
+        """clip((L/denom - 1) / (L/denom), discount_min, discount_max)."""
+        frac = episode_length / self.discount_denom
+        return min(max((frac - 1) / frac, self.discount_min), self.discount_max)
+
+    @property
+    def discounts(self) -> tuple[float, ...]:
+        """Discount per task ([num_tasks]); a single entry for a single-task agent."""
+        lengths = self.episode_lengths if self.multitask else (self.episode_length,)
+        return tuple(self.discount_for(length) for length in lengths)
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    def architecture(self) -> dict[str, Any]:
+        """The keys that fix the parameter shapes (what a checkpoint must agree on)."""
+        keys = ("obs_dim", "action_dim", "episodic", "multitask", "task_dim", "num_enc_layers", "enc_dim",
+                "mlp_dim", "latent_dim", "num_q", "simnorm_dim", "num_bins")
+        out = {k: getattr(self, k) for k in keys}
+        out["num_tasks"] = self.num_tasks
+        return out
+
+
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Config))
+
+
+def close_matches(name: str, options) -> str:
+    """A ' (did you mean ...?)' hint, or ''."""
+    matches = difflib.get_close_matches(name, list(options), n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(repr(m) for m in matches)}?)" if matches else ""
+
+
+def _leading_dim(shape: Any) -> int:
+    """obs_shape entries come as {'state': [24]}, [24] or 24."""
+    if isinstance(shape, Mapping):
+        if "state" not in shape:
+            raise ValueError(f"only state observations are supported, got obs shape {dict(shape)}")
+        shape = shape["state"]
+    if isinstance(shape, (list, tuple)):
+        return int(shape[0])
+    return int(shape)
+
+
+def make_config(values: Mapping[str, Any], *, strict: bool = True) -> Config:
+    """Builds a Config from official-style keys.
+
+    `model_size` (1, 5, 19, 48, 317) fills the size keys that are not given explicitly (None or
+    absent); explicit size keys always win. `obs_shape` ({'state': [D]}) may stand for `obs_dim`.
+    With strict=True an unknown key is an error naming close matches; with strict=False unknown keys
+    (wandb settings, paths, ...) are ignored.
+    """
+    values = {k: v for k, v in dict(values).items() if v is not None and v != "???"}
+    size = values.pop("model_size", None)
+    if size is not None:
+        if int(size) not in MODEL_SIZES:
+            raise ValueError(f"unknown model_size {size!r}; choose one of {sorted(MODEL_SIZES)}")
+        for key, val in MODEL_SIZES[int(size)].items():
+            values.setdefault(key, val)
+    if "obs_dim" not in values:
+        if "obs_shape" in values:
+            values["obs_dim"] = _leading_dim(values["obs_shape"])
+        elif values.get("obs_shapes"):
+            values["obs_dim"] = max(_leading_dim(s) for s in values["obs_shapes"])
+    if values.get("multitask"):
+        if "obs_shapes" in values and "obs_dims" not in values:
+            values["obs_dims"] = tuple(_leading_dim(s) for s in values["obs_shapes"])
+        values.setdefault("action_dim", max(values.get("action_dims", [0])))
+    known, unknown = {}, []
+    for key, val in values.items():
+        if key in FIELD_NAMES:
+            known[key] = tuple(val) if isinstance(val, list) else val
+        else:
+            unknown.append(key)
+    if strict and unknown:
+        raise ValueError("unknown config keys: " + ", ".join(k + close_matches(k, FIELD_NAMES) for k in unknown))
+    missing = [k for k in ("obs_dim", "action_dim") if k not in known]
+    if missing:
+        raise ValueError(f"config lacks {missing}")
+    types = {f.name: f.type for f in dataclasses.fields(Config)}
+    for key, val in known.items():
+        if types[key] == "int":
+            known[key] = int(val)
+        elif types[key] == "float":
+            known[key] = float(val)
+        elif types[key] == "bool":
+            known[key] = bool(val)
+    return Config(**known)

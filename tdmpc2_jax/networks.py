@@ -1,0 +1,94 @@
+"""Flax modules of the TD-MPC2 world model.
+
+Parameter names mirror the official state dict: an mlp's layers are `layers_0`, `layers_1`, ...
+(official `0`, `1`, ...), each NormedLinear holds `linear` (kernel [in, out], bias) and `ln`
+(scale, bias). The Q ensemble is one head module whose parameters are stacked on a leading
+`num_q` axis and applied with `jax.vmap` (see world_model.py).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from tdmpc2_jax import math
+
+# Official init: trunc_normal_(std=0.02) truncates at +-2 in absolute units (100 std), which never
+# binds, so it is a plain normal; biases are zero.
+weight_init = nn.initializers.normal(stddev=0.02)
+
+
+class NormedLinear(nn.Module):
+    """Linear -> (Dropout) -> LayerNorm -> activation."""
+
+    features: int
+    activation: Callable[[jax.Array], jax.Array] = math.mish
+    dropout_rate: float = 0.0
+
+    def setup(self):
+        self.linear = nn.Dense(self.features, kernel_init=weight_init, bias_init=nn.initializers.zeros)
+        self.ln = nn.LayerNorm(epsilon=1e-5, use_fast_variance=False)
+        if self.dropout_rate > 0:
+            self.drop = nn.Dropout(self.dropout_rate)
+
+    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+        return self.after_linear(self.linear(x), deterministic)
+
+    def after_linear(self, h: jax.Array, deterministic: bool = True) -> jax.Array:
+        """Everything after the Linear: lets a caller supply the Linear's output itself."""
+        if self.dropout_rate > 0:
+            h = self.drop(h, deterministic=deterministic)
+        return self.activation(self.ln(h))
+
+
+class MLP(nn.Module):
+    """NormedLinear hidden layers and a head: plain Linear, or NormedLinear + SimNorm for latents.
+
+    Dropout (if any) sits in the first layer only, as in the official mlp.
+    """
+
+    hidden_dims: Sequence[int]
+    out_dim: int
+    simnorm_dim: int = 0  # > 0: the head is NormedLinear with SimNorm (latent output)
+    dropout_rate: float = 0.0
+    zero_head: bool = False  # official reward / Q heads start at exactly zero
+
+    def setup(self):
+        layers = [
+            NormedLinear(dim, dropout_rate=self.dropout_rate if i == 0 else 0.0)
+            for i, dim in enumerate(self.hidden_dims)
+        ]
+        if self.simnorm_dim:
+            layers.append(NormedLinear(self.out_dim, activation=lambda x: math.simnorm(x, self.simnorm_dim)))
+        else:
+            init = nn.initializers.zeros if self.zero_head else weight_init
+            layers.append(nn.Dense(self.out_dim, kernel_init=init, bias_init=nn.initializers.zeros))
+        self.layers = layers
+
+    def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
+        return self.after_first_linear(self.layers[0].linear(x), deterministic)
+
+    def after_first_linear(self, h: jax.Array, deterministic: bool = True) -> jax.Array:
+        """The mlp from the first Linear's output on (planning computes that product itself)."""
+        x = self.layers[0].after_linear(h, deterministic)
+        for layer in self.layers[1:-1]:
+            x = layer(x, deterministic)
+        head = self.layers[-1]
+        return head(x, deterministic) if isinstance(head, NormedLinear) else head(x)
+
+
+def dense(params: dict, x: jax.Array) -> jax.Array:
+    """x @ kernel + bias for the parameters of an nn.Dense."""
+    return x @ params["kernel"] + params["bias"]
+
+
+def split_first_linear(mlp_params: dict, split: int) -> tuple[dict, dict]:
+    """Splits the first Linear of an mlp by input rows: (rows [:split] + bias, rows [split:] no bias).
+
+    For an input [u, v] with u of width `split`, Linear([u, v]) = dense(a, u) + v @ b['kernel'].
+    """
+    first = mlp_params["layers_0"]["linear"]
+    kernel = first["kernel"]
+    return {"kernel": kernel[:split], "bias": first["bias"]}, {"kernel": kernel[split:]}

@@ -1,0 +1,290 @@
+"""Checks this implementation against fixtures computed by the official PyTorch code.
+
+    python -m tdmpc2_jax.parity FIXTURE_DIR
+
+FIXTURE_DIR holds README.json (config, array meanings, the call order of injected random draws),
+model_state.pt (or weights.npz), math.npz, forward.npz, value.npz and update.npz. Prints the
+max abs / rel error of every quantity and exits 1 if any element is off by more than 1e-5 relative
+(1e-6 absolute floor).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any, Iterator, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tdmpc2_jax import math, official
+from tdmpc2_jax.agent import Agent, Batch, UpdateDraws, model_part
+from tdmpc2_jax.checkpoints import tree_mismatches
+from tdmpc2_jax.config import Config, make_config
+from tdmpc2_jax.planner import estimate_value
+
+RTOL, ATOL = 1e-5, 1e-6
+
+
+class Row(NamedTuple):
+    name: str
+    shape: tuple[int, ...]
+    max_abs: float  # max |ours - ref|
+    max_rel: float  # max |ours - ref| / max |ref| (normwise relative error of the quantity)
+    tolerance: float  # max(RTOL * max |ref|, ATOL)
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs <= self.tolerance
+
+
+def compare(name: str, ours: Any, ref: Any) -> Row:
+    """Normwise comparison of one quantity (equal infinities and NaNs count as equal).
+
+    Normwise because parameters after the first Adam step move by lr * g / (|g| + eps): where
+    |g| << eps (1e-8) that is decided by float32 rounding noise of g, in torch as here.
+    """
+    ref = np.asarray(ref, np.float64)
+    ours = np.asarray(ours, np.float64)
+    finite = np.where(np.isfinite(ref), np.abs(ref), 0.0)
+    tolerance = max(RTOL * float(np.max(finite, initial=0.0)), ATOL)
+    if ours.size != ref.size:
+        return Row(name + f" (size {ours.size} here)", ref.shape, np.inf, np.inf, tolerance)
+    ours = ours.reshape(ref.shape)
+    same = (ours == ref) | (np.isnan(ours) & np.isnan(ref))
+    with np.errstate(invalid="ignore"):
+        err = np.nan_to_num(np.where(same, 0.0, np.abs(ours - ref)), nan=np.inf)
+    max_abs = float(np.max(err, initial=0.0))
+    return Row(name, ref.shape, max_abs, max_abs / max(float(np.max(finite, initial=0.0)), 1e-30), tolerance)
+
+
+class Fixture:
+    """README.json + arrays of one fixture directory."""
+
+    def __init__(self, directory: str):
+        self.dir = directory
+        path = os.path.join(directory, "README.json")
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"{path} not found: is {directory} a parity fixture directory?")
+        with open(path) as f:
+            self.readme = json.load(f)
+        self.cfg: Config = make_config(self.readme["config"], strict=False)
+
+    def arrays(self, name: str) -> dict[str, np.ndarray] | None:
+        path = os.path.join(self.dir, name)
+        if not os.path.exists(path):
+            return None
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+
+    def state_dict(self) -> official.StateDict:
+        pt, npz = os.path.join(self.dir, "model_state.pt"), os.path.join(self.dir, "weights.npz")
+        if os.path.exists(pt):
+            try:
+                return official.read_torch_checkpoint(pt)
+            except ImportError:
+                if not os.path.exists(npz):
+                    raise
+        return official.read_npz_state_dict(npz)
+
+    def draw_order(self, file: str) -> list[dict]:
+        return self.readme["files"].get(file, {}).get("injected_randomness_call_order", [])
+
+
+def load_params(agent: Agent, state: official.StateDict):
+    params, target_qs, buffers = official.to_params(state)
+    expected = jax.eval_shape(agent.model.init, jax.random.key(0))
+    diffs = tree_mismatches(expected, params) + tree_mismatches(expected["qs"], target_qs)
+    if diffs:
+        raise ValueError("official weights do not fit the fixture's config: " + "; ".join(diffs[:10]))
+    cfg = agent.cfg
+    if "log_std_min" in buffers:
+        low, dif = float(buffers["log_std_min"]), float(buffers["log_std_dif"])
+        if (low, low + dif) != (cfg.log_std_min, cfg.log_std_max):
+            raise ValueError(f"weights have log_std range ({low}, {low + dif}), config "
+                             f"({cfg.log_std_min}, {cfg.log_std_max})")
+    as_jax = lambda tree: jax.tree.map(jnp.asarray, tree)
+    return as_jax(params), as_jax(target_qs)
+
+
+def _task(arrays: dict, key: str = "task"):
+    return jnp.asarray(arrays[key], jnp.int32) if key in arrays else None
+
+
+def check_math(cfg: Config, m: dict) -> Iterator[Row]:
+    args = (cfg.num_bins, cfg.vmin, cfg.vmax)
+    yield compare("math/symlog", math.symlog(m["x"]), m["symlog"])
+    yield compare("math/symexp", math.symexp(m["x"]), m["symexp"])
+    yield compare("math/two_hot", math.two_hot(m["x"], *args), m["two_hot"])
+    yield compare("math/two_hot_inv", math.two_hot_inv(m["logits"], *args), m["two_hot_inv"])
+    yield compare("math/soft_ce", math.soft_ce(m["logits"], m["targets"][..., 0], *args), m["soft_ce"])
+    yield compare("math/targets_two_hot", math.two_hot(m["targets"][..., 0], *args), m["targets_two_hot"])
+    yield compare("math/dreg_bins", math.bins(*args), m["dreg_bins"])
+    scale = jnp.ones((), jnp.float32)
+    for i in (1, 2):
+        x = jnp.asarray(m[f"scale_x{i}"])
+        yield compare(f"math/scale_percentiles{i}", math.percentiles_5_95(x), m[f"scale_percentiles{i}"])
+        scale = math.update_scale(scale, x, cfg.tau)
+        yield compare(f"math/scale_value{i}", scale, m[f"scale_value{i}"])
+        yield compare(f"math/scale_out{i}", x / scale, m[f"scale_out{i}"])
+    yield compare("math/log_std", math.log_std(m["logstd_x"], cfg.log_std_min, cfg.log_std_max - cfg.log_std_min),
+                  m["logstd_out"])
+
+
+def check_forward(agent: Agent, params, target_qs, f: dict) -> Iterator[Row]:
+    m, task = agent.model, _task(f)
+    obs, action = jnp.asarray(f["obs"]), jnp.asarray(f["action"])
+    pair = jnp.asarray(f["perm"][:2], jnp.int32)
+    z = m.encode(params, obs, task)
+    yield compare("forward/z", z, f["z"])
+    yield compare("forward/z_next", m.next(params, z, action, task), f["z_next"])
+    reward_logits = m.reward(params, z, action, task)
+    yield compare("forward/reward_logits", reward_logits, f["reward_logits"])
+    yield compare("forward/reward_value", m.to_value(reward_logits), f["reward_value"])
+    for name, qs in (("q", params["qs"]), ("q_target", target_qs)):
+        logits = m.q_logits(qs, z, action, task, params=params)
+        yield compare(f"forward/{name}_logits_all", logits, f[f"{name}_logits_all"])
+        yield compare(f"forward/{name}_values_all", m.to_value(logits), f[f"{name}_values_all"])
+    for reduce in ("min", "avg"):
+        q = m.q_pair(params["qs"], z, action, pair, task, reduce=reduce, params=params)
+        yield compare(f"forward/q_{reduce}", q, f[f"q_{reduce}"])
+    policy = m.pi(params, z, jnp.asarray(f["eps"]), task)
+    head = m.pi_net.apply({"params": params["pi"]}, m.with_task(params, z, task))
+    eps = jnp.asarray(f["eps"]) * m.action_mask(task)
+    checks = dict(pi_action=policy.action, pi_mean=policy.mean, pi_log_std=policy.log_std,
+                  pi_entropy=policy.entropy, pi_scaled_entropy=policy.scaled_entropy,
+                  pi_head_out=head, pi_mean_pre_tanh=head[..., : agent.cfg.action_dim],
+                  pi_gaussian_logprob_pre_squash=math.gaussian_logprob(eps, policy.log_std))
+    for key, ours in checks.items():
+        if key in f:
+            yield compare(f"forward/{key}", ours, f[key])
+
+
+def check_value(fixture: Fixture, agent: Agent, params, v: dict) -> Iterator[Row]:
+    m = agent.model
+    calls = fixture.readme["files"].get("value.npz", {}).get("calls") or [{"task": None, "output": "value",
+                                                                            "actions": "actions"}]
+    draws = iter(fixture.draw_order("value.npz") or [{"key": "eps_0"}, {"key": "perm_0"}])
+    for i, call in enumerate(calls):
+        eps, perm = v[next(draws)["key"]], v[next(draws)["key"]]
+        task = call.get("task")
+        task = None if task is None else jnp.asarray(v[task] if isinstance(task, str) else task, jnp.int32)
+        z = jnp.asarray(v.get(call.get("z", "z"), v["z"]))
+        value = estimate_value(m, params, z, jnp.asarray(v[call["actions"]]), jnp.asarray(eps),
+                               jnp.asarray(perm[:2], jnp.int32), task)
+        yield compare(f"value/{call['output']}" + (f"[{i}]" if len(calls) > 1 else ""), value, v[call["output"]])
+    if "discount" in v:
+        ours = m.discounts if agent.cfg.multitask else m.discounts[0]
+        yield compare("value/discount", ours, v["discount"])
+
+
+def check_update(fixture: Fixture, agent: Agent, params, target_qs, u: dict) -> Iterator[Row]:
+    cfg = agent.cfg
+    batch = Batch(obs=jnp.asarray(u["obs"]), action=jnp.asarray(u["action"]), reward=jnp.asarray(u["reward"][..., 0]),
+                  terminated=jnp.asarray(u["terminated"][..., 0]), task=_task(u))
+    keys = [d["key"] for d in fixture.draw_order("update.npz")] or ["eps_0", "perm_0", "eps_1", "perm_1"]
+    draws = UpdateDraws(td_eps=jnp.asarray(u[keys[0]]), td_pair=jnp.asarray(u[keys[1]][:2], jnp.int32),
+                        pi_eps=jnp.asarray(u[keys[2]]), pi_pair=jnp.asarray(u[keys[3]][:2], jnp.int32),
+                        dropout=jax.random.key(0))
+    state = agent.state_from_params(params, target_qs)
+    if "scale_before" in u:
+        state = state._replace(scale=jnp.asarray(u["scale_before"]).reshape(()))
+    new, metrics, internals = jax.jit(agent.update_with_draws)(state, batch, draws)
+    yield compare("update/next_z", internals.next_z, u["next_z"])
+    yield compare("update/td_targets", internals.td_targets, u["td_targets"])
+    yield compare("update/zs", internals.zs, u["zs"])
+    for key, val in metrics.items():
+        if key in u:
+            yield compare(f"update/{key}", val, u[key])
+    yield compare("update/pi_entropy_full", internals.pi_entropy, u["pi_entropy_full"])
+    yield compare("update/pi_scaled_entropy_full", internals.pi_scaled_entropy, u["pi_scaled_entropy_full"])
+    yield compare("update/scale_after", new.scale, u["scale_after"])
+    named = {
+        "grad/": official.from_params(internals.model_grads, {}, cfg),
+        "pi_grad/": official.from_params({"pi": internals.pi_grads}, {}, cfg),
+        "after/": official.from_params(new.params, new.target_qs, cfg),
+    }
+    named["optimizer_on_ref_grads/"] = optimizer_on_reference(agent, state, u)
+    for prefix, ours in named.items():
+        if prefix == "optimizer_on_ref_grads/":
+            for name in sorted(k for k in ours if "after/" + k in u):
+                yield compare(f"update/{prefix}{name}", ours[name], u["after/" + name])
+            continue
+        for key in sorted(k for k in u if k.startswith(prefix)):
+            name = key[len(prefix):]
+            if name not in ours:
+                yield Row(f"update/{key} (missing here)", u[key].shape, np.inf, np.inf, ATOL)
+            else:
+                yield compare(f"update/{key}", ours[name], u[key])
+
+
+def optimizer_on_reference(agent: Agent, state, u: dict) -> official.StateDict:
+    """Both optimizer steps and the target update applied to the fixture's OWN gradients.
+
+    Checks the optimizers (Adam eps, learning rates, encoder scale) and the soft target update free
+    of the ill-conditioning of Adam's first step in our own gradients' rounding.
+    """
+    cfg = agent.cfg
+    grads, _, _ = official.to_params({k[len("grad/"):]: v for k, v in u.items() if k.startswith("grad/")})
+    pi_grads, _, _ = official.to_params({k[len("pi_grad/"):]: v for k, v in u.items() if k.startswith("pi_grad/")})
+    trainable = model_part(state.params)
+    if tree_mismatches(trainable, grads) or tree_mismatches(state.params["pi"], pi_grads.get("pi")):
+        return {}
+    updates, _ = agent.model_optimizer.update(grads, state.model_opt_state, trainable)
+    params = {**state.params, **optax.apply_updates(trainable, updates)}
+    pi_updates, _ = agent.pi_optimizer.update(pi_grads["pi"], state.pi_opt_state, state.params["pi"])
+    params["pi"] = optax.apply_updates(state.params["pi"], pi_updates)
+    after_qs, _, _ = official.to_params({k[len("after/"):]: v for k, v in u.items() if k.startswith("after/_Qs.")})
+    target_qs = jax.tree.map(lambda t, o: math.lerp(t, o, cfg.tau), state.target_qs, after_qs["qs"])
+    return official.from_params(params, target_qs, cfg)
+
+
+def run(directory: str) -> list[Row]:
+    """Every check of a fixture directory, in file order."""
+    fixture = Fixture(directory)
+    agent = Agent(fixture.cfg)
+    params, target_qs = load_params(agent, fixture.state_dict())
+    rows: list[Row] = []
+    with jax.default_matmul_precision("highest"):
+        if (m := fixture.arrays("math.npz")) is not None:
+            rows += check_math(fixture.cfg, m)
+        if (f := fixture.arrays("forward.npz")) is not None:
+            rows += check_forward(agent, params, target_qs, f)
+        if (v := fixture.arrays("value.npz")) is not None:
+            rows += check_value(fixture, agent, params, v)
+        if (u := fixture.arrays("update.npz")) is not None:
+            rows += check_update(fixture, agent, params, target_qs, u)
+    if not rows:
+        raise FileNotFoundError(f"{directory} holds none of math.npz, forward.npz, value.npz, update.npz")
+    return rows
+
+
+def format_table(rows: list[Row]) -> str:
+    width = max(len(r.name) for r in rows)
+    lines = [f"{'quantity':<{width}}  {'shape':<14} {'max abs':>10} {'max rel':>10} {'tolerance':>10}  ok"]
+    for r in rows:
+        lines.append(f"{r.name:<{width}}  {str(r.shape):<14} {r.max_abs:>10.2e} {r.max_rel:>10.2e} "
+                     f"{r.tolerance:>10.2e}  {'yes' if r.ok else 'NO'}")
+    bad = [r for r in rows if not r.ok]
+    lines.append(f"{len(rows) - len(bad)}/{len(rows)} quantities within {RTOL:g} relative ({ATOL:g} absolute floor)")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m tdmpc2_jax.parity FIXTURE_DIR", file=sys.stderr)
+        return 2
+    try:
+        rows = run(argv[0])
+    except (FileNotFoundError, ValueError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(format_table(rows))
+    return 0 if all(r.ok for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
