@@ -45,6 +45,9 @@ class TrainState(NamedTuple):
     pi_opt_state: optax.OptState
     scale: jax.Array  # [] running scale of the policy loss
     step: jax.Array  # [] int32 number of updates done
+    # Multitask only: the policy loss's gradient on the task table. The official code leaves it in
+    # `.grad` (only the policy's gradients are cleared), so it joins the NEXT model gradient.
+    task_emb_grad: jax.Array | None = None
 
 
 class UpdateInternals(NamedTuple):
@@ -98,6 +101,7 @@ class Agent:
             pi_opt_state=self.pi_optimizer.init(params["pi"]),
             scale=jnp.ones((), jnp.float32),
             step=jnp.zeros((), jnp.int32),
+            task_emb_grad=jnp.zeros_like(params["task_emb"]) if self.cfg.multitask else None,
         )
 
     def sample_draws(self, key: jax.Array, batch_size: int) -> UpdateDraws:
@@ -153,11 +157,14 @@ class Agent:
                     termination_loss=termination_loss, total_loss=total, zs=zs)
         return total, info
 
-    def pi_loss(self, pi_params: Params, params: Params, zs: jax.Array, task: jax.Array | None, eps: jax.Array,
+    def pi_loss(self, differentiated: Params, params: Params, zs: jax.Array, task: jax.Array | None, eps: jax.Array,
                 pair: jax.Array, scale: jax.Array, dropout_key: jax.Array) -> tuple[jax.Array, tuple]:
-        """mean_t rho^t mean_B -(entropy_coef * entropy term + Q_avg / scale), scale updated on Q at t=0."""
+        """mean_t rho^t mean_B -(entropy_coef * entropy term + Q_avg / scale), scale updated on Q at t=0.
+
+        `differentiated` holds the policy parameters (and, multitask, the task table).
+        """
         cfg, m = self.cfg, self.model
-        params = {**params, "pi": pi_params}
+        params = {**params, **differentiated}
         policy = m.pi(params, zs, eps, task)
         q = m.q_pair(params["qs"], zs, policy.action, pair, task, reduce="avg", params=params,
                      dropout_key=dropout_key)  # [H+1, B]
@@ -185,14 +192,19 @@ class Agent:
         trainable = model_part(params)
         grads, info = jax.grad(self.model_loss, has_aux=True)(trainable, {"pi": params["pi"]}, batch, next_z,
                                                                td_targets, k_model)
+        if cfg.multitask:
+            grads["task_emb"] = grads["task_emb"] + state.task_emb_grad
         grads, grad_norm = clip_by_global_norm(grads, cfg.grad_clip_norm)
         updates, model_opt_state = self.model_optimizer.update(grads, state.model_opt_state, trainable)
         params = {**params, **optax.apply_updates(trainable, updates)}
 
         # 4. Policy step on the detached rollout latents and the UPDATED Q heads.
         zs = jax.lax.stop_gradient(info.pop("zs"))
+        differentiated = {k: params[k] for k in ("pi", "task_emb") if k in params}
         (pi_loss, (scale, policy)), pi_grads = jax.value_and_grad(self.pi_loss, has_aux=True)(
-            params["pi"], params, zs, task, draws.pi_eps, draws.pi_pair, state.scale, k_pi)
+            differentiated, params, zs, task, draws.pi_eps, draws.pi_pair, state.scale, k_pi)
+        task_emb_grad = pi_grads.get("task_emb")
+        pi_grads = pi_grads["pi"]
         pi_grads, pi_grad_norm = clip_by_global_norm(pi_grads, cfg.grad_clip_norm)
         pi_updates, pi_opt_state = self.pi_optimizer.update(pi_grads, state.pi_opt_state, params["pi"])
         params = {**params, "pi": optax.apply_updates(params["pi"], pi_updates)}
@@ -200,7 +212,7 @@ class Agent:
         # 5. Target Q heads follow the online heads.
         target_qs = jax.tree.map(lambda t, o: math.lerp(t, o, cfg.tau), state.target_qs, params["qs"])
 
-        new_state = TrainState(params, target_qs, model_opt_state, pi_opt_state, scale, state.step + 1)
+        new_state = TrainState(params, target_qs, model_opt_state, pi_opt_state, scale, state.step + 1, task_emb_grad)
         metrics = dict(info, grad_norm=grad_norm, pi_loss=pi_loss, pi_grad_norm=pi_grad_norm,
                        pi_entropy=jnp.mean(policy.entropy), pi_scaled_entropy=jnp.mean(policy.scaled_entropy),
                        pi_scale=scale)

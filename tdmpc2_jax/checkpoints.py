@@ -113,3 +113,19 @@ def _select(like: Any, raw: Any) -> Any:
     if isinstance(like, Mapping) and isinstance(raw, Mapping):
         return {k: _select(like[k], raw[k]) for k in like if k in raw}
     return raw
+
+
+def load_model(directory: str, cfg: Config | None = None, step: int | None = None) -> tuple[Config, Any, Any]:
+    """(config, params, target_qs) of a model checkpoint (converted or trained).
+
+    Without `cfg` the checkpoint's own config is used; with it, the architectures must agree.
+    """
+    from tdmpc2_jax.world_model import WorldModel
+
+    step, meta = read_meta(directory, step)
+    if "config" not in meta:
+        raise ValueError(f"checkpoint {directory} has no config in its metadata")
+    cfg = cfg or config_from_json(meta["config"])
+    params = jax.eval_shape(WorldModel(cfg).init, jax.random.key(0))
+    restored, _ = restore(directory, {"params": params, "target_qs": params["qs"]}, step, cfg)
+    return cfg, restored["params"], restored["target_qs"]

@@ -1,0 +1,41 @@
+"""Shared fixtures: tiny configs so the whole suite runs in minutes on a 2-core CPU."""
+from __future__ import annotations
+
+import os
+import pathlib
+
+import jax
+import pytest
+
+from tdmpc2_jax.config import Config, make_config
+
+PARITY_DIR = pathlib.Path(__file__).resolve().parents[2] / "shared" / "parity"
+
+TINY = dict(obs_dim=5, action_dim=2, num_enc_layers=2, enc_dim=16, mlp_dim=16, latent_dim=16, num_q=3,
+            dropout=0.01, batch_size=4, horizon=3, num_samples=32, num_pi_trajs=4, num_elites=8, iterations=3)
+
+
+@pytest.fixture
+def tiny_cfg() -> Config:
+    return make_config(TINY)
+
+
+@pytest.fixture
+def tiny_multitask_cfg() -> Config:
+    return make_config(dict(TINY, obs_dim=6, action_dim=3, multitask=True, tasks=["a", "b"], action_dims=[3, 1],
+                            episode_lengths=[500, 100], task_dim=4))
+
+
+@pytest.fixture(scope="session")
+def parity_dir() -> pathlib.Path:
+    if not (PARITY_DIR / "README.json").exists():
+        raise FileNotFoundError(f"the official parity fixtures are expected at {PARITY_DIR} (shared/ beside the repo)")
+    return PARITY_DIR
+
+
+@pytest.fixture
+def key() -> jax.Array:
+    return jax.random.key(0)
+
+
+os.environ.setdefault("MUJOCO_GL", "egl")

@@ -1,0 +1,58 @@
+"""Numerical parity with fixtures computed by the official PyTorch code."""
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+from tdmpc2_jax import parity
+
+MULTITASK = pathlib.Path(__file__).parent / "fixtures" / "parity_multitask"
+
+
+def test_single_task_fixture_passes_through_the_cli(parity_dir):
+    out = subprocess.run([sys.executable, "-m", "tdmpc2_jax.parity", str(parity_dir)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    last = out.stdout.strip().splitlines()[-1]
+    passed, total = map(int, last.split()[0].split("/"))
+    assert passed == total and total > 200
+    for quantity in ("forward/q_avg", "value/value", "update/td_targets", "update/grad_norm",
+                     "update/after/_target_Qs_params.2.weight", "update/optimizer_on_ref_grads/_encoder.state.0.weight"):
+        assert quantity in out.stdout
+
+
+def test_multitask_fixture_passes_including_a_second_update():
+    rows = parity.run(str(MULTITASK))
+    bad = [r for r in rows if not r.ok]
+    assert not bad, parity.format_table(bad)
+    names = {r.name.split(" ")[0] for r in rows}
+    assert {"update_step2/leftover_grad/_task_emb.weight", "update_step2/grad/_task_emb.weight",
+            "value/discount", "task_emb_renorm/output", "forward/pi_mean_pre_tanh"} <= names
+
+
+def test_a_wrong_number_fails_and_is_named(parity_dir, tmp_path):
+    for name in ("README.json", "weights.npz", "forward.npz"):
+        shutil.copy(parity_dir / name, tmp_path / name)
+    data = dict(np.load(tmp_path / "forward.npz"))
+    data["z_next"] = data["z_next"] * (1 + 1e-4)
+    np.savez(tmp_path / "forward.npz", **data)
+    assert parity.main([str(tmp_path)]) == 1
+    rows = parity.run(str(tmp_path))
+    assert [r.name for r in rows if not r.ok] == ["forward/z_next"]
+
+
+def test_weights_of_another_config_are_refused(parity_dir, tmp_path, capsys):
+    for name in ("weights.npz", "forward.npz"):
+        shutil.copy(parity_dir / name, tmp_path / name)
+    readme = json.loads((parity_dir / "README.json").read_text())
+    readme["config"]["latent_dim"] = 32
+    (tmp_path / "README.json").write_text(json.dumps(readme))
+    assert parity.main([str(tmp_path)]) == 2
+    assert "do not fit the fixture's config" in capsys.readouterr().err
+
+
+def test_not_a_fixture_directory(tmp_path, capsys):
+    assert parity.main([str(tmp_path)]) == 2
+    assert "README.json" in capsys.readouterr().err
