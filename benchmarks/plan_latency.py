@@ -29,7 +29,7 @@ def main() -> None:
     for size in args.sizes:
         cfg = make_config(dict(model_size=size, obs_dim=args.obs_dim, action_dim=args.action_dim))
         model = WorldModel(cfg)
-        params = model.init(jax.random.key(0))
+        params = jax.jit(model.init)(jax.random.key(0))
         state = init_plan_state(cfg.horizon, cfg.action_dim)
         keys = iter(jax.random.split(jax.random.key(1), 10_000))
         if args.batch == 1:

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tdmpc2_jax import math
+from tdmpc2_jax import math, xla
 from tdmpc2_jax.config import Config
 from tdmpc2_jax.world_model import Params, WorldModel, sample_pair
 
@@ -86,9 +86,14 @@ class Agent:
             {"encoder": optax.adam(cfg.lr * cfg.enc_lr_scale, eps=1e-8), "rest": optax.adam(cfg.lr, eps=1e-8)},
             encoder_label)
         self.pi_optimizer = optax.adam(cfg.lr, eps=1e-5)
+        self._compiled_init = xla.jit(self._init)
 
     # ------------------------------------------------------------------ state
     def init(self, key: jax.Array) -> TrainState:
+        """A fresh TrainState with the official initialisation (one compiled program)."""
+        return self._compiled_init(key)
+
+    def _init(self, key: jax.Array) -> TrainState:
         params = self.model.init(key)
         return self.state_from_params(params, params["qs"])
 

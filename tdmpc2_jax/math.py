@@ -4,6 +4,7 @@ Scalars per sample carry no trailing singleton axis here: a value of a batch is 
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -81,11 +82,52 @@ def simnorm(x: jax.Array, group_size: int) -> jax.Array:
     return jax.nn.softmax(x, axis=-1).reshape(shape)
 
 
+@jax.custom_jvp
 def mish(x: jax.Array) -> jax.Array:
     """x tanh(softplus(x)) with a single exp: tanh(log(1 + e^x)) = n / (n + 2), n = e^x (e^x + 2)."""
     e = jnp.exp(jnp.minimum(x, 20.0))
     n = e * (e + 2.0)
     return jnp.where(x > 20.0, x, x * n / (n + 2.0))
+
+
+@mish.defjvp
+def _mish_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    e = jnp.exp(jnp.minimum(x, 20.0))
+    n = e * (e + 2.0)
+    d = n + 2.0
+    y = jnp.where(x > 20.0, x, x * n / d)
+    slope = jnp.where(x > 20.0, 1.0, n / d + x * 4.0 * e * (e + 1.0) / (d * d))
+    return y, slope * dx
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> jax.Array:
+    """LayerNorm over the last axis (biased variance, two-pass), with a hand-written backward pass.
+
+    Same forward arithmetic as flax's LayerNorm(use_fast_variance=False); the explicit VJP
+    dx = (g - mean(g) - x_hat mean(g x_hat)) / sigma, g = dy * scale, replaces the many passes
+    autodiff makes through the mean and variance.
+    """
+    return _layer_norm_forward(x, scale, bias, eps)[0]
+
+
+def _layer_norm_forward(x, scale, bias, eps):
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    centred = x - mean
+    inv_std = jax.lax.rsqrt(jnp.mean(jnp.square(centred), axis=-1, keepdims=True) + eps)
+    return centred * (inv_std * scale) + bias, (centred * inv_std, inv_std, scale)
+
+
+def _layer_norm_backward(eps, residuals, dy):
+    x_hat, inv_std, scale = residuals
+    g = dy * scale
+    dx = inv_std * (g - jnp.mean(g, axis=-1, keepdims=True) - x_hat * jnp.mean(g * x_hat, axis=-1, keepdims=True))
+    batch_axes = tuple(range(dy.ndim - 1))
+    return dx, jnp.sum(dy * x_hat, axis=batch_axes), jnp.sum(dy, axis=batch_axes)
+
+
+layer_norm.defvjp(_layer_norm_forward, _layer_norm_backward)
 
 
 def log_std(raw: jax.Array, low: float, dif: float) -> jax.Array:

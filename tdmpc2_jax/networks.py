@@ -20,6 +20,18 @@ from tdmpc2_jax import math
 weight_init = nn.initializers.normal(stddev=0.02)
 
 
+class LayerNorm(nn.Module):
+    """torch.nn.LayerNorm(features) (eps 1e-5) with a hand-written backward pass (math.layer_norm)."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale = self.param("scale", nn.initializers.ones, (self.features,))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        return math.layer_norm(x, scale, bias, 1e-5)
+
+
 class NormedLinear(nn.Module):
     """Linear -> (Dropout) -> LayerNorm -> activation."""
 
@@ -29,7 +41,7 @@ class NormedLinear(nn.Module):
 
     def setup(self):
         self.linear = nn.Dense(self.features, kernel_init=weight_init, bias_init=nn.initializers.zeros)
-        self.ln = nn.LayerNorm(epsilon=1e-5, use_fast_variance=False)
+        self.ln = LayerNorm(self.features)
         if self.dropout_rate > 0:
             self.drop = nn.Dropout(self.dropout_rate)
 

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tdmpc2_jax import math, official
+from tdmpc2_jax import math, official, xla
 from tdmpc2_jax.agent import Agent, Batch, UpdateDraws, model_part
 from tdmpc2_jax.checkpoints import tree_mismatches
 from tdmpc2_jax.config import Config, make_config
@@ -201,7 +201,7 @@ def check_updates(fixture: Fixture, agent: Agent, params, target_qs) -> list[Row
     rows: list[Row] = []
     state = agent.state_from_params(params, target_qs)
     smallest_grad: dict[str, np.ndarray] = {}  # min |g| so far per parameter: Adam's conditioning
-    update = jax.jit(agent.update_with_draws)
+    update = xla.jit(agent.update_with_draws)
     for i, file in enumerate(update_files(fixture)):
         u = fixture.arrays(file)
         for key in (k for k in u if k.startswith(("grad/", "pi_grad/"))):

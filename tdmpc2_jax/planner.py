@@ -15,6 +15,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from tdmpc2_jax import xla
 from tdmpc2_jax.world_model import Params, sample_pair
 
 
@@ -174,4 +175,4 @@ def make_planner(model, *, eval_mode: bool, batched: bool = False) -> Callable[.
             return jax.vmap(single, in_axes=(None, 0, 0, 0, 0, 0))(params, obs, state, key, t0, task)
         return single(params, obs, state, key, t0, task)
 
-    return jax.jit(fn)
+    return xla.jit(fn)

@@ -1,4 +1,5 @@
 import chex
+import jax.test_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -78,3 +79,20 @@ def test_running_scale_never_drops_below_one_and_moves_by_tau():
     assert float(math.update_scale(jnp.float32(1.0), jnp.zeros((8,)), 0.01)) == 1.0
     x = jnp.linspace(0.0, 100.0, 101)
     assert float(math.update_scale(jnp.float32(1.0), x, 0.01)) == pytest.approx(1.0 + 0.01 * (90.0 - 1.0), rel=1e-6)
+
+
+def test_hand_written_layer_norm_and_mish_gradients_are_right():
+    with jax.enable_x64(True):
+        x = 3.0 * jax.random.normal(jax.random.key(0), (4, 7), jnp.float64)
+        scale = jax.random.normal(jax.random.key(1), (7,), jnp.float64)
+        bias = jax.random.normal(jax.random.key(2), (7,), jnp.float64)
+        jax.test_util.check_grads(lambda x, s, b: math.layer_norm(x, s, b, 1e-5), (x, scale, bias), order=1,
+                                  modes=["rev"])
+        jax.test_util.check_grads(math.mish, (jnp.linspace(-30.0, 30.0, 101, dtype=jnp.float64),), order=1)
+
+
+def test_layer_norm_matches_the_textbook_formula():
+    x = jax.random.normal(jax.random.key(3), (5, 16)) * 4 + 2
+    scale, bias = jnp.linspace(0.5, 1.5, 16), jnp.linspace(-1, 1, 16)
+    ref = (x - x.mean(-1, keepdims=True)) / jnp.sqrt(x.var(-1, keepdims=True) + 1e-5) * scale + bias
+    np.testing.assert_allclose(math.layer_norm(x, scale, bias, 1e-5), ref, rtol=1e-5, atol=1e-5)
