@@ -108,6 +108,17 @@ def restore(directory: str, like: Any, step: int | None = None, cfg: Config | No
     return restored, meta
 
 
+def restore_exact(directory: str, step: int, like: Any) -> Any:
+    """The `state` item restored into exactly the structure, shapes and dtypes of `like`."""
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype
+                                                           if not hasattr(x, "dtype") else x.dtype), like)
+    with ocp.CheckpointManager(os.path.abspath(directory)) as manager:
+        try:
+            return manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+        except Exception as err:
+            raise ValueError(f"checkpoint {directory} step {step} does not fit this run: {err}") from err
+
+
 def _select(like: Any, raw: Any) -> Any:
     """The part of raw (nested dicts) that `like` asks for (a checkpoint may hold more items)."""
     if isinstance(like, Mapping) and isinstance(raw, Mapping):

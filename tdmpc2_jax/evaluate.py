@@ -1,0 +1,84 @@
+"""Evaluate a checkpoint on a DMControl task on host MuJoCo.
+
+    python -m tdmpc2_jax.evaluate --config=configs/dmc.py:TASK --checkpoint PATH --episodes N [--video out.mp4]
+
+PATH is an orbax checkpoint directory of this project (a run's `checkpoints/` folder or a converted
+model) or an official `.pt` file (converted on the fly; needs the `torch` extra). The architecture
+comes from the checkpoint; planning settings (horizon, samples, ...) from the config.
+"""
+from __future__ import annotations
+
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from tdmpc2_jax.cli import fail, parse_flags, quiet_libraries
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "config file, e.g. configs/dmc.py:cheetah-run",
+                                          lock_config=True)
+flags.DEFINE_string("checkpoint", None, "orbax checkpoint directory or official .pt file")
+flags.DEFINE_integer("episodes", 10, "number of evaluation episodes")
+flags.DEFINE_string("video", None, "write the first episode to this .mp4")
+flags.DEFINE_integer("seed", None, "evaluation seed (default: the config's seed)")
+FLAGS = flags.FLAGS
+
+ARCHITECTURE_KEYS = ("num_enc_layers", "enc_dim", "mlp_dim", "latent_dim", "num_q", "simnorm_dim", "num_bins",
+                     "log_std_min", "log_std_max", "episodic", "task_dim")
+
+
+def load_for_task(path: str, config, obs_dim: int, action_dim: int):
+    """(agent Config, params) of a checkpoint, planning settings from `config`; checks the task's shapes."""
+    import jax
+
+    from tdmpc2_jax import checkpoints, convert
+    from tdmpc2_jax.loops.host import agent_config
+
+    if os.path.isfile(path):
+        ckpt_cfg, params, _ = convert.to_project(convert.read_state_dict(path))
+    else:
+        ckpt_cfg, params, _ = checkpoints.load_model(path)
+    if (ckpt_cfg.obs_dim, ckpt_cfg.action_dim) != (obs_dim, action_dim):
+        raise ValueError(f"checkpoint {path} is for obs {ckpt_cfg.obs_dim} / action {ckpt_cfg.action_dim}, task "
+                         f"{config.task} has obs {obs_dim} / action {action_dim}")
+    if ckpt_cfg.multitask:
+        raise ValueError(f"checkpoint {path} is multitask; evaluate runs single-task checkpoints")
+    cfg = agent_config(config, obs_dim, action_dim, config.episode_length)
+    cfg = cfg.replace(**{k: getattr(ckpt_cfg, k) for k in ARCHITECTURE_KEYS})
+    return cfg, jax.tree.map(jax.numpy.asarray, params)
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    config = _CONFIG.value
+    if config is None or FLAGS.checkpoint is None:
+        fail("--config and --checkpoint are required")
+    quiet_libraries()
+    import jax
+    import numpy as np
+
+    from tdmpc2_jax.agent import Agent
+    from tdmpc2_jax.envs.dmc import DMCEnv
+    from tdmpc2_jax.loops.host import Actor, evaluate
+
+    seed = config.seed if FLAGS.seed is None else FLAGS.seed
+    try:
+        env = DMCEnv(config.task, seed + 1_000_003, episode_length=config.episode_length)
+        cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        fail(str(err))
+    frames: list[np.ndarray] = []
+    result = evaluate(env, Actor(Agent(cfg)), params, jax.random.key(seed), FLAGS.episodes,
+                      on_frame=frames.append if FLAGS.video else None)
+    returns = np.asarray(result["returns"])
+    print(f"{config.task}: {FLAGS.episodes} episodes, return mean {returns.mean():.1f}, std {returns.std():.1f}, "
+          f"min {returns.min():.1f}; episode lengths {sorted(set(result['lengths']))}")
+    if FLAGS.video:
+        import imageio
+
+        imageio.mimsave(FLAGS.video, frames, fps=30)
+        print(f"wrote {FLAGS.video} ({len(frames)} frames)")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)

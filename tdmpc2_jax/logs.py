@@ -1,0 +1,112 @@
+"""Run logs: eval.csv and train.csv (official column names), TensorBoard scalars, a progress bar.
+
+`step` counts environment steps like the official result CSVs (agent steps x action repeat);
+`agent_step` counts agent steps. On resume, rows past the checkpoint are dropped so a resumed run
+logs every step once.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import time
+from typing import Any, Mapping
+
+EVAL_COLUMNS = ("step", "agent_step", "episode_reward", "episode_reward_std", "episode_reward_min",
+                "episode_length", "elapsed_time")
+TRAIN_COLUMNS = ("step", "agent_step", "episode", "episode_reward", "episode_length", "elapsed_time",
+                 "steps_per_second", "consistency_loss", "reward_loss", "value_loss", "termination_loss",
+                 "total_loss", "grad_norm", "pi_loss", "pi_grad_norm", "pi_entropy", "pi_scaled_entropy", "pi_scale")
+
+
+class CsvLog:
+    """Append-only CSV with a fixed header; `truncate_after(step)` drops rows logged past `step`."""
+
+    def __init__(self, path: str, columns: tuple[str, ...]):
+        self.path, self.columns = path, columns
+        if not os.path.exists(path):
+            with open(path, "w", newline="") as f:
+                csv.writer(f).writerow(columns)
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([_fmt(row.get(c, "")) for c in self.columns])
+            f.flush()
+            os.fsync(f.fileno())
+
+    def truncate_after(self, agent_step: int) -> None:
+        with open(self.path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        kept = [r for r in rows if r.get("agent_step") and int(float(r["agent_step"])) <= agent_step]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, self.columns)
+            writer.writeheader()
+            writer.writerows({c: r.get(c, "") for c in self.columns} for r in kept)
+        os.replace(tmp, self.path)
+
+
+def _fmt(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return value
+
+
+class RunLogger:
+    """Everything a run reports: CSVs, TensorBoard, the progress bar."""
+
+    def __init__(self, work_dir: str, total_steps: int, action_repeat: int, start_step: int = 0,
+                 tensorboard: bool = True, progress: bool = True):
+        os.makedirs(work_dir, exist_ok=True)
+        self.action_repeat = action_repeat
+        self.eval = CsvLog(os.path.join(work_dir, "eval.csv"), EVAL_COLUMNS)
+        self.train = CsvLog(os.path.join(work_dir, "train.csv"), TRAIN_COLUMNS)
+        if start_step:
+            self.eval.truncate_after(start_step)
+            self.train.truncate_after(start_step)
+        self._writer = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self._writer = SummaryWriter(os.path.join(work_dir, "tb"), purge_step=start_step * action_repeat or None)
+        self._bar = None
+        if progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, smoothing=0.05)
+        self.last_eval: float | None = None
+        self._start = time.time()
+
+    def elapsed(self) -> float:
+        return time.time() - self._start
+
+    def log(self, category: str, agent_step: int, values: Mapping[str, Any]) -> None:
+        row = {"step": agent_step * self.action_repeat, "agent_step": agent_step,
+               "elapsed_time": self.elapsed(), **values}
+        (self.eval if category == "eval" else self.train).write(row)
+        if self._writer is not None:
+            for key, value in values.items():
+                if isinstance(value, (int, float)):
+                    self._writer.add_scalar(f"{category}/{key}", value, row["step"])
+            self._writer.flush()
+        if category == "eval":
+            self.last_eval = float(values["episode_reward"])
+            self.message(f"eval at {agent_step:,} agent steps: return {self.last_eval:.1f} "
+                         f"(std {values.get('episode_reward_std', 0.0):.1f}, min {values.get('episode_reward_min', 0.0):.1f})")
+
+    def advance(self, agent_steps: int = 1) -> None:
+        if self._bar is not None:
+            self._bar.update(agent_steps)
+            if self.last_eval is not None:
+                self._bar.set_postfix(eval_return=f"{self.last_eval:.1f}", refresh=False)
+
+    def message(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text)
+        else:
+            print(text, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+        if self._writer is not None:
+            self._writer.close()

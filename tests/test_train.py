@@ -1,0 +1,147 @@
+"""Host training end to end: logs, checkpoints, exact resume after kill -9, evaluation, error paths."""
+import csv
+import importlib.util
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from tdmpc2_jax import checkpoints
+from tdmpc2_jax.envs.dmc import DMCEnv
+from tdmpc2_jax.loops import host
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY = dict(steps=300, seed_steps=100, episode_length=50, eval_freq=150, eval_episodes=1, mlp_dim=32, latent_dim=32,
+            enc_dim=32, num_q=2, num_samples=32, num_pi_trajs=4, num_elites=8, iterations=2, batch_size=16,
+            checkpoint_every=100, progress=False)
+
+
+def tiny_config(work_dir, task="cartpole-balance", **changes):
+    spec = importlib.util.spec_from_file_location("dmc_config", ROOT / "configs" / "dmc.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(task)
+    config.update(dict(TINY, work_dir=str(work_dir), **changes))
+    return config
+
+
+def cli(module, task, work_dir, **changes):
+    args = [sys.executable, "-m", f"tdmpc2_jax.{module}", f"--config={ROOT / 'configs' / 'dmc.py'}:{task}"]
+    return args + [f"--config.{k}={v}" for k, v in dict(TINY, work_dir=work_dir, **changes).items()]
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_run_trains_end_to_end_and_writes_logs_and_checkpoints(tmp_path):
+    result = host.train(tiny_config(tmp_path))
+    evals = rows(tmp_path / "eval.csv")
+    assert [int(r["agent_step"]) for r in evals] == [0, 150, 300]
+    assert [int(r["step"]) for r in evals] == [0, 300, 600]  # env steps, like the official CSVs
+    train = rows(tmp_path / "train.csv")
+    assert len(train) == 6 and train[-1]["total_loss"] and np.isfinite(float(train[-1]["total_loss"]))
+    assert result["episode_length"] == 50
+    assert checkpoints.latest_step(str(tmp_path / "checkpoints")) == 301
+    cfg, params, _ = checkpoints.load_model(str(tmp_path / "checkpoints"))
+    assert cfg.latent_dim == 32 and params["qs"]["layers_0"]["linear"]["kernel"].shape[0] == 2
+    assert (tmp_path / "tb").is_dir()
+
+
+def final_params(work_dir):
+    _, params, target = checkpoints.load_model(str(pathlib.Path(work_dir) / "checkpoints"))
+    return params, target
+
+
+def test_kill_9_then_resume_ends_with_the_same_parameters(tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    straight = tmp_path / "straight"
+    subprocess.run(cli("train", "cartpole-balance", straight), check=True, env=env, capture_output=True)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cli("train", "cartpole-balance", killed), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not (killed / "checkpoints" / "100").is_dir() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    survived = checkpoints.latest_step(str(killed / "checkpoints"))
+    assert survived is not None and survived < 301, "the run must be killed mid-way"
+    subprocess.run(cli("train", "cartpole-balance", killed, resume=True), check=True, env=env, capture_output=True)
+
+    jax.tree.map(np.testing.assert_array_equal, final_params(straight), final_params(killed))
+    assert [r["agent_step"] for r in rows(killed / "eval.csv")] == [r["agent_step"] for r in rows(straight / "eval.csv")]
+
+
+def test_resume_refuses_another_runs_checkpoint(tmp_path):
+    host.train(tiny_config(tmp_path, steps=120))
+    with pytest.raises(ValueError, match="cannot resume.*latent_dim: model has 64, checkpoint has 32"):
+        host.train(tiny_config(tmp_path, steps=120, latent_dim=64, resume=True))
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
+    original = host.Agent.update
+
+    def poisoned(self, state, batch, key):
+        state, metrics = original(self, state, batch, key)
+        return state, dict(metrics, total_loss=metrics["total_loss"] * np.nan)
+
+    monkeypatch.setattr(host.Agent, "update", poisoned)
+    with pytest.raises(host.NonFiniteLoss, match="non-finite loss at agent step 100"):
+        host.train(tiny_config(tmp_path, seed_steps=100, checkpoint_every=50))
+    assert checkpoints.latest_step(str(tmp_path / "checkpoints")) == 100
+
+
+def test_physics_instability_ends_the_episode():
+    from dm_control.rl.control import PhysicsError
+
+    env = DMCEnv("cartpole-balance", 0)
+    env.reset()
+
+    def unstable(action):
+        raise PhysicsError("diverged")
+
+    env._env.step = unstable
+    result = env.step(np.zeros(env.action_dim))
+    assert result.done and result.physics_error
+
+
+def test_cli_errors_are_one_clear_line(tmp_path):
+    out = subprocess.run(cli("train", "cartpol-balance", tmp_path), capture_output=True, text=True)
+    assert out.returncode == 2 and "did you mean 'cartpole-balance'" in out.stderr
+    out = subprocess.run(cli("train", "cartpole-balance", tmp_path) + ["--config.horizn=4"], capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and 'Did you mean "horizon"' in out.stderr
+    evaluate = [sys.executable, "-m", "tdmpc2_jax.evaluate", f"--config={ROOT / 'configs' / 'dmc.py'}:cartpole-balance",
+                "--checkpoint", str(tmp_path / "nothing"), "--episodes", "1"]
+    out = subprocess.run(evaluate, capture_output=True, text=True)
+    assert out.returncode == 2 and "no checkpoint directory" in out.stderr
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"\x00garbage")
+    out = subprocess.run(evaluate[:-4] + ["--checkpoint", str(corrupt), "--episodes", "1"], capture_output=True,
+                         text=True)
+    assert out.returncode == 2 and "cannot read" in out.stderr
+
+
+def test_evaluate_cli_reports_returns_and_writes_a_video(tmp_path):
+    host.train(tiny_config(tmp_path, steps=120))
+    video = tmp_path / "eval.mp4"
+    args = [sys.executable, "-m", "tdmpc2_jax.evaluate", f"--config={ROOT / 'configs' / 'dmc.py'}:cartpole-balance",
+            "--config.episode_length=50", "--config.num_samples=32", "--config.num_pi_trajs=4",
+            "--config.num_elites=8", "--config.iterations=2", "--checkpoint", str(tmp_path / "checkpoints"),
+            "--episodes", "2", "--video", str(video)]
+    out = subprocess.run(args, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "2 episodes, return mean" in out.stdout and "episode lengths [50]" in out.stdout
+    assert video.stat().st_size > 1000
+    other = subprocess.run(args[:3] + [f"--config={ROOT / 'configs' / 'dmc.py'}:walker-walk"] + args[4:-2],
+                           capture_output=True, text=True)
+    assert other.returncode == 2 and "task walker-walk has obs 24 / action 6" in other.stderr
