@@ -1,0 +1,91 @@
+"""Learning check: train on a DMC task, then plot the eval curve beside the official TD-MPC2 one.
+
+    python benchmarks/learning_dmc.py TASK ENV_STEPS [--config.key=value ...]
+
+ENV_STEPS counts environment steps like the official CSVs (agent steps x 2). The run goes to
+experiments/results/learning/<TASK>/ (eval.csv, train.csv) and the plot to
+experiments/results/learning/<TASK>.png, with wall-clock and device in the title.
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import pathlib
+import sys
+import time
+
+import jax
+
+from tdmpc2_jax.envs.dmc import ACTION_REPEAT
+from tdmpc2_jax.loops import host
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+OFFICIAL = ROOT.parent / "shared" / "official_results" / "tdmpc2"
+
+
+def load_config(task: str, overrides: list[str]):
+    spec = importlib.util.spec_from_file_location("dmc_config", ROOT / "configs" / "dmc.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(task)
+    for item in overrides:
+        key, value = item.removeprefix("--config.").split("=", 1)
+        current = config[key]
+        config[key] = type(current)(value) if current is not None and not isinstance(current, bool) else \
+            (value == "True" if isinstance(current, bool) else int(value))
+    return config
+
+
+def read_curve(path: pathlib.Path, x: str, y: str) -> tuple[list[float], list[float]]:
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return [float(r[x]) for r in rows], [float(r[y]) for r in rows]
+
+
+def plot(task: str, run_dir: pathlib.Path, env_steps: int, title: str, out: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    official = OFFICIAL / f"{task}.csv"
+    if official.exists():
+        with open(official) as f:
+            rows = [r for r in csv.DictReader(f) if float(r["step"]) <= max(env_steps, 100_000)]
+        for seed in sorted({r["seed"] for r in rows}):
+            xs = [float(r["step"]) for r in rows if r["seed"] == seed]
+            ys = [float(r["reward"]) for r in rows if r["seed"] == seed]
+            ax.plot(xs, ys, color="gray", alpha=0.6, marker=".", label="official TD-MPC2 (5M)" if seed == "1" else None)
+    xs, ys = read_curve(run_dir / "eval.csv", "step", "episode_reward")
+    ax.plot(xs, ys, color="C0", marker="o", label="tdmpc2_jax")
+    ax.set(xlabel="environment steps", ylabel="episode return", title=title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def main() -> None:
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    task, env_steps, overrides = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    config = load_config(task, overrides)
+    results = ROOT / "experiments" / "results" / "learning"
+    run_dir = results / task
+    config.update(dict(steps=env_steps // ACTION_REPEAT, work_dir=str(run_dir), save_buffer=False))
+    start = time.time()
+    last = host.train(config)
+    minutes = (time.time() - start) / 60
+    device = jax.devices()[0].device_kind
+    title = f"{task}: {config.model_size}M model, {minutes:.0f} min on {device}"
+    plot(task, run_dir, env_steps, title, results / f"{task}.png")
+    print(f"{title}; final eval return {last.get('episode_reward', float('nan')):.1f}")
+    with open(results / "README.md", "a") as f:
+        f.write(f"- {task}, {env_steps:,} env steps, {config.model_size}M model: final return "
+                f"{last.get('episode_reward', float('nan')):.1f}, {minutes:.1f} min on {device} "
+                f"({jax.default_backend()}); overrides: {' '.join(overrides) or 'none'}\n")
+
+
+if __name__ == "__main__":
+    main()
