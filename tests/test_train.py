@@ -145,3 +145,14 @@ def test_evaluate_cli_reports_returns_and_writes_a_video(tmp_path):
     other = subprocess.run(args[:3] + [f"--config={ROOT / 'configs' / 'dmc.py'}:walker-walk"] + args[4:-2],
                            capture_output=True, text=True)
     assert other.returncode == 2 and "task walker-walk has obs 24 / action 6" in other.stderr
+
+
+def test_evaluate_runs_an_official_pt_checkpoint(parity_dir):
+    """The parity weights are an official walker-run model (obs 24, action 6): evaluate converts them on the fly."""
+    args = [sys.executable, "-m", "tdmpc2_jax.evaluate", f"--config={ROOT / 'configs' / 'dmc.py'}:walker-run",
+            "--config.episode_length=30", "--config.num_samples=32", "--config.num_pi_trajs=4",
+            "--config.num_elites=8", "--config.iterations=2", "--checkpoint", str(parity_dir / "model_state.pt"),
+            "--episodes", "2"]
+    out = subprocess.run(args, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "walker-run: 2 episodes, return mean" in out.stdout and "episode lengths [30]" in out.stdout
