@@ -1,0 +1,122 @@
+"""MuJoCo Playground DM Control Suite tasks on MJX, with the same protocol as the host adapter.
+
+Protocol: action repeat 2 (rewards summed), 500 agent steps per episode, actions in [-1, 1] mapped
+to the actuators' control range, dash task names. Every function is pure and works on one
+environment; vmap it for a batch. `step` resets an environment whose episode ended (time limit or
+termination) and reports the finished episode's last observation, return and length, so the
+caller can store the true last transition (a time-limit end is a truncation, never a terminal).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from tdmpc2_jax.config import close_matches
+from tdmpc2_jax.envs.dmc import ACTION_REPEAT, EPISODE_LENGTH
+
+# dash name -> Playground name where the CamelCase rule does not give it
+SPECIAL_NAMES = {"cup-catch": "BallInCup", "pointmass-easy": "PointMass", "swimmer-swimmer6": "SwimmerSwimmer6"}
+HOST_ONLY_DOMAINS = ("dog", "quadruped", "manipulator")
+
+
+def playground_name(task: str) -> str:
+    """The Playground registry name of a dash task name, with clear errors."""
+    from mujoco_playground import registry
+
+    available = set(registry.dm_control_suite.ALL_ENVS)
+    name = SPECIAL_NAMES.get(task, "".join(part.capitalize() for part in task.split("-")))
+    if name in available:
+        return name
+    if task.split("-")[0] in HOST_ONLY_DOMAINS:
+        raise ValueError(f"task {task!r} has no MJX version in MuJoCo Playground; train it on host MuJoCo "
+                         f"with --config=configs/dmc.py:{task}")
+    dash = {**{v: k for k, v in SPECIAL_NAMES.items()}}
+    names = [dash.get(n, "-".join(_split_camel(n))) for n in sorted(available)]
+    raise ValueError(f"unknown MJX task {task!r}{close_matches(task, names)}")
+
+
+def _split_camel(name: str) -> list[str]:
+    parts, word = [], ""
+    for ch in name:
+        if ch.isupper() and word:
+            parts.append(word.lower())
+            word = ch
+        else:
+            word += ch
+    return parts + [word.lower()]
+
+
+class EnvState(NamedTuple):
+    inner: Any  # Playground State
+    t: jax.Array  # [] int32 agent steps into the episode
+    episode: jax.Array  # [] int32 episodes started so far (index of the current one)
+    episode_return: jax.Array  # [] float32
+    key: jax.Array  # PRNG key for the next reset
+
+
+class StepOutput(NamedTuple):
+    obs: jax.Array  # [obs_dim] observation to act on next (after an automatic reset)
+    final_obs: jax.Array  # [obs_dim] observation the action led to (the episode's last when it ended)
+    reward: jax.Array  # [] summed over the repeated physics steps
+    terminated: jax.Array  # [] true termination (not a time limit)
+    ended: jax.Array  # [] bool: the episode ended with this step
+    episode_return: jax.Array  # [] return of the episode that ended (0 otherwise)
+    episode_length: jax.Array  # [] length of the episode that ended (0 otherwise)
+
+
+def _strong(tree):
+    """Fixed dtypes for every leaf (Playground returns some weakly typed scalars), so a scanned step
+    compiles once."""
+    def fix(x):
+        x = jnp.asarray(x)
+        dtype = {jnp.dtype(jnp.float64): jnp.float32, jnp.dtype(jnp.int64): jnp.int32}.get(x.dtype, x.dtype)
+        return jnp.array(x, dtype=dtype)
+    return jax.tree.map(fix, tree)
+
+
+class MJXEnv:
+    """One Playground task under the TD-MPC2 protocol (pure functions over EnvState)."""
+
+    def __init__(self, task: str, impl: str = "jax", episode_length: int = EPISODE_LENGTH,
+                 action_repeat: int = ACTION_REPEAT):
+        from mujoco_playground import registry
+
+        self.task, self.episode_length, self.action_repeat = task, episode_length, action_repeat
+        self._env = registry.load(playground_name(task), config_overrides={"impl": impl})
+        ctrl = jnp.asarray(self._env.mjx_model.actuator_ctrlrange, jnp.float32)
+        self._low, self._high = ctrl[:, 0], ctrl[:, 1]
+        self.obs_dim = int(self._env.observation_size)
+        self.action_dim = int(self._env.action_size)
+
+    def reset(self, key: jax.Array) -> EnvState:
+        key, reset_key = jax.random.split(key)
+        inner = _strong(self._env.reset(reset_key))
+        return EnvState(inner, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32), key)
+
+    def step(self, state: EnvState, action: jax.Array) -> tuple[EnvState, StepOutput]:
+        """One agent step; an ended episode is replaced by a fresh one in the returned state."""
+        action = jnp.clip(action, -1.0, 1.0)
+        ctrl = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
+
+        def physics_step(inner, _):
+            inner = _strong(self._env.step(inner, ctrl))
+            return inner, inner.reward
+
+        inner, rewards = jax.lax.scan(physics_step, state.inner, None, length=self.action_repeat)
+        reward = jnp.sum(rewards).astype(jnp.float32)
+        t = state.t + 1
+        terminated = inner.done > 0
+        ended = terminated | (t >= self.episode_length)
+        episode_return = state.episode_return + reward
+
+        key, reset_key = jax.random.split(state.key)
+        fresh = _strong(self._env.reset(reset_key))
+        next_inner = jax.tree.map(lambda new, old: jnp.where(ended, new, old), fresh, inner)
+        next_state = EnvState(next_inner, jnp.where(ended, 0, t), state.episode + ended.astype(jnp.int32),
+                              jnp.where(ended, 0.0, episode_return), key)
+        out = StepOutput(obs=next_inner.obs, final_obs=inner.obs, reward=reward, terminated=terminated.astype(jnp.float32),
+                         ended=ended, episode_return=jnp.where(ended, episode_return, 0.0),
+                         episode_length=jnp.where(ended, t, 0))
+        return next_state, out
