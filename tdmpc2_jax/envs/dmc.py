@@ -39,9 +39,6 @@ def task_names() -> dict[str, tuple[str, str]]:
 def resolve(task: str) -> tuple[str, str]:
     """(domain, task) of a dash name; a clear error with close matches for an unknown one."""
     names = task_names()
-    _, custom_tasks = _suite()
-    if task in custom_tasks.UNAVAILABLE:
-        raise ValueError(f"task {task!r} is not available: {custom_tasks.UNAVAILABLE[task]}")
     if task not in names:
         raise ValueError(f"unknown DMC task {task!r}{close_matches(task, names)}")
     return names[task]
