@@ -207,7 +207,6 @@ def train(config: ConfigDict) -> dict[str, Any]:
                                         f"checkpoint is step {checkpoints.latest_step(ckpt_dir)} in {ckpt_dir}")
             step += 1
             logger.advance()
-        step = config.steps + 1
         save(final=True)
     finally:
         logger.close()
