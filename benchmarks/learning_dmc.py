@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import os
 import pathlib
 import sys
 import time

@@ -11,7 +11,6 @@ from typing import Callable, Sequence
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from tdmpc2_jax import math
 

@@ -1,6 +1,5 @@
 """Playground MJX adapter: protocol, automatic reset, time-limit truncation, episode statistics."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

@@ -147,6 +147,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
     next_checkpoint = (step // config.checkpoint_every + 1) * config.checkpoint_every
     metrics: dict[str, float] = {}
     episode: Episode | None = None
+    episode_done = True  # the loop starts by opening an episode
 
     def save(final: bool = False) -> None:
         meta = dict(agent_step=step, episode=episode_index, eval_next=eval_next, has_buffer=bool(config.save_buffer),
@@ -160,7 +161,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
             if step % config.eval_freq == 0 and not resumed:  # a checkpoint already holds this step's flag
                 eval_next = True
             resumed = False
-            if episode is None or episode_done:
+            if episode_done:
                 if eval_next:
                     key, k = jax.random.split(key)
                     last_eval = evaluate(eval_env, actor, state.params, k, config.eval_episodes)
