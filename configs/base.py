@@ -6,6 +6,7 @@ def get_config() -> config_dict.ConfigDict:
     c = config_dict.ConfigDict()
     # environment
     c.task = "dog-run"
+    c.backend = "dmc"  # "dmc": host MuJoCo (configs/dmc.py); "mjx": batched MJX (configs/mjx.py)
     c.obs = "state"
     c.episodic = False
     c.episode_length = 500  # agent steps (1000 physics steps at action repeat 2)

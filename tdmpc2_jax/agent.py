@@ -82,18 +82,21 @@ class Agent:
         self.model = WorldModel(cfg)
         encoder_label = lambda params: {k: jax.tree.map(lambda _: "encoder" if k == "encoder" else "rest", v)
                                         for k, v in params.items()}
+        # The learning rates live in the optimizer states (`with_learning_rate`), so that one program
+        # can train a population of agents with different rates.
+        adam = optax.inject_hyperparams(optax.adam, static_args=("b1", "b2", "eps", "eps_root"))
         self.model_optimizer = optax.multi_transform(
-            {"encoder": optax.adam(cfg.lr * cfg.enc_lr_scale, eps=1e-8), "rest": optax.adam(cfg.lr, eps=1e-8)},
-            encoder_label)
-        self.pi_optimizer = optax.adam(cfg.lr, eps=1e-5)
-        self._compiled_init = xla.jit(self._init)
+            {"encoder": adam(cfg.lr * cfg.enc_lr_scale, eps=1e-8), "rest": adam(cfg.lr, eps=1e-8)}, encoder_label)
+        self.pi_optimizer = adam(cfg.lr, eps=1e-5)
+        self._compiled_init = xla.jit(self.fresh_state)
 
     # ------------------------------------------------------------------ state
     def init(self, key: jax.Array) -> TrainState:
         """A fresh TrainState with the official initialisation (one compiled program)."""
         return self._compiled_init(key)
 
-    def _init(self, key: jax.Array) -> TrainState:
+    def fresh_state(self, key: jax.Array) -> TrainState:
+        """`init` without its own compilation, to call inside a larger program (vmap, scan)."""
         params = self.model.init(key)
         return self.state_from_params(params, params["qs"])
 
@@ -108,6 +111,20 @@ class Agent:
             step=jnp.zeros((), jnp.int32),
             task_emb_grad=jnp.zeros_like(params["task_emb"]) if self.cfg.multitask else None,
         )
+
+    def with_learning_rate(self, state: TrainState, lr: jax.Array) -> TrainState:
+        """The state with learning rate `lr` (encoder: lr * enc_lr_scale); works under vmap and jit."""
+        def set_lr(masked, value):
+            inner = masked.inner_state
+            hyper = {**inner.hyperparams, "learning_rate": jnp.asarray(value, jnp.float32)}
+            return masked._replace(inner_state=inner._replace(hyperparams=hyper))
+
+        model = state.model_opt_state
+        inner = dict(model.inner_states, encoder=set_lr(model.inner_states["encoder"], lr * self.cfg.enc_lr_scale),
+                     rest=set_lr(model.inner_states["rest"], lr))
+        pi = state.pi_opt_state._replace(hyperparams={**state.pi_opt_state.hyperparams,
+                                                      "learning_rate": jnp.asarray(lr, jnp.float32)})
+        return state._replace(model_opt_state=model._replace(inner_states=inner), pi_opt_state=pi)
 
     def sample_draws(self, key: jax.Array, batch_size: int) -> UpdateDraws:
         cfg = self.cfg

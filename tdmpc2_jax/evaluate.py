@@ -1,10 +1,13 @@
-"""Evaluate a checkpoint on a DMControl task on host MuJoCo.
+"""Evaluate a checkpoint on a DMControl task, on host MuJoCo or on MJX.
 
     python -m tdmpc2_jax.evaluate --config=configs/dmc.py:TASK --checkpoint PATH --episodes N [--video out.mp4]
+    python -m tdmpc2_jax.evaluate --config=configs/mjx.py:TASK --checkpoint PATH --episodes N
 
 PATH is an orbax checkpoint directory of this project (a run's `checkpoints/` folder or a converted
 model) or an official `.pt` file (converted on the fly; needs the `torch` extra). The architecture
-comes from the checkpoint; planning settings (horizon, samples, ...) from the config.
+comes from the checkpoint; planning settings (horizon, samples, ...) from the config. Host and MJX
+tasks share observation layouts, so a model trained on one backend evaluates on the other. On MJX
+the episodes run at once, in one compiled program.
 """
 from __future__ import annotations
 
@@ -54,6 +57,23 @@ def main(argv: list[str]) -> None:
     if config is None or FLAGS.checkpoint is None:
         fail("--config and --checkpoint are required")
     quiet_libraries()
+    seed = config.seed if FLAGS.seed is None else FLAGS.seed
+    if config.backend == "mjx":
+        if FLAGS.video:
+            fail("--video renders on host MuJoCo: use --config=configs/dmc.py:" + config.task)
+        returns, lengths = _evaluate_mjx(config, seed)
+    else:
+        returns, lengths, frames = _evaluate_host(config, seed)
+    print(f"{config.task}: {FLAGS.episodes} episodes, return mean {returns.mean():.1f}, std {returns.std():.1f}, "
+          f"min {returns.min():.1f}; episode lengths {sorted(set(lengths))}")
+    if FLAGS.video:
+        import imageio
+
+        imageio.mimsave(FLAGS.video, frames, fps=30)
+        print(f"wrote {FLAGS.video} ({len(frames)} frames)")
+
+
+def _evaluate_host(config, seed: int):
     import jax
     import numpy as np
 
@@ -61,7 +81,6 @@ def main(argv: list[str]) -> None:
     from tdmpc2_jax.envs.dmc import DMCEnv
     from tdmpc2_jax.loops.host import Actor, evaluate
 
-    seed = config.seed if FLAGS.seed is None else FLAGS.seed
     try:
         env = DMCEnv(config.task, seed + 1_000_003, episode_length=config.episode_length)
         cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
@@ -70,14 +89,26 @@ def main(argv: list[str]) -> None:
     frames: list[np.ndarray] = []
     result = evaluate(env, Actor(Agent(cfg)), params, jax.random.key(seed), FLAGS.episodes,
                       on_frame=frames.append if FLAGS.video else None)
-    returns = np.asarray(result["returns"])
-    print(f"{config.task}: {FLAGS.episodes} episodes, return mean {returns.mean():.1f}, std {returns.std():.1f}, "
-          f"min {returns.min():.1f}; episode lengths {sorted(set(result['lengths']))}")
-    if FLAGS.video:
-        import imageio
+    return np.asarray(result["returns"]), [int(n) for n in result["lengths"]], frames
 
-        imageio.mimsave(FLAGS.video, frames, fps=30)
-        print(f"wrote {FLAGS.video} ({len(frames)} frames)")
+
+def _evaluate_mjx(config, seed: int):
+    import jax
+    import numpy as np
+
+    from tdmpc2_jax import xla
+    from tdmpc2_jax.agent import Agent
+    from tdmpc2_jax.envs.mjx import MJXEnv
+    from tdmpc2_jax.loops.device import DeviceLoop
+
+    try:
+        env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
+        cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        fail(str(err))
+    loop = DeviceLoop(Agent(cfg), env, num_envs=FLAGS.episodes, seed_steps=0)
+    result = xla.jit(loop.evaluate, static_argnums=2)(params, jax.random.key(seed + 1_000_003), FLAGS.episodes)
+    return np.asarray(result.returns), [int(n) for n in np.asarray(result.lengths)]
 
 
 if __name__ == "__main__":

@@ -55,9 +55,9 @@ class RunLogger:
     """Everything a run reports: CSVs, TensorBoard, the progress bar."""
 
     def __init__(self, work_dir: str, total_steps: int, action_repeat: int, start_step: int = 0,
-                 tensorboard: bool = True, progress: bool = True):
+                 tensorboard: bool = True, progress: bool = True, echo: bool = True):
         os.makedirs(work_dir, exist_ok=True)
-        self.action_repeat = action_repeat
+        self.action_repeat, self.echo = action_repeat, echo
         self.eval = CsvLog(os.path.join(work_dir, "eval.csv"), EVAL_COLUMNS)
         self.train = CsvLog(os.path.join(work_dir, "train.csv"), TRAIN_COLUMNS)
         if start_step:
@@ -90,6 +90,7 @@ class RunLogger:
             self._writer.flush()
         if category == "eval":
             self.last_eval = float(values["episode_reward"])
+        if category == "eval" and self.echo:
             self.message(f"eval at {agent_step:,} agent steps: return {self.last_eval:.1f} "
                          f"(std {values.get('episode_reward_std', 0.0):.1f}, min {values.get('episode_reward_min', 0.0):.1f})")
 

@@ -1,6 +1,7 @@
-"""Train TD-MPC2 on a DMControl task on host MuJoCo.
+"""Train TD-MPC2 on a DMControl task, on host MuJoCo or on batched MJX environments.
 
     python -m tdmpc2_jax.train --config=configs/dmc.py:dog-run [--config.key=value ...]
+    python -m tdmpc2_jax.train --config=configs/mjx.py:walker-walk --config.num_envs=64
 
 Writes eval.csv, train.csv, TensorBoard scalars and orbax checkpoints under work_dir
 (default runs/<task>/<seed>/<exp_name>); `--config.resume=True` continues a killed run.
@@ -22,12 +23,10 @@ def main(argv: list[str]) -> None:
     if config is None:
         fail("--config is required, e.g. --config=configs/dmc.py:cartpole-balance")
     quiet_libraries()
-    from tdmpc2_jax.envs.dmc import resolve
     from tdmpc2_jax.loops import host
 
     try:
-        resolve(config.task)
-        result = host.train(config)
+        result = _train(config)
     except host.NonFiniteLoss as err:
         fail(str(err), code=1)
     except (ValueError, FileNotFoundError) as err:
@@ -35,6 +34,24 @@ def main(argv: list[str]) -> None:
     if result:
         print(f"final eval: return {result['episode_reward']:.1f} (std {result['episode_reward_std']:.1f}, "
               f"min {result['episode_reward_min']:.1f}) over {len(result['returns'])} episodes")
+
+
+def _train(config):
+    from tdmpc2_jax.loops import host
+
+    if config.backend == "dmc":
+        from tdmpc2_jax.envs.dmc import resolve
+
+        resolve(config.task)
+        return host.train(config)
+    if config.backend == "mjx" and "num_envs" in config:
+        from tdmpc2_jax.envs.mjx import playground_name
+        from tdmpc2_jax.loops import device_run
+
+        playground_name(config.task)
+        return device_run.train(config)[0]
+    raise ValueError(f"backend={config.backend!r}: use --config=configs/dmc.py:TASK (host MuJoCo) or "
+                     "--config=configs/mjx.py:TASK (MJX)")
 
 
 if __name__ == "__main__":

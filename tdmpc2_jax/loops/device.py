@@ -1,11 +1,15 @@
 """On-device training on N batched MJX environments: one compiled step, scanned over chunks.
 
-Each step: uniformly random actions while fewer than `seed_steps` transitions were collected (the
-official schedule, counted over all environments), MPPI for all N environments after that; one
-vmapped environment step with automatic reset; one row per environment into the device buffer;
-then `updates_per_step` core updates (a scan of `Agent.update`) once training has started. The
-pretraining burst of the official schedule is `pretrain(carry, n)`. Nothing leaves the device
+Schedule (the official one, counted in transitions over all N environments): `seed_batches =
+ceil(seed_steps / N)` batched steps of uniformly random actions, then one burst of `seed_steps`
+updates (`pretrain`), then at every batched step MPPI for all N environments, one vmapped
+environment step with automatic reset, one row per environment into the device buffer and
+`updates_per_step` core updates (a scan of `Agent.update`). Whether a chunk is in the seed phase
+is static, so no branch of the program runs a planner it does not need. Nothing leaves the device
 inside a chunk; the host only reads the per-step logs a chunk returns.
+
+With a `mesh`, the environment axis of the carry and the batch axis of every update are sharded
+over the mesh's "data" axis (data-parallel updates; XLA inserts the gradient all-reduce).
 """
 from __future__ import annotations
 
@@ -14,8 +18,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from tdmpc2_jax.agent import Agent, TrainState
+from tdmpc2_jax.agent import Agent, Batch, TrainState
 from tdmpc2_jax.buffers import device as device_buffer
 from tdmpc2_jax.envs.mjx import EnvState, MJXEnv
 from tdmpc2_jax.planner import PlanState, init_plan_state, plan
@@ -35,49 +40,57 @@ class StepLog(NamedTuple):
     ended: jax.Array  # [N] bool
     episode_return: jax.Array  # [N] return of episodes that ended at this step
     episode_length: jax.Array  # [N]
-    metrics: dict  # scalar update metrics (zeros before training starts)
+    metrics: dict  # scalar update metrics (empty in the seed phase)
+
+
+class EvalResult(NamedTuple):
+    returns: jax.Array  # [E]
+    lengths: jax.Array  # [E] int32
 
 
 class DeviceLoop:
     """The pure functions of the on-device loop for one agent, environment and batch size."""
 
     def __init__(self, agent: Agent, env: MJXEnv, num_envs: int, seed_steps: int, updates_per_step: int = 1,
-                 buffer_capacity: int | None = None):
+                 buffer_capacity: int | None = None, mesh: Mesh | None = None):
         cfg = agent.cfg
         if (env.obs_dim, env.action_dim) != (cfg.obs_dim, cfg.action_dim):
             raise ValueError(f"agent is for obs {cfg.obs_dim} / action {cfg.action_dim}, env has "
                              f"{env.obs_dim} / {env.action_dim}")
-        self.agent, self.env, self.num_envs = agent, env, num_envs
+        self.agent, self.env, self.num_envs, self.mesh = agent, env, num_envs, mesh
         self.seed_steps, self.updates_per_step = seed_steps, updates_per_step
+        self.seed_batches = -(-seed_steps // num_envs)
         self.capacity = buffer_capacity or env.episode_length + cfg.horizon + 1
         if self.capacity < env.episode_length + cfg.horizon:
             raise ValueError(f"buffer capacity {self.capacity} per env must hold an episode "
                              f"({env.episode_length}) plus a window ({cfg.horizon})")
         self._plan = jax.vmap(functools.partial(plan, agent.model, eval_mode=False), in_axes=(None, 0, 0, 0, 0))
+        self._eval_plan = jax.vmap(functools.partial(plan, agent.model, eval_mode=True), in_axes=(None, 0, 0, 0, 0))
 
-    def init(self, key: jax.Array) -> Carry:
+    # ------------------------------------------------------------------ state
+    def init(self, key: jax.Array, lr: jax.Array | None = None) -> Carry:
+        """A fresh carry: new agent (learning rate `lr`, default the config's), N reset envs, empty buffer."""
         cfg, n = self.agent.cfg, self.num_envs
         k_agent, k_env, k_loop = jax.random.split(key, 3)
+        train_state = self.agent.fresh_state(k_agent)
+        if lr is not None:
+            train_state = self.agent.with_learning_rate(train_state, lr)
         env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, n))
         plan_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (n,) + x.shape),
                                   init_plan_state(cfg.horizon, cfg.action_dim))
         buffer = device_buffer.init(self.capacity, n, cfg.obs_dim, cfg.action_dim)
-        return Carry(self.agent.init(k_agent), env_state, plan_state, buffer, env_state.inner.obs, k_loop,
+        return Carry(train_state, env_state, plan_state, buffer, env_state.inner.obs, k_loop,
                      jnp.zeros((), jnp.int32))
 
-    def act(self, carry: Carry, key: jax.Array) -> tuple[jax.Array, PlanState]:
-        """[N, A] actions: random during the seed phase, planned after (strictly after, as officially)."""
+    # ------------------------------------------------------------------ one step
+    def act(self, carry: Carry, key: jax.Array, seeding: bool) -> tuple[jax.Array, PlanState]:
+        """[N, A] actions: uniformly random in the seed phase, MPPI (training noise) after it."""
         n, a = self.num_envs, self.agent.cfg.action_dim
-
-        def random_actions(_):
+        if seeding:
             return jax.random.uniform(key, (n, a), minval=-1.0, maxval=1.0), carry.plan_state
-
-        def planned(_):
-            result, plan_state = self._plan(carry.train_state.params, carry.obs, carry.plan_state,
-                                            jax.random.split(key, n), carry.env_state.t == 0)
-            return result.action, plan_state
-
-        return jax.lax.cond(carry.agent_step * n > self.seed_steps, planned, random_actions, None)
+        result, plan_state = self._plan(carry.train_state.params, carry.obs, carry.plan_state,
+                                        jax.random.split(key, n), carry.env_state.t == 0)
+        return result.action, plan_state
 
     def updates(self, train_state: TrainState, buffer: device_buffer.DeviceBuffer, key: jax.Array, count: int):
         """`count` core updates on windows sampled from the device buffer; mean metrics."""
@@ -85,35 +98,65 @@ class DeviceLoop:
 
         def one(state, k):
             k_sample, k_update = jax.random.split(k)
-            batch = device_buffer.sample(buffer, k_sample, cfg.batch_size, cfg.horizon)
+            batch = self._shard_batch(device_buffer.sample(buffer, k_sample, cfg.batch_size, cfg.horizon))
             return self.agent.update(state, batch, k_update)
 
         train_state, metrics = jax.lax.scan(one, train_state, jax.random.split(key, count))
         return train_state, jax.tree.map(jnp.mean, metrics)
 
-    def step(self, carry: Carry, _=None) -> tuple[Carry, StepLog]:
+    def step(self, carry: Carry, seeding: bool = False) -> tuple[Carry, StepLog]:
         key, k_act, k_update = jax.random.split(carry.key, 3)
-        action, plan_state = self.act(carry, k_act)
+        action, plan_state = self.act(carry, k_act, seeding)
         env_state, out = jax.vmap(self.env.step)(carry.env_state, action)
         buffer = device_buffer.insert(carry.buffer, device_buffer.Transition(
             obs=carry.obs, action=action, reward=out.reward, next_obs=out.final_obs, terminated=out.terminated,
             episode=carry.env_state.episode, step=carry.env_state.t))
-        collected = (carry.agent_step + 1) * self.num_envs
-        metrics_shape = jax.eval_shape(lambda: self.updates(carry.train_state, buffer, k_update, 1)[1])
-        zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), metrics_shape)
-        train_state, metrics = jax.lax.cond(
-            collected > self.seed_steps,
-            lambda: self.updates(carry.train_state, buffer, k_update, self.updates_per_step),
-            lambda: (carry.train_state, zeros))
+        train_state, metrics = carry.train_state, {}
+        if not seeding:
+            train_state, metrics = self.updates(train_state, buffer, k_update, self.updates_per_step)
         carry = Carry(train_state, env_state, plan_state, buffer, out.obs, key, carry.agent_step + 1)
         return carry, StepLog(out.ended, out.episode_return, out.episode_length, metrics)
 
-    def chunk(self, carry: Carry, length: int) -> tuple[Carry, StepLog]:
-        """`length` steps in one lax.scan (jit this with length static)."""
-        return jax.lax.scan(self.step, carry, None, length=length)
+    # ------------------------------------------------------------------ programs (jit these)
+    def chunk(self, carry: Carry, length: int, seeding: bool = False) -> tuple[Carry, StepLog]:
+        """`length` steps in one lax.scan (length and seeding static)."""
+        return jax.lax.scan(lambda c, _: self.step(c, seeding), carry, None, length=length)
+
+    def seed_chunk(self, carry: Carry) -> tuple[Carry, StepLog]:
+        """The whole seed phase: `seed_batches` steps of random actions, no updates."""
+        return self.chunk(carry, self.seed_batches, seeding=True)
 
     def pretrain(self, carry: Carry, count: int) -> tuple[Carry, dict]:
         """The official burst of `count` updates when the seed phase ends."""
         key, k = jax.random.split(carry.key)
         train_state, metrics = self.updates(carry.train_state, carry.buffer, k, count)
         return carry._replace(train_state=train_state, key=key), metrics
+
+    def evaluate(self, params, key: jax.Array, episodes: int) -> EvalResult:
+        """`episodes` episodes at once with the planner in eval mode (one scan of episode_length steps)."""
+        cfg, env = self.agent.cfg, self.env
+        k_reset, k_plan = jax.random.split(key)
+        env_state = jax.vmap(env.reset)(jax.random.split(k_reset, episodes))
+        plan_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (episodes,) + x.shape),
+                                  init_plan_state(cfg.horizon, cfg.action_dim))
+
+        def step(c, k):
+            env_state, plan_state, obs, alive, total, length = c
+            result, plan_state = self._eval_plan(params, obs, plan_state, jax.random.split(k, episodes),
+                                                 env_state.t == 0)
+            env_state, out = jax.vmap(env.step)(env_state, result.action)
+            total = total + jnp.where(alive, out.reward, 0.0)
+            length = length + alive.astype(jnp.int32)
+            return (env_state, plan_state, out.obs, alive & ~out.ended, total, length), None
+
+        init = (env_state, plan_state, env_state.inner.obs, jnp.ones(episodes, bool), jnp.zeros(episodes),
+                jnp.zeros(episodes, jnp.int32))
+        final, _ = jax.lax.scan(step, init, jax.random.split(k_plan, env.episode_length))
+        return EvalResult(final[4], final[5])
+
+    # ------------------------------------------------------------------ sharding
+    def _shard_batch(self, batch: Batch) -> Batch:
+        if self.mesh is None:
+            return batch
+        spec = NamedSharding(self.mesh, PartitionSpec(None, "data"))
+        return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, spec), batch)

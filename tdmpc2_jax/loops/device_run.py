@@ -1,0 +1,267 @@
+"""Training on batched MJX environments: the host side of the on-device loop.
+
+A run is a *population* of M members (seeds x learning rates; M = 1 for a plain run) trained by
+one compiled program: the DeviceLoop carry gets a leading member axis and every program is
+vmapped over it. The host only logs (eval.csv / train.csv / TensorBoard per member, a progress
+bar), evaluates, and checkpoints with orbax (the whole carry, device buffer included).
+
+Counting: `steps`, `eval_freq`, `checkpoint_every`, `seed_steps` and `buffer_size` count
+transitions over all N environments (agent steps, as on host); logs use env steps = transitions x
+action repeat, like the host loop. Work happens in chunks of `chunk_steps` batched steps; evals
+and checkpoints land on the first chunk boundary at or after their step.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ml_collections import ConfigDict
+
+from tdmpc2_jax import checkpoints, sharding, xla
+from tdmpc2_jax.agent import Agent
+from tdmpc2_jax.buffers import device as device_buffer
+from tdmpc2_jax.config import Config
+from tdmpc2_jax.envs.mjx import MJXEnv
+from tdmpc2_jax.logs import RunLogger
+from tdmpc2_jax.loops.device import Carry, DeviceLoop
+from tdmpc2_jax.loops.host import NonFiniteLoss, agent_config, seed_steps, work_dir_of
+
+MUST_MATCH_ON_RESUME = ("task", "batch_size", "horizon", "buffer_size", "num_envs", "impl", "updates_per_step",
+                        "episode_length")
+
+
+class Member(NamedTuple):
+    seed: int
+    lr: float
+
+    @property
+    def name(self) -> str:
+        return f"lr{self.lr:g}/seed{self.seed}"
+
+
+def population(seeds: list[int], lrs: list[float]) -> list[Member]:
+    return [Member(s, lr) for lr, s in itertools.product(lrs, seeds)]
+
+
+def member_dirs(config: ConfigDict, members: list[Member]) -> list[str]:
+    """Where each member logs: the run's work dir for a single run, a sub-directory per member else."""
+    work_dir = work_dir_of(config)
+    if len(members) == 1:
+        return [work_dir]
+    return [os.path.join(work_dir, m.name) for m in members]
+
+
+class Program:
+    """The compiled pieces for one config: env, agent, loop and their vmapped, jitted programs."""
+
+    def __init__(self, config: ConfigDict, members: list[Member]):
+        if config.num_envs < 1:
+            raise ValueError(f"num_envs must be positive, got {config.num_envs}")
+        self.config, self.members = config, members
+        self.env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
+        self.cfg: Config = agent_config(config, self.env.obs_dim, self.env.action_dim, self.env.episode_length)
+        self.agent = Agent(self.cfg)
+        n = config.num_envs
+        self.seed_steps = config.seed_steps or seed_steps(self.env.episode_length)
+        capacity = max(min(config.buffer_size, config.steps) // n, self.env.episode_length + self.cfg.horizon + 1)
+        self.mesh = sharding.make_mesh(config.num_devices)
+        self.mode = sharding.split_mode(self.mesh, len(members), n)
+        devices = 1 if self.mesh is None else self.mesh.devices.size
+        buffer_bytes = device_buffer.bytes_needed(capacity, n, self.env.obs_dim, self.env.action_dim) * len(members)
+        sharding.check_fits(buffer_bytes // devices, f"the replay buffer ({capacity:,} rows x {n} envs x "
+                                                     f"{len(members)} members)")
+        self.buffer_bytes = buffer_bytes
+        self.loop = DeviceLoop(self.agent, self.env, n, self.seed_steps, config.updates_per_step, capacity,
+                               mesh=self.mesh if self.mode == "envs" else None)
+        self.chunk_steps = config.chunk_steps or max(1, min(config.eval_freq // n, 500))
+        self.total_batches = -(-config.steps // n)
+        donate = dict(donate_argnums=0)
+        self.seed_chunk = xla.jit(jax.vmap(self.loop.seed_chunk), **donate)
+        self.chunk = xla.jit(jax.vmap(self.loop.chunk, in_axes=(0, None)), static_argnums=1, **donate)
+        self.pretrain = xla.jit(jax.vmap(self.loop.pretrain, in_axes=(0, None)), static_argnums=1, **donate)
+        self.evaluate = xla.jit(jax.vmap(self.loop.evaluate, in_axes=(0, 0, None)), static_argnums=2)
+
+    def initial_carry(self) -> Carry:
+        keys = jnp.stack([jax.random.key_data(jax.random.key(m.seed)) for m in self.members])
+        lrs = jnp.asarray([m.lr for m in self.members], jnp.float32)
+        init = lambda k, lr: self.loop.init(jax.random.wrap_key_data(k), lr)
+        shardings = self.shardings()
+        placement = {} if shardings is None else dict(out_shardings=shardings)
+        return xla.jit(jax.vmap(init), **placement)(keys, lrs)
+
+    def shardings(self):
+        if self.mesh is None:
+            return None
+        abstract = jax.eval_shape(jax.vmap(self.loop.init), jax.random.split(jax.random.key(0), len(self.members)))
+        return sharding.carry_shardings(abstract, self.mesh, self.mode)
+
+    def place(self, carry: Carry) -> Carry:
+        shardings = self.shardings()
+        return carry if shardings is None else jax.device_put(carry, shardings)
+
+
+def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] | None = None) -> list[dict[str, Any]]:
+    """Trains (or resumes) a population on one MJX task; returns each member's last evaluation."""
+    members = population(seeds or [config.seed], lrs or [config.lr])
+    program = Program(config, members)
+    env, cfg, n = program.env, program.cfg, config.num_envs
+    work_dir = work_dir_of(config)
+    ckpt_dir = os.path.join(work_dir, "checkpoints")
+    eval_key = jax.random.split(jax.random.key(config.seed + 1_000_003), len(members))
+
+    carry = None
+    if config.resume and checkpoints.latest_step(ckpt_dir) is not None:
+        carry, eval_key = restore_run(ckpt_dir, config, program)
+    if carry is None:
+        carry = program.initial_carry()
+    batches = int(carry.agent_step[0])
+
+    single = len(members) == 1
+    loggers = [RunLogger(d, config.steps, env.action_repeat, start_step=batches * n, tensorboard=config.tensorboard,
+                         progress=config.progress and i == 0, echo=single)
+               for i, d in enumerate(member_dirs(config, members))]
+    main_log = loggers[0]
+    main_log.message(
+        f"{config.task} on MJX ({config.impl}): obs {env.obs_dim}, action {env.action_dim}, {n} envs x "
+        f"{len(members)} member(s){'' if program.mesh is None else f' on {program.mesh.devices.size} devices split by ' + program.mode}, "
+        f"{config.steps:,} transitions (from {batches * n:,}), buffer {program.loop.capacity:,} rows/env = "
+        f"{program.buffer_bytes / 2**20:.1f} MiB, chunks of {program.chunk_steps} steps, work dir {work_dir}")
+    episodes = np.zeros(len(members), np.int64)
+    last_eval: list[dict[str, Any]] = [{} for _ in members]
+    next_eval = (batches * n // config.eval_freq) * config.eval_freq if batches == 0 else \
+        (batches * n // config.eval_freq + 1) * config.eval_freq
+    next_checkpoint = (batches * n // config.checkpoint_every + 1) * config.checkpoint_every
+
+    def save(final: bool = False) -> None:
+        meta = dict(agent_step=batches * n, batches=batches, run_config=config.to_dict(),
+                    members=[m._asdict() for m in members], episodes=episodes.tolist(), final=final,
+                    has_buffer=bool(config.save_buffer))
+        checkpoints.save(ckpt_dir, batches * n, run_tree(carry, eval_key, config.save_buffer), cfg, extra_meta=meta)
+
+    def run_eval() -> None:
+        nonlocal eval_key
+        keys = jax.vmap(jax.random.split)(eval_key)
+        eval_key = keys[:, 0]
+        result = jax.device_get(program.evaluate(carry.train_state.params, keys[:, 1], config.eval_episodes))
+        for i, logger in enumerate(loggers):
+            returns = result.returns[i]
+            last_eval[i] = dict(episode_reward=float(returns.mean()), episode_reward_std=float(returns.std()),
+                                episode_reward_min=float(returns.min()),
+                                episode_length=float(result.lengths[i].mean()), returns=returns.tolist())
+            logger.log("eval", batches * n, {k: v for k, v in last_eval[i].items() if k != "returns"})
+        if not single:
+            means = np.asarray([e["episode_reward"] for e in last_eval])
+            main_log.message(f"eval at {batches * n:,} transitions: return {means.mean():.1f} +- {means.std():.1f} "
+                             f"over {len(members)} members (min {means.min():.1f}, max {means.max():.1f})")
+
+    def log_chunk(logs, length: int) -> None:
+        nonlocal episodes
+        logs = jax.device_get(logs)
+        metrics = {k: np.asarray(v) for k, v in logs.metrics.items()}
+        for name, values in metrics.items():
+            if not np.isfinite(values).all():
+                bad = [members[i].name for i in np.flatnonzero(~np.isfinite(values).all(axis=1))]
+                raise NonFiniteLoss(f"non-finite {name} before transition {batches * n:,} ({', '.join(bad)}); "
+                                    f"the last good checkpoint is step {checkpoints.latest_step(ckpt_dir)} in {ckpt_dir}")
+        for i, logger in enumerate(loggers):
+            ended = logs.ended[i]
+            episodes[i] += int(ended.sum())
+            row: dict[str, Any] = dict(episode=int(episodes[i]),
+                                       steps_per_second=batches * n / max(logger.elapsed(), 1e-9))
+            if ended.any():
+                row.update(episode_reward=float(logs.episode_return[i][ended].mean()),
+                           episode_length=float(logs.episode_length[i][ended].mean()))
+            row.update({k: float(v[i].mean()) for k, v in metrics.items()})
+            logger.log("train", batches * n, row)
+        main_log.advance(length * n)
+
+    try:
+        if batches * n >= next_eval:
+            run_eval()
+            next_eval += config.eval_freq
+        if batches < program.loop.seed_batches:
+            main_log.message(f"seed phase: {program.loop.seed_batches} steps x {n} envs of random actions, then "
+                             f"{program.seed_steps:,} pretraining updates ...")
+            carry, logs = program.seed_chunk(carry)
+            batches = program.loop.seed_batches
+            carry, _ = program.pretrain(carry, program.seed_steps)
+            log_chunk(logs, batches)
+        while batches < program.total_batches:
+            length = min(program.chunk_steps, program.total_batches - batches)
+            carry, logs = program.chunk(carry, length)
+            batches += length
+            log_chunk(logs, length)
+            if batches * n >= next_eval or batches == program.total_batches:
+                run_eval()
+                next_eval = (batches * n // config.eval_freq + 1) * config.eval_freq
+            if batches * n >= next_checkpoint:
+                save()
+                next_checkpoint = (batches * n // config.checkpoint_every + 1) * config.checkpoint_every
+        save(final=True)
+    finally:
+        for logger in loggers:
+            logger.close()
+    return last_eval
+
+
+# ---------------------------------------------------------------------- checkpoints
+def _storable(x: jax.Array) -> jax.Array:
+    return jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+
+
+def run_tree(carry: Carry, eval_key: jax.Array, with_buffer: bool = True) -> dict:
+    """What an MJX run checkpoint stores. `params` and `target_qs` sit at the top like in every model
+    checkpoint (without the member axis for a single run, so `evaluate` reads it directly); the
+    rest of the carry is stored leaf by leaf."""
+    ts = carry.train_state
+    single = ts.step.shape[0] == 1
+    squeeze = (lambda tree: jax.tree.map(lambda x: x[0], tree)) if single else (lambda tree: tree)
+    rest = carry._replace(train_state=ts._replace(params=None, target_qs=None))
+    if not with_buffer:
+        rest = rest._replace(buffer=None)
+    leaves = jax.tree.leaves(rest)
+    return {"params": squeeze(ts.params), "target_qs": squeeze(ts.target_qs),
+            "loop": {f"{i:04d}": _storable(x) for i, x in enumerate(leaves) if x.size},  # orbax skips empty arrays
+            "eval_key": _storable(eval_key)}
+
+
+def restore_run(ckpt_dir: str, config: ConfigDict, program: Program) -> tuple[Carry, jax.Array]:
+    """The carry of the latest checkpoint, refused with the differing keys when it is another run's."""
+    step, meta = checkpoints.read_meta(ckpt_dir)
+    saved = meta.get("run_config", {})
+    diffs = [f"{k}: run has {config[k]!r}, checkpoint has {saved.get(k)!r}" for k in MUST_MATCH_ON_RESUME
+             if k in saved and saved[k] != config[k]]
+    if "members" in meta and [tuple(m.values()) for m in meta["members"]] != [tuple(m) for m in program.members]:
+        diffs.append(f"members: run has {[m.name for m in program.members]}, checkpoint has "
+                     f"{[Member(**m).name for m in meta['members']]}")
+    diffs += checkpoints.architecture_mismatches(program.cfg.architecture(), meta.get("architecture", {}))
+    if diffs:
+        raise ValueError(f"cannot resume from {ckpt_dir}: " + "; ".join(diffs))
+    if not meta.get("has_buffer", False):
+        raise ValueError(f"{ckpt_dir} was saved without its replay buffer (save_buffer=False): it can be "
+                         "evaluated but not resumed")
+    like_carry = jax.eval_shape(program.initial_carry)
+    like_key = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), len(program.members)))
+    like = jax.eval_shape(run_tree, like_carry, like_key)
+    tree = checkpoints.restore_exact(ckpt_dir, step, like)
+    return program.place(_rebuild(like_carry, tree)), jax.random.wrap_key_data(jnp.asarray(tree["eval_key"]))
+
+
+def _rebuild(like: Carry, tree: dict) -> Carry:
+    """A carry from a restored run tree (the inverse of run_tree with the buffer)."""
+    single = like.train_state.step.shape[0] == 1
+    add_axis = (lambda t: jax.tree.map(lambda x: jnp.asarray(x)[None], t)) if single else \
+        (lambda t: jax.tree.map(jnp.asarray, t))
+    rest_like = like._replace(train_state=like.train_state._replace(params=None, target_qs=None))
+    leaves_like, treedef = jax.tree.flatten(rest_like)
+    leaves = []
+    for i, ref in enumerate(leaves_like):
+        value = jnp.asarray(tree["loop"][f"{i:04d}"]) if ref.size else jnp.zeros(ref.shape, ref.dtype)
+        leaves.append(jax.random.wrap_key_data(value) if jnp.issubdtype(ref.dtype, jax.dtypes.prng_key) else value)
+    rest = jax.tree.unflatten(treedef, leaves)
+    train_state = rest.train_state._replace(params=add_axis(tree["params"]), target_qs=add_axis(tree["target_qs"]))
+    return rest._replace(train_state=train_state)

@@ -1,0 +1,75 @@
+"""Placing a population of on-device runs on several devices (jax.sharding).
+
+A population carry has a leading member axis [M] (seeds x hyperparameter values). On a mesh of D
+devices with one axis "data" it is split one of two ways:
+
+- "members": every leaf is split along the member axis (M divisible by D): independent runs, no
+  communication at all.
+- "envs": the environment axis of the env states, plan states, observations and buffer rows is
+  split (N divisible by D); the agent's state is replicated and every update is data parallel
+  (the batch axis is split inside `DeviceLoop.updates`, XLA all-reduces the gradients).
+
+`jax.jit` follows the shardings of its inputs, so placing the carry once is enough.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from tdmpc2_jax.loops.device import Carry
+
+
+def make_mesh(num_devices: int | None = None) -> Mesh | None:
+    """A 1-D mesh ("data") over the first `num_devices` devices (default all); None for one device."""
+    devices = jax.devices()
+    count = num_devices or len(devices)
+    if count > len(devices):
+        raise ValueError(f"num_devices={count} but JAX sees {len(devices)} {devices[0].platform} device(s)")
+    return Mesh(np.array(devices[:count]), ("data",)) if count > 1 else None
+
+
+def split_mode(mesh: Mesh | None, members: int, num_envs: int) -> str | None:
+    """"members" when the population divides over the devices, else "envs" (N must divide then)."""
+    if mesh is None:
+        return None
+    devices = mesh.devices.size
+    if members > 1 and members % devices == 0:
+        return "members"
+    if num_envs % devices:
+        raise ValueError(f"num_envs={num_envs} is not divisible by the {devices} devices (and the population of "
+                         f"{members} is not either): use a multiple of {devices}, or --config.num_devices")
+    return "envs"
+
+
+def carry_shardings(carry: Carry, mesh: Mesh, mode: str) -> Carry:
+    """NamedShardings for a population carry (leading member axis on every leaf)."""
+    def spec(*axes):
+        return NamedSharding(mesh, P(*axes))
+
+    if mode == "members":
+        return jax.tree.map(lambda _: spec("data"), carry)
+    by_env = lambda tree: jax.tree.map(lambda _: spec(None, "data"), tree)
+    replicated = lambda tree: jax.tree.map(lambda _: spec(), tree)
+    buffer = jax.tree.map(lambda x: spec(None, None, "data") if x.ndim >= 3 else spec(), carry.buffer)
+    return Carry(replicated(carry.train_state), by_env(carry.env_state), by_env(carry.plan_state), buffer,
+                 by_env(carry.obs), replicated(carry.key), replicated(carry.agent_step))
+
+
+def free_memory_bytes() -> int:
+    """Free memory of the first device (host RAM on CPU, where JAX reports no device statistics)."""
+    stats = jax.devices()[0].memory_stats()
+    if stats and "bytes_limit" in stats:
+        return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def check_fits(nbytes_per_device: int, what: str, fraction: float = 0.8) -> None:
+    """Refuses (before anything is allocated) what would take more than `fraction` of free memory."""
+    free = free_memory_bytes()
+    if nbytes_per_device > fraction * free:
+        raise ValueError(f"{what} needs {nbytes_per_device / 2**30:.2f} GiB per device but only "
+                         f"{free / 2**30:.2f} GiB is free (at most {fraction:.0%} may be used): lower "
+                         "buffer_size, num_envs or the population")
