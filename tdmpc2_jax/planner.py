@@ -104,6 +104,17 @@ def prior_actions(model, params: Params, z: jax.Array, key: jax.Array, task=None
     return jnp.concatenate([actions, last[None]], axis=0)
 
 
+def prior_plan(model, params: Params, obs: jax.Array, state: PlanState, key: jax.Array, task=None, *,
+               eval_mode: bool) -> Plan:
+    """The policy prior's action for one observation (no planning)."""
+    cfg = model.cfg
+    z = model.encode(params, obs, task)
+    eps = jnp.zeros((cfg.action_dim,)) if eval_mode else jax.random.normal(key, (cfg.action_dim,))
+    action = model.pi(params, z, eps, task).action
+    sequence = jnp.concatenate([action[None], state.mean[1:]], axis=0)
+    return Plan(action, state.mean, jnp.zeros_like(state.mean), sequence, z)
+
+
 def plan(model, params: Params, obs: jax.Array, state: PlanState, key: jax.Array, t0: jax.Array, task=None, *,
          eval_mode: bool) -> tuple[Plan, PlanState]:
     """One MPPI solve for one observation obs [obs_dim]; returns the plan and the next warm start.
@@ -112,11 +123,15 @@ def plan(model, params: Params, obs: jax.Array, state: PlanState, key: jax.Array
     policy-prior sequences; value = model return + discounted Q; softmax(temperature * value) over the
     top num_elites gives the new mean and std (std in [min_std, max_std]). The executed action is
     the first of an elite drawn by score (plus std[0] noise unless eval_mode), clamped to [-1, 1].
+    With cfg.mpc False (the official switch) the policy prior acts instead: a sample, or its mean in
+    eval_mode; the warm start is left as it is.
     """
     cfg = model.cfg
     if obs.shape != (cfg.obs_dim,):
         raise ValueError(f"plan takes one observation of shape ({cfg.obs_dim},), got {tuple(obs.shape)}; "
                          "vmap it (make_planner(..., batched=True)) for a batch")
+    if not cfg.mpc:
+        return prior_plan(model, params, obs, state, key, task, eval_mode=eval_mode), state
     horizon, num_pi = cfg.horizon, cfg.num_pi_trajs
     num_gauss = cfg.num_samples - num_pi
     k_prior, k_mppi, k_select, k_noise = jax.random.split(key, 4)

@@ -80,11 +80,15 @@ class MJXEnv:
     """One Playground task under the TD-MPC2 protocol (pure functions over EnvState)."""
 
     def __init__(self, task: str, impl: str = "jax", episode_length: int = EPISODE_LENGTH,
-                 action_repeat: int = ACTION_REPEAT):
-        from mujoco_playground import registry
-
+                 action_repeat: int = ACTION_REPEAT, playground_env: Any = None):
+        """`playground_env`: any object with Playground's environment interface to use instead of
+        the registry's task (reset, step, observation_size, action_size, mjx_model)."""
         self.task, self.episode_length, self.action_repeat = task, episode_length, action_repeat
-        self._env = registry.load(playground_name(task), config_overrides={"impl": impl})
+        if playground_env is None:
+            from mujoco_playground import registry
+
+            playground_env = registry.load(playground_name(task), config_overrides={"impl": impl})
+        self._env = playground_env
         ctrl = jnp.asarray(self._env.mjx_model.actuator_ctrlrange, jnp.float32)
         self._low, self._high = ctrl[:, 0], ctrl[:, 1]
         self.obs_dim = int(self._env.observation_size)
