@@ -93,11 +93,15 @@ class Program:
         placement = {} if shardings is None else dict(out_shardings=shardings)
         return xla.jit(jax.vmap(init), **placement)(keys, lrs)
 
+    def abstract_carry(self) -> Carry:
+        """Shapes and dtypes of the population carry (nothing allocated)."""
+        return jax.eval_shape(jax.vmap(self.loop.init), jax.random.split(jax.random.key(0), len(self.members)),
+                              jnp.zeros(len(self.members)))
+
     def shardings(self):
         if self.mesh is None:
             return None
-        abstract = jax.eval_shape(jax.vmap(self.loop.init), jax.random.split(jax.random.key(0), len(self.members)))
-        return sharding.carry_shardings(abstract, self.mesh, self.mode)
+        return sharding.carry_shardings(self.abstract_carry(), self.mesh, self.mode)
 
     def place(self, carry: Carry) -> Carry:
         shardings = self.shardings()
@@ -198,7 +202,7 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
             if batches * n >= next_eval or batches == program.total_batches:
                 run_eval()
                 next_eval = (batches * n // config.eval_freq + 1) * config.eval_freq
-            if batches * n >= next_checkpoint:
+            if batches * n >= next_checkpoint and batches < program.total_batches:  # the end saves below
                 save()
                 next_checkpoint = (batches * n // config.checkpoint_every + 1) * config.checkpoint_every
         save(final=True)
@@ -244,7 +248,7 @@ def restore_run(ckpt_dir: str, config: ConfigDict, program: Program) -> tuple[Ca
     if not meta.get("has_buffer", False):
         raise ValueError(f"{ckpt_dir} was saved without its replay buffer (save_buffer=False): it can be "
                          "evaluated but not resumed")
-    like_carry = jax.eval_shape(program.initial_carry)
+    like_carry = program.abstract_carry()
     like_key = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), len(program.members)))
     like = jax.eval_shape(run_tree, like_carry, like_key)
     tree = checkpoints.restore_exact(ckpt_dir, step, like)

@@ -1,0 +1,106 @@
+"""MJX training end to end: logs, checkpoints with the device buffer, exact resume, evaluation on
+both backends, and clear errors on bad input."""
+import csv
+import importlib.util
+import pathlib
+import subprocess
+import sys
+
+import chex
+import jax
+import numpy as np
+import pytest
+
+from tdmpc2_jax import checkpoints
+from tdmpc2_jax.agent import Agent
+from tdmpc2_jax.loops import device_run, host
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# 4 envs x 10-step episodes; 8 seed transitions; chunks of 5 batched steps (20 transitions)
+TINY = dict(num_envs=4, steps=80, seed_steps=8, episode_length=10, eval_freq=40, eval_episodes=2, chunk_steps=5,
+            buffer_size=40, checkpoint_every=40, mlp_dim=16, latent_dim=16, enc_dim=16, num_q=2, num_samples=16,
+            num_pi_trajs=2, num_elites=4, iterations=2, batch_size=8, progress=False, tensorboard=False)
+
+
+def tiny_config(work_dir, task="cartpole-balance", **changes):
+    spec = importlib.util.spec_from_file_location("mjx_config", ROOT / "configs" / "mjx.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    config = module.get_config(task)
+    config.update(dict(TINY, work_dir=str(work_dir), **changes))
+    return config
+
+
+def rows(path):
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def run_cli(module, config_file, task, *flags):
+    args = [sys.executable, "-m", f"tdmpc2_jax.{module}", f"--config={ROOT / 'configs' / config_file}:{task}", *flags]
+    return subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=ROOT)
+
+
+def test_a_run_logs_checkpoints_resumes_exactly_and_evaluates_on_host(tmp_path):
+    straight = tmp_path / "straight"
+    result = device_run.train(tiny_config(straight))[0]
+    evals = rows(straight / "eval.csv")
+    # eval at 0, then at the first chunk boundary at or after 40 and 80 transitions (seed phase: 2 steps)
+    assert [int(r["agent_step"]) for r in evals] == [0, 48, 80]
+    assert [int(r["step"]) for r in evals] == [0, 96, 160]
+    assert result["episode_length"] == 10 and len(result["returns"]) == 2
+    train = rows(straight / "train.csv")
+    assert [int(r["agent_step"]) for r in train] == [8, 28, 48, 68, 80]
+    assert int(train[-1]["episode"]) == 4 * 2  # two 10-step episodes per env in 20 batched steps
+    assert np.isfinite(float(train[-1]["total_loss"]))
+    assert checkpoints.latest_step(str(straight / "checkpoints")) == 80
+
+    # stop at 48 transitions, resume to 80: the same final parameters as the uninterrupted run
+    split = tmp_path / "split"
+    device_run.train(tiny_config(split, steps=48))
+    device_run.train(tiny_config(split, resume=True))
+    _, params_a, target_a = checkpoints.load_model(str(straight / "checkpoints"))
+    _, params_b, target_b = checkpoints.load_model(str(split / "checkpoints"))
+    chex.assert_trees_all_equal((params_a, target_a), (params_b, target_b))
+    assert [r["episode_reward"] for r in rows(split / "eval.csv")] == [r["episode_reward"] for r in evals]
+
+    # another config's checkpoint is refused, naming the difference
+    with pytest.raises(ValueError, match="num_envs: run has 2, checkpoint has 4"):
+        device_run.train(tiny_config(split, resume=True, num_envs=2))
+
+    # the MJX-trained model evaluates on host dm_control
+    out = run_cli("evaluate", "dmc.py", "cartpole-balance", f"--checkpoint={straight / 'checkpoints'}",
+                  "--episodes=1", "--config.episode_length=10", "--config.num_samples=16", "--config.num_elites=4",
+                  "--config.num_pi_trajs=2", "--config.iterations=2")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "cartpole-balance: 1 episodes" in out.stdout and "episode lengths [10]" in out.stdout
+
+
+def test_a_host_checkpoint_evaluates_on_mjx(tmp_path):
+    config = tiny_config(tmp_path)
+    cfg = host.agent_config(config, 5, 1, 10)
+    agent = Agent(cfg)
+    state = agent.init(jax.random.key(0))
+    plan_state = host.Actor(agent).initial_state()
+    checkpoints.save(str(tmp_path / "checkpoints"), 1, host.run_tree(state, plan_state, jax.random.key(1), None), cfg)
+    out = run_cli("evaluate", "mjx.py", "cartpole-balance", f"--checkpoint={tmp_path / 'checkpoints'}", "--episodes=3",
+                  "--config.episode_length=10", "--config.num_samples=16", "--config.num_elites=4",
+                  "--config.num_pi_trajs=2", "--config.iterations=2")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "cartpole-balance: 3 episodes" in out.stdout and "episode lengths [10]" in out.stdout
+
+
+@pytest.mark.parametrize("task, flags, message", [
+    ("walker-wakl", [], "unknown MJX task 'walker-wakl'.*walker-walk"),
+    ("dog-run", [], "configs/dmc.py:dog-run"),
+    ("cartpole-balance", ["--config.num_envs=0"], "num_envs must be positive"),
+    ("cartpole-balance", ["--config.buffer_size=10000000000000", "--config.steps=10000000000000"],
+     "replay buffer .* needs .* GiB per device but only"),
+    ("cartpole-balance", ["--config.num_env=4"], "num_env.*did you mean.*num_envs|num_env"),
+])
+def test_bad_input_gets_one_clear_line(tmp_path, task, flags, message):
+    out = run_cli("train", "mjx.py", task, f"--config.work_dir={tmp_path}", *flags)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), out.stderr[-2000:]
+    assert __import__("re").search(message, lines[0]), lines[0]
