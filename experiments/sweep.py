@@ -1,0 +1,105 @@
+"""A seed (x learning rate) sweep on MJX in one compiled program, with a mean +- std plot.
+
+    python experiments/sweep.py --config=configs/mjx.py:cartpole-balance --seeds=1,2,3,4 \
+        [--lrs=1e-4,3e-4,1e-3] [--config.key=value ...]
+
+Every member (seed, lr) is one slice of a vmapped training state; on several devices the members
+(or, when they do not divide, the environments) are split over them. Each member writes its own
+eval.csv / train.csv under WORK_DIR/lr<lr>/seed<seed>/; the sweep adds WORK_DIR/sweep.csv (mean,
+std and count over seeds per lr and eval step) and WORK_DIR/sweep.png.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from collections import defaultdict
+
+from absl import app, flags
+from ml_collections import config_flags
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tdmpc2_jax.cli import fail, parse_flags, quiet_libraries  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "an MJX config, e.g. configs/mjx.py:cartpole-balance",
+                                          lock_config=True)
+flags.DEFINE_list("seeds", ["1", "2"], "seeds of the population")
+flags.DEFINE_list("lrs", None, "learning rates (default: the config's lr)")
+FLAGS = flags.FLAGS
+
+
+def summarize(config, members) -> list[dict]:
+    """Mean, std and count of the eval return over seeds, per (lr, env step)."""
+    import numpy as np
+
+    from tdmpc2_jax.loops.device_run import member_dirs
+
+    returns: dict[tuple[float, int], list[float]] = defaultdict(list)
+    for member, directory in zip(members, member_dirs(config, members)):
+        with open(os.path.join(directory, "eval.csv")) as f:
+            for row in csv.DictReader(f):
+                returns[(member.lr, int(row["step"]))].append(float(row["episode_reward"]))
+    return [dict(lr=lr, step=step, mean=float(np.mean(v)), std=float(np.std(v)), seeds=len(v))
+            for (lr, step), v in sorted(returns.items())]
+
+
+def write_summary(rows: list[dict], work_dir: str, task: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    with open(os.path.join(work_dir, "sweep.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, ["lr", "step", "mean", "std", "seeds"])
+        writer.writeheader()
+        writer.writerows(rows)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for lr in sorted({r["lr"] for r in rows}):
+        curve = [r for r in rows if r["lr"] == lr]
+        step = np.asarray([r["step"] for r in curve])
+        mean, std = np.asarray([r["mean"] for r in curve]), np.asarray([r["std"] for r in curve])
+        ax.plot(step, mean, label=f"lr {lr:g} ({curve[0]['seeds']} seeds)")
+        ax.fill_between(step, mean - std, mean + std, alpha=0.25)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return (mean +- std over seeds)")
+    ax.set_title(f"{task} on MJX")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(os.path.join(work_dir, "sweep.png"), dpi=120)
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    config = _CONFIG.value
+    if config is None or config.get("backend") != "mjx":
+        fail("--config must be an MJX config, e.g. --config=configs/mjx.py:cartpole-balance")
+    quiet_libraries()
+    from tdmpc2_jax.envs.mjx import playground_name
+    from tdmpc2_jax.loops import device_run, host
+
+    try:
+        seeds = [int(s) for s in FLAGS.seeds]
+        lrs = [float(v) for v in FLAGS.lrs] if FLAGS.lrs else [config.lr]
+        if len(set(seeds)) != len(seeds) or len(set(lrs)) != len(lrs):
+            raise ValueError(f"seeds and lrs must not repeat: {seeds}, {lrs}")
+        playground_name(config.task)
+        device_run.train(config, seeds, lrs)
+    except host.NonFiniteLoss as err:
+        fail(str(err), code=1)
+    except (ValueError, FileNotFoundError) as err:
+        fail(str(err))
+    members = device_run.population(seeds, lrs)
+    work_dir = host.work_dir_of(config)
+    rows = summarize(config, members)
+    write_summary(rows, work_dir, config.task)
+    last = max(r["step"] for r in rows)
+    for r in rows:
+        if r["step"] == last:
+            print(f"lr {r['lr']:g}: return {r['mean']:.1f} +- {r['std']:.1f} over {r['seeds']} seeds at {last:,} env steps")
+    print(f"wrote {os.path.join(work_dir, 'sweep.csv')} and sweep.png")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)
