@@ -40,3 +40,22 @@ def test_batched_steps_reset_each_env_at_the_time_limit_and_report_episodes():
     assert not np.allclose(outs.obs[4], outs.final_obs[4])
     np.testing.assert_allclose(outs.obs[3], outs.final_obs[3])
     assert np.all(rewards >= 0) and np.all(rewards <= 2.0)  # two physics steps of reward in [0, 1]
+
+
+def test_batched_step_equals_vmapped_step_across_resets():
+    """step_batch computes resets only when some episode ended, with the same results as vmap(step)."""
+    env = MJXEnv("cartpole-balance", episode_length=3)
+    states = jax.vmap(env.reset)(jax.random.split(jax.random.key(2), 3))
+    actions = jax.random.uniform(jax.random.key(3), (7, 3, 1), minval=-1, maxval=1)
+
+    def rollout(step):
+        return jax.jit(lambda s, a: jax.lax.scan(lambda s, a: step(s, a), s, a))(states, actions)
+
+    batched = rollout(env.step_batch)
+    vmapped = rollout(jax.vmap(env.step))
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
+                 jax.tree.map(lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+                              else x, batched),
+                 jax.tree.map(lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+                              else x, vmapped))
+    assert np.asarray(batched[1].ended).sum() == 6  # two resets per env in 7 steps

@@ -101,6 +101,22 @@ class MJXEnv:
 
     def step(self, state: EnvState, action: jax.Array) -> tuple[EnvState, StepOutput]:
         """One agent step; an ended episode is replaced by a fresh one in the returned state."""
+        inner, out, keys = self._advance(state, action)
+        return self._finish(state, inner, out, keys, _strong(self._env.reset(keys[1])))
+
+    def step_batch(self, states: EnvState, actions: jax.Array) -> tuple[EnvState, StepOutput]:
+        """`step` for N environments ([N] states, [N, A] actions), equal to vmap(step), but the
+        resets (a full forward pass each) are computed only when some episode ended."""
+        inner, out, keys = jax.vmap(self._advance)(states, actions)
+
+        def fresh():
+            return jax.vmap(lambda k: _strong(self._env.reset(k)))(keys[:, 1])
+
+        fresh_inner = jax.lax.cond(jnp.any(out.ended), fresh, lambda: inner)
+        return jax.vmap(self._finish)(states, inner, out, keys, fresh_inner)
+
+    def _advance(self, state: EnvState, action: jax.Array) -> tuple[Any, StepOutput, jax.Array]:
+        """The physics of one agent step: (inner state, output before any reset, [next key, reset key])."""
         action = jnp.clip(action, -1.0, 1.0)
         ctrl = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
 
@@ -114,13 +130,16 @@ class MJXEnv:
         terminated = inner.done > 0
         ended = terminated | (t >= self.episode_length)
         episode_return = state.episode_return + reward
-
-        key, reset_key = jax.random.split(state.key)
-        fresh = _strong(self._env.reset(reset_key))
-        next_inner = jax.tree.map(lambda new, old: jnp.where(ended, new, old), fresh, inner)
-        next_state = EnvState(next_inner, jnp.where(ended, 0, t), state.episode + ended.astype(jnp.int32),
-                              jnp.where(ended, 0.0, episode_return), key)
-        out = StepOutput(obs=next_inner.obs, final_obs=inner.obs, reward=reward, terminated=terminated.astype(jnp.float32),
+        out = StepOutput(obs=inner.obs, final_obs=inner.obs, reward=reward, terminated=terminated.astype(jnp.float32),
                          ended=ended, episode_return=jnp.where(ended, episode_return, 0.0),
                          episode_length=jnp.where(ended, t, 0))
-        return next_state, out
+        return inner, out, jax.random.split(state.key)
+
+    def _finish(self, state: EnvState, inner: Any, out: StepOutput, keys: jax.Array,
+                fresh: Any) -> tuple[EnvState, StepOutput]:
+        """Swaps in the fresh episode where this step ended one (obs becomes its first observation)."""
+        ended = out.ended
+        next_inner = jax.tree.map(lambda new, old: jnp.where(ended, new, old), fresh, inner)
+        next_state = EnvState(next_inner, jnp.where(ended, 0, state.t + 1), state.episode + ended.astype(jnp.int32),
+                              jnp.where(ended, 0.0, state.episode_return + out.reward), keys[0])
+        return next_state, out._replace(obs=next_inner.obs)

@@ -107,12 +107,12 @@ class DeviceLoop:
     def step(self, carry: Carry, seeding: bool = False) -> tuple[Carry, StepLog]:
         key, k_act, k_update = jax.random.split(carry.key, 3)
         action, plan_state = self.act(carry, k_act, seeding)
-        env_state, out = jax.vmap(self.env.step)(carry.env_state, action)
+        env_state, out = self.env.step_batch(carry.env_state, action)
         buffer = device_buffer.insert(carry.buffer, device_buffer.Transition(
             obs=carry.obs, action=action, reward=out.reward, next_obs=out.final_obs, terminated=out.terminated,
             episode=carry.env_state.episode, step=carry.env_state.t))
         train_state, metrics = carry.train_state, {}
-        if not seeding:
+        if not seeding and self.updates_per_step:
             train_state, metrics = self.updates(train_state, buffer, k_update, self.updates_per_step)
         carry = Carry(train_state, env_state, plan_state, buffer, out.obs, key, carry.agent_step + 1)
         return carry, StepLog(out.ended, out.episode_return, out.episode_length, metrics)
@@ -144,7 +144,7 @@ class DeviceLoop:
             env_state, plan_state, obs, alive, total, length = c
             result, plan_state = self._eval_plan(params, obs, plan_state, jax.random.split(k, episodes),
                                                  env_state.t == 0)
-            env_state, out = jax.vmap(env.step)(env_state, result.action)
+            env_state, out = env.step_batch(env_state, result.action)
             total = total + jnp.where(alive, out.reward, 0.0)
             length = length + alive.astype(jnp.int32)
             return (env_state, plan_state, out.obs, alive & ~out.ended, total, length), None

@@ -1,0 +1,87 @@
+"""Throughput of the on-device MJX loop against the host loop on the same task.
+
+    python -m benchmarks.mjx_throughput [--task cheetah-run] [--model-size 5] [--num-envs 1 16 64 256]
+                                        [--steps 20] [--updates 20] [--repeats 5] [--host-steps 20]
+
+For each N: transitions/s of acting (batched MPPI + MJX step + buffer insert, one compiled chunk of
+--steps batched steps, no updates), and updates/s (a scan of --updates core updates on windows
+from the device buffer). Then the host loop on the same task: one dm_control step plus one jitted
+plan per transition. One transition is `action repeat` (2) physics steps. Medians of --repeats
+warm calls; the first call includes compilation.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import jax
+import numpy as np
+
+from benchmarks._timing import report, time_calls
+from tdmpc2_jax.agent import Agent
+from tdmpc2_jax.config import make_config
+from tdmpc2_jax.envs.mjx import MJXEnv
+from tdmpc2_jax.loops.device import DeviceLoop
+
+
+def device_figures(task: str, model_size: int, num_envs: int, steps: int, updates: int, repeats: int,
+                   impl: str) -> None:
+    env = MJXEnv(task, impl=impl)
+    cfg = make_config(dict(model_size=model_size, obs_dim=env.obs_dim, action_dim=env.action_dim))
+    loop = DeviceLoop(Agent(cfg), env, num_envs, seed_steps=0, updates_per_step=0)
+    carry = jax.jit(loop.init)(jax.random.key(0))
+    carry, _ = jax.jit(loop.chunk, static_argnums=(1, 2))(carry, cfg.horizon + 2, True)  # windows to sample
+    act = jax.jit(loop.chunk, static_argnums=1)
+    stats = time_calls(lambda: act(carry, steps)[0].obs, repeats)
+    rate = num_envs * steps / stats["median_s"]
+    print(report(f"acting N={num_envs}", stats) + f"   {rate:10.0f} transitions/s")
+    update = jax.jit(loop.updates, static_argnums=3)
+    stats = time_calls(lambda: update(carry.train_state, carry.buffer, jax.random.key(1), updates)[0].step, repeats)
+    print(report(f"updates x{updates} (B={cfg.batch_size})", stats) + f"   {updates / stats['median_s']:10.1f} updates/s")
+
+
+def host_figures(task: str, model_size: int, steps: int) -> None:
+    from tdmpc2_jax.envs.dmc import DMCEnv
+    from tdmpc2_jax.loops.host import Actor
+
+    env = DMCEnv(task, seed=0)
+    cfg = make_config(dict(model_size=model_size, obs_dim=env.obs_dim, action_dim=env.action_dim))
+    agent = Agent(cfg)
+    actor, params = Actor(agent), agent.init(jax.random.key(0)).params
+    obs, plan_state = env.reset(), actor.initial_state()
+    keys = iter(jax.random.split(jax.random.key(1), steps + 1))
+    start = time.perf_counter()
+    actor.act(params, obs, plan_state, next(keys), True, eval_mode=False)
+    first = time.perf_counter() - start
+    times = []
+    for t in range(steps):
+        start = time.perf_counter()
+        action, plan_state = actor.act(params, obs, plan_state, next(keys), t == 0, eval_mode=False)
+        result = env.step(action)
+        obs = env.reset() if result.done else result.obs
+        times.append(time.perf_counter() - start)
+    median = float(np.median(times))
+    print(f"{'host loop (dm_control)':<28} first call {first:6.2f} s   median {median * 1e3:8.1f} ms per transition"
+          f"   {1 / median:10.1f} transitions/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", default="cheetah-run")
+    parser.add_argument("--model-size", type=int, default=5)
+    parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 16, 64, 256])
+    parser.add_argument("--steps", type=int, default=20, help="batched steps per timed chunk")
+    parser.add_argument("--updates", type=int, default=20, help="updates per timed call")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--host-steps", type=int, default=20, help="host-loop transitions to time (0: skip)")
+    parser.add_argument("--impl", default="jax", help="MJX implementation (jax or warp)")
+    args = parser.parse_args()
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {args.task}, {args.model_size}M model")
+    for n in args.num_envs:
+        device_figures(args.task, args.model_size, n, args.steps, args.updates, args.repeats, args.impl)
+    if args.host_steps:
+        host_figures(args.task, args.model_size, args.host_steps)
+
+
+if __name__ == "__main__":
+    main()
