@@ -21,4 +21,5 @@ def get_config(task: str = "cheetah-run"):
     config.updates_per_step = 1  # updates per batched step of num_envs transitions
     config.chunk_steps = config_dict.placeholder(int)  # batched steps per compiled chunk; default from eval_freq
     config.num_devices = config_dict.placeholder(int)  # devices to split over; default all JAX sees
+    config.distributed = False  # several hosts: call jax.distributed.initialize() first (one process per host)
     return config

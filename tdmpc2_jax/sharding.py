@@ -58,6 +58,15 @@ def carry_shardings(carry: Carry, mesh: Mesh, mode: str) -> Carry:
                  by_env(carry.obs), replicated(carry.key), replicated(carry.agent_step))
 
 
+def fetch(tree):
+    """Host copies of (possibly multi-host sharded) arrays; every process gets the whole values."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
 def free_memory_bytes() -> int:
     """Free memory of the first device (host RAM on CPU, where JAX reports no device statistics)."""
     stats = jax.devices()[0].memory_stats()

@@ -45,6 +45,10 @@ def _train(config):
         resolve(config.task)
         return host.train(config)
     if config.backend == "mjx" and "num_envs" in config:
+        if config.distributed:
+            import jax
+
+            jax.distributed.initialize()
         from tdmpc2_jax.envs.mjx import playground_name
         from tdmpc2_jax.loops import device_run
 

@@ -48,8 +48,11 @@ def population(seeds: list[int], lrs: list[float]) -> list[Member]:
 
 
 def member_dirs(config: ConfigDict, members: list[Member]) -> list[str]:
-    """Where each member logs: the run's work dir for a single run, a sub-directory per member else."""
+    """Where each member logs: the run's work dir for a single run, a sub-directory per member else
+    (on several hosts, processes other than the first log under process<i>/)."""
     work_dir = work_dir_of(config)
+    if jax.process_index():
+        work_dir = os.path.join(work_dir, f"process{jax.process_index()}")
     if len(members) == 1:
         return [work_dir]
     return [os.path.join(work_dir, m.name) for m in members]
@@ -150,7 +153,7 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
         nonlocal eval_key
         keys = jax.vmap(jax.random.split)(eval_key)
         eval_key = keys[:, 0]
-        result = jax.device_get(program.evaluate(carry.train_state.params, keys[:, 1], config.eval_episodes))
+        result = sharding.fetch(program.evaluate(carry.train_state.params, keys[:, 1], config.eval_episodes))
         for i, logger in enumerate(loggers):
             returns = result.returns[i]
             last_eval[i] = dict(episode_reward=float(returns.mean()), episode_reward_std=float(returns.std()),
@@ -164,7 +167,7 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
 
     def log_chunk(logs, length: int) -> None:
         nonlocal episodes
-        logs = jax.device_get(logs)
+        logs = sharding.fetch(logs)
         metrics = {k: np.asarray(v) for k, v in logs.metrics.items()}
         for name, values in metrics.items():
             if not np.isfinite(values).all():
