@@ -1,0 +1,178 @@
+"""Speculative execution: reuse one MPPI plan for up to K steps, check every new observation against
+the plan's predicted latent, and replan only when needed.
+
+At every step (one environment): encode the observation, z; compare it with the plan buffer's
+prediction for this step, e_k = ||z - zhat_k||_2; optionally correct the planned action a_plan_k
+with a learned corrector. Replan (one MPPI solve, whose first action is executed) when the
+episode starts, when k reached K, when fallback is on and e_k > tau_k, or when the corrector
+moves the action by more than `delta_cap` (max-norm); otherwise execute the (corrected) planned
+action. `step` decides with `lax.cond`; `step_batch` decides per environment and runs the planner
+for the batch only when some environment needs it. With K = 1 every step replans with the same
+key and warm start as the plain planner, so the actions are exactly the baseline's.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from tdmpc2_jax.planner import PlanState, plan
+from tdmpc2_jax.speculative import plan_buffer
+from tdmpc2_jax.speculative.correctors import Corrector, CorrectorInput, empty_history, push
+from tdmpc2_jax.world_model import Params, WorldModel
+
+EXTENSIONS = ("prior", "plan", "none")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpecSettings:
+    horizon_k: int = 3  # K: steps executed from one plan at most
+    source: str = "mean"  # buffer actions after the first: the MPPI "mean" or the sampled "elite"
+    extension: str = "prior"  # K > H: roll the policy prior's mean ("prior"), plan with horizon K ("plan"), or refuse
+    fallback: bool = False  # replan when e_k > tau_k
+    corrector: bool = False  # correct the planned action with a learned corrector
+    delta_cap: float = math.inf  # replan when the corrector moves any action entry by more than this
+
+
+class SpecState(NamedTuple):
+    buffer: plan_buffer.PlanBuffer
+    plan_mean: jax.Array  # [H', A] MPPI mean of the last plan (the warm start of the next)
+    history: CorrectorInput  # [T, ...] the corrector's recent inputs
+
+
+class StepInfo(NamedTuple):
+    replanned: jax.Array  # [] bool: the planner ran at this step
+    k: jax.Array  # [] int32 steps since the last plan, before this step's decision
+    mismatch: jax.Array  # [] e_k = ||encode(obs) - zhat_k||_2 (meaningful when 1 <= k < K)
+    correction: jax.Array  # [] max |a_corrected - a_plan| (0 without a corrector)
+    fallback: jax.Array  # [] bool: e_k > tau_k caused the replan
+
+
+class _Decision(NamedTuple):
+    need: jax.Array
+    action: jax.Array  # the reused (maybe corrected) action
+    history: CorrectorInput
+    info: StepInfo
+
+
+class Speculator:
+    """The speculative controller for one world model, settings, thresholds and corrector."""
+
+    def __init__(self, model: WorldModel, settings: SpecSettings, tau: jax.Array | None = None,
+                 corrector: Corrector | None = None, eval_mode: bool = True):
+        cfg, k = model.cfg, settings.horizon_k
+        if k < 1:
+            raise ValueError(f"the execution horizon K must be at least 1, got {k}")
+        if settings.extension not in EXTENSIONS:
+            raise ValueError(f"extension must be one of {EXTENSIONS}, got {settings.extension!r}")
+        if settings.extension == "none" and k > cfg.horizon:
+            raise ValueError(f"K={k} is larger than the planning horizon H={cfg.horizon}, and extension='none' "
+                             "adds no steps: use extension='prior' (policy prior beyond H) or 'plan' (plan with "
+                             "horizon K)")
+        if settings.fallback and (tau is None or jnp.shape(tau) != (k,)):
+            raise ValueError(f"fallback needs thresholds tau of shape ({k},) for K={k}; run calibrate first "
+                             f"(got {None if tau is None else jnp.shape(tau)})")
+        if settings.corrector:
+            if corrector is None:
+                raise ValueError("settings.corrector is on but no corrector was given")
+            spec = corrector.spec
+            if (spec.latent_dim, spec.action_dim) != (cfg.latent_dim, cfg.action_dim) or spec.max_k < k - 1:
+                raise ValueError(f"the corrector is for latent {spec.latent_dim} / action {spec.action_dim} / K up to "
+                                 f"{spec.max_k + 1}; this agent has latent {cfg.latent_dim} / action "
+                                 f"{cfg.action_dim} and K={k}")
+        self.model, self.settings, self.eval_mode = model, settings, eval_mode
+        self.tau = None if tau is None else jnp.asarray(tau, jnp.float32)
+        self.corrector = corrector if settings.corrector else None
+        plans_k = settings.extension == "plan" and k > cfg.horizon
+        self.plan_model = WorldModel(cfg.replace(horizon=k)) if plans_k else model
+        self._history_spec = (corrector.spec if corrector is not None else None)
+
+    def init_state(self) -> SpecState:
+        cfg, k = self.model.cfg, self.settings.horizon_k
+        history = empty_history(self._history_spec) if self._history_spec is not None else _no_history(cfg)
+        return SpecState(plan_buffer.empty(k, cfg.latent_dim, cfg.action_dim),
+                         jnp.zeros((self.plan_model.cfg.horizon, cfg.action_dim)), history)
+
+    # ------------------------------------------------------------------ pieces
+    def _decide(self, params: Params, corrector_params, state: SpecState, obs: jax.Array, t0: jax.Array) -> _Decision:
+        s, buf = self.settings, state.buffer
+        z = self.model.encode(params, obs)
+        k = buf.k
+        index = jnp.minimum(k, s.horizon_k - 1)
+        z_pred, a_plan, std = buf.latents[index], buf.actions[index], buf.std[index]
+        mismatch = jnp.linalg.norm(z - z_pred)
+        history = jax.tree.map(lambda h: jnp.where(t0, jnp.zeros_like(h), h), state.history)
+        history = push(history, CorrectorInput(z[None], z_pred[None], a_plan[None], index[None], std[None],
+                                               jnp.ones((1,), bool)))
+        if self.corrector is not None:
+            action, _ = self.corrector.correct(corrector_params, history)
+        else:
+            action = a_plan
+        correction = jnp.max(jnp.abs(action - a_plan))
+        fallback = (mismatch > self.tau[index]) if s.fallback else jnp.zeros((), bool)
+        need = t0 | (k >= s.horizon_k) | fallback | (correction > s.delta_cap)
+        info = StepInfo(need, k, mismatch, correction, fallback & ~t0 & (k < s.horizon_k))
+        return _Decision(need, action, history, info)
+
+    def _replan(self, params: Params, state: SpecState, obs: jax.Array, key: jax.Array, t0: jax.Array):
+        """(executed action, new buffer, new plan mean) from one MPPI solve."""
+        warm = PlanState(plan_buffer.shift_mean(state.plan_mean, jnp.maximum(state.buffer.k - 1, 0)))
+        result, plan_state = plan(self.plan_model, params, obs, warm, key, t0, eval_mode=self.eval_mode)
+        buffer = plan_buffer.build(self.model, params, result, self.settings.horizon_k, self.settings.source)
+        return result.action, buffer, plan_state.mean
+
+    @staticmethod
+    def _reuse(state: SpecState, decision: _Decision):
+        buf = state.buffer
+        return decision.action, buf._replace(k=buf.k + 1), state.plan_mean
+
+    # ------------------------------------------------------------------ steps
+    def step(self, params: Params, corrector_params, state: SpecState, obs: jax.Array, key: jax.Array,
+             t0: jax.Array) -> tuple[jax.Array, SpecState, StepInfo]:
+        """One environment: (action [A], next state, info); the planner runs only when needed."""
+        if self.settings.horizon_k == 1:  # every step replans: exactly the plain planner's program
+            action, buffer, mean = self._replan(params, state, obs, key, t0)
+            zero = jnp.zeros(())
+            return action, state._replace(buffer=buffer, plan_mean=mean), StepInfo(
+                jnp.ones((), bool), state.buffer.k, zero, zero, jnp.zeros((), bool))
+        d = self._decide(params, corrector_params, state, obs, t0)
+        action, buffer, mean = jax.lax.cond(d.need, lambda: self._replan(params, state, obs, key, t0),
+                                            lambda: self._reuse(state, d))
+        return action, SpecState(buffer, mean, d.history), d.info
+
+    def step_batch(self, params: Params, corrector_params, states: SpecState, obs: jax.Array, keys: jax.Array,
+                   t0: jax.Array) -> tuple[jax.Array, SpecState, StepInfo]:
+        """N environments ([N] leading axes): decisions per environment, the planner for the whole batch
+        only when at least one environment replans."""
+        d = jax.vmap(self._decide, in_axes=(None, None, 0, 0, 0))(params, corrector_params, states, obs, t0)
+        reused = jax.vmap(self._reuse)(states, d)
+        planned = jax.lax.cond(
+            jnp.any(d.need),
+            lambda: jax.vmap(self._replan, in_axes=(None, 0, 0, 0, 0))(params, states, obs, keys, t0),
+            lambda: reused)
+        pick = lambda new, old: jnp.where(d.need.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+        action, buffer, mean = jax.tree.map(pick, planned, reused)
+        return action, SpecState(buffer, mean, d.history), d.info
+
+
+def _no_history(cfg) -> CorrectorInput:
+    """A one-step history for controllers without a corrector (kept for a uniform state)."""
+    z, a = jnp.zeros((1, cfg.latent_dim)), jnp.zeros((1, cfg.action_dim))
+    return CorrectorInput(z, z, a, jnp.zeros((1,), jnp.int32), a, jnp.zeros((1,), bool))
+
+
+def calibrate_tau(k: jax.Array, mismatch: jax.Array, horizon_k: int, quantile: float = 0.95) -> jax.Array:
+    """tau [K]: per k, the `quantile` of e_k over steps observed at that k (1 <= k < K); tau_0 = inf.
+
+    k, mismatch: [...] from StepInfo of open-loop (naive-K) rollouts, which execute the plan as
+    predicted; a step index with no observations gets inf (never falls back).
+    """
+    k, mismatch = jnp.ravel(k), jnp.ravel(mismatch)
+    taus = [jnp.inf]
+    for j in range(1, horizon_k):
+        values = jnp.where(k == j, mismatch, jnp.nan)
+        taus.append(jnp.where(jnp.any(k == j), jnp.nanquantile(values, quantile), jnp.inf))
+    return jnp.stack(taus).astype(jnp.float32)
