@@ -62,7 +62,9 @@ class Speculator:
     """The speculative controller for one world model, settings, thresholds and corrector."""
 
     def __init__(self, model: WorldModel, settings: SpecSettings, tau: jax.Array | None = None,
-                 corrector: Corrector | None = None, eval_mode: bool = True):
+                 corrector: Corrector | None = None, eval_mode: bool = True, history: int = 1):
+        """`history`: steps of corrector input kept in the state when no corrector is given (data
+        collection for a history-reading corrector); with a corrector, its own history length."""
         cfg, k = model.cfg, settings.horizon_k
         if k < 1:
             raise ValueError(f"the execution horizon K must be at least 1, got {k}")
@@ -88,11 +90,11 @@ class Speculator:
         self.corrector = corrector if settings.corrector else None
         plans_k = settings.extension == "plan" and k > cfg.horizon
         self.plan_model = WorldModel(cfg.replace(horizon=k)) if plans_k else model
-        self._history_spec = (corrector.spec if corrector is not None else None)
+        self.history = corrector.spec.history if corrector is not None else history
 
     def init_state(self) -> SpecState:
         cfg, k = self.model.cfg, self.settings.horizon_k
-        history = empty_history(self._history_spec) if self._history_spec is not None else _no_history(cfg)
+        history = empty_history(self.history, cfg.latent_dim, cfg.action_dim)
         return SpecState(plan_buffer.empty(k, cfg.latent_dim, cfg.action_dim),
                          jnp.zeros((self.plan_model.cfg.horizon, cfg.action_dim)), history)
 
@@ -156,12 +158,6 @@ class Speculator:
         pick = lambda new, old: jnp.where(d.need.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
         action, buffer, mean = jax.tree.map(pick, planned, reused)
         return action, SpecState(buffer, mean, d.history), d.info
-
-
-def _no_history(cfg) -> CorrectorInput:
-    """A one-step history for controllers without a corrector (kept for a uniform state)."""
-    z, a = jnp.zeros((1, cfg.latent_dim)), jnp.zeros((1, cfg.action_dim))
-    return CorrectorInput(z, z, a, jnp.zeros((1,), jnp.int32), a, jnp.zeros((1,), bool))
 
 
 def calibrate_tau(k: jax.Array, mismatch: jax.Array, horizon_k: int, quantile: float = 0.95) -> jax.Array:

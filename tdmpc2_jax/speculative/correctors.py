@@ -111,15 +111,9 @@ class Corrector:
         self.spec = spec
         self.net = GatedTwoTower(spec) if spec.kind == "mlp" else TemporalTransformer(spec)
 
-    def example_input(self) -> CorrectorInput:
-        s = self.spec
-        t = s.history
-        return CorrectorInput(jnp.zeros((t, s.latent_dim)), jnp.zeros((t, s.latent_dim)),
-                              jnp.zeros((t, s.action_dim)), jnp.ones((t,), jnp.int32), jnp.zeros((t, s.action_dim)),
-                              jnp.ones((t,), bool))
-
     def init(self, key: jax.Array):
-        return self.net.init(key, self.example_input())["params"]
+        s = self.spec
+        return self.net.init(key, empty_history(s.history, s.latent_dim, s.action_dim))["params"]
 
     def delta(self, params, x: CorrectorInput) -> jax.Array:
         """[A] raw correction."""
@@ -136,6 +130,7 @@ def push(history: CorrectorInput, step: CorrectorInput) -> CorrectorInput:
     return jax.tree.map(lambda h, s: jnp.concatenate([h[1:], s], axis=0), history, step)
 
 
-def empty_history(spec: CorrectorSpec) -> CorrectorInput:
-    example = Corrector(spec).example_input()
-    return example._replace(k=jnp.zeros_like(example.k), valid=jnp.zeros_like(example.valid))
+def empty_history(length: int, latent_dim: int, action_dim: int) -> CorrectorInput:
+    """A history of `length` steps with nothing in it (valid all false)."""
+    z, a = jnp.zeros((length, latent_dim)), jnp.zeros((length, action_dim))
+    return CorrectorInput(z, z, a, jnp.zeros((length,), jnp.int32), a, jnp.zeros((length,), bool))

@@ -1,0 +1,82 @@
+"""Corrector training data: speculative rollouts labelled by the teacher (the full planner).
+
+Every reuse step (k = 1..K-1 steps after a plan) of a speculative rollout on N MJX environments
+gives one tuple: the corrector's input history at that step and the teacher's label, the MPPI
+mean's first action planned (eval mode) at the visited state. The teacher keeps its own warm
+start and plans at every step; its actions are never executed. DAgger: later rounds roll out the
+corrected controller, so the data covers the states the corrector itself visits.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tdmpc2_jax.envs.mjx import MJXEnv
+from tdmpc2_jax.planner import init_plan_state, plan
+from tdmpc2_jax.speculative.controller import Speculator
+from tdmpc2_jax.speculative.correctors import CorrectorInput
+
+
+class Dataset(NamedTuple):
+    inputs: CorrectorInput  # leaves [M, T, ...]
+    label: jax.Array  # [M, A] teacher action
+
+
+def collect(env: MJXEnv, speculator: Speculator, params, corrector_params, key: jax.Array, num_envs: int,
+            steps: int) -> Dataset:
+    """Tuples from `steps` batched steps of N environments (runs as one scan; filtering on host)."""
+    model = speculator.model
+    cfg = model.cfg
+    broadcast = lambda tree: jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs,) + x.shape), tree)
+
+    def run(key, params, corrector_params):
+        teacher = jax.vmap(lambda o, s, k, t: plan(model, params, o, s, k, t, eval_mode=True))
+
+        def body(carry, key):
+            env_state, state, teacher_state = carry
+            k_act, k_teach = jax.random.split(key)
+            obs, t0 = env_state.inner.obs, env_state.t == 0
+            action, state, info = speculator.step_batch(params, corrector_params, state, obs,
+                                                        jax.random.split(k_act, num_envs), t0)
+            label, teacher_state = teacher(obs, teacher_state, jax.random.split(k_teach, num_envs), t0)
+            env_state, _ = env.step_batch(env_state, action)
+            return (env_state, state, teacher_state), (state.history, label.mean[:, 0], ~info.replanned)
+
+        k_reset, k_steps = jax.random.split(key)
+        env_state = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs))
+        init = (env_state, broadcast(speculator.init_state()), broadcast(init_plan_state(cfg.horizon, cfg.action_dim)))
+        return jax.lax.scan(body, init, jax.random.split(k_steps, steps))[1]
+
+    history, label, keep = jax.jit(run)(key, params, corrector_params)
+    keep = np.asarray(keep).reshape(-1)
+    flat = lambda x: np.asarray(x).reshape((-1,) + x.shape[2:])[keep]
+    return Dataset(jax.tree.map(flat, history), flat(label))
+
+
+def concatenate(parts: list[Dataset]) -> Dataset:
+    return jax.tree.map(lambda *x: np.concatenate(x, axis=0), *parts)
+
+
+def save(path: str, data: Dataset, meta: dict) -> None:
+    """One .npz with the arrays and the metadata (task, K, checkpoint, seed, dims) as JSON."""
+    arrays = {f"inputs_{name}": np.asarray(value) for name, value in data.inputs._asdict().items()}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp.npz"
+    np.savez_compressed(tmp, label=np.asarray(data.label), meta=json.dumps(meta), **arrays)
+    os.replace(tmp, path)
+
+
+def load(path: str) -> tuple[Dataset, dict]:
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no corrector data at {path}")
+    try:
+        with np.load(path) as f:
+            inputs = CorrectorInput(**{name: f[f"inputs_{name}"] for name in CorrectorInput._fields})
+            return Dataset(inputs, f["label"]), json.loads(str(f["meta"]))
+    except (KeyError, ValueError, OSError) as err:
+        raise ValueError(f"{path} is not corrector data of this project: {err}") from err
