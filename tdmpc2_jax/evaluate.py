@@ -11,12 +11,12 @@ the episodes run at once, in one compiled program.
 """
 from __future__ import annotations
 
-import os
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from tdmpc2_jax.cli import fail, parse_flags, quiet_libraries
+from tdmpc2_jax.loading import load_for_task
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file, e.g. configs/dmc.py:cheetah-run",
                                           lock_config=True)
@@ -25,31 +25,6 @@ flags.DEFINE_integer("episodes", 10, "number of evaluation episodes")
 flags.DEFINE_string("video", None, "write the first episode to this .mp4")
 flags.DEFINE_integer("seed", None, "evaluation seed (default: the config's seed)")
 FLAGS = flags.FLAGS
-
-ARCHITECTURE_KEYS = ("num_enc_layers", "enc_dim", "mlp_dim", "latent_dim", "num_q", "simnorm_dim", "num_bins",
-                     "log_std_min", "log_std_max", "episodic", "task_dim")
-
-
-def load_for_task(path: str, config, obs_dim: int, action_dim: int):
-    """(agent Config, params) of a checkpoint, planning settings from `config`; checks the task's shapes."""
-    import jax
-
-    from tdmpc2_jax import checkpoints, convert
-    from tdmpc2_jax.loops.host import agent_config
-
-    if os.path.isfile(path):
-        ckpt_cfg, params, _ = convert.to_project(convert.read_state_dict(path))
-    else:
-        ckpt_cfg, params, _ = checkpoints.load_model(path)
-    if (ckpt_cfg.obs_dim, ckpt_cfg.action_dim) != (obs_dim, action_dim):
-        raise ValueError(f"checkpoint {path} is for obs {ckpt_cfg.obs_dim} / action {ckpt_cfg.action_dim}, task "
-                         f"{config.task} has obs {obs_dim} / action {action_dim}")
-    if ckpt_cfg.multitask:
-        raise ValueError(f"checkpoint {path} is multitask; evaluate runs single-task checkpoints")
-    cfg = agent_config(config, obs_dim, action_dim, config.episode_length)
-    cfg = cfg.replace(**{k: getattr(ckpt_cfg, k) for k in ARCHITECTURE_KEYS})
-    return cfg, jax.tree.map(jax.numpy.asarray, params)
-
 
 def main(argv: list[str]) -> None:
     del argv

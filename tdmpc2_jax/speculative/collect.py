@@ -1,0 +1,80 @@
+"""Collect corrector training tuples from speculative rollouts of a trained agent on MJX.
+
+    python -m tdmpc2_jax.speculative.collect --config=configs/mjx.py:cartpole-balance \
+        --checkpoint runs/.../checkpoints --k 4 --envs 16 --steps 1000 --out data/cartpole-k4.npz \
+        [--history 4] [--corrector corrector_dir (a DAgger round: roll out the corrected controller)]
+
+Every reuse step (k = 1..K-1) gives one tuple, labelled with the teacher's MPPI mean action at the
+visited state. The file records the task, K, history, agent checkpoint, seed and DAgger round;
+`--append` adds a round to an existing file (same task, K and history).
+"""
+from __future__ import annotations
+
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from tdmpc2_jax.cli import fail, parse_flags, quiet_libraries
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "an MJX config, e.g. configs/mjx.py:cartpole-balance",
+                                          lock_config=True)
+flags.DEFINE_string("checkpoint", None, "the trained agent (orbax checkpoint directory or official .pt)")
+flags.DEFINE_integer("k", 4, "execution horizon K")
+flags.DEFINE_integer("envs", 16, "environments rolled out at once")
+flags.DEFINE_integer("steps", 1000, "batched steps (episodes of episode_length steps follow each other)")
+flags.DEFINE_integer("history", 1, "steps of history per tuple (1 for the MLP corrector)")
+flags.DEFINE_string("corrector", None, "roll out with this corrector (DAgger round)")
+flags.DEFINE_string("out", None, "output .npz")
+flags.DEFINE_bool("append", False, "add the tuples to an existing --out file")
+flags.DEFINE_integer("seed", 0, "rollout seed")
+FLAGS = flags.FLAGS
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    config = _CONFIG.value
+    if config is None or FLAGS.checkpoint is None or FLAGS.out is None:
+        fail("--config, --checkpoint and --out are required")
+    quiet_libraries()
+    import jax
+
+    from tdmpc2_jax.envs.mjx import MJXEnv
+    from tdmpc2_jax.loading import load_for_task
+    from tdmpc2_jax.speculative import data, training
+    from tdmpc2_jax.speculative.controller import SpecSettings, Speculator
+    from tdmpc2_jax.world_model import WorldModel
+
+    try:
+        env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
+        cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
+        corrector, corrector_params, round_ = None, None, 0
+        if FLAGS.corrector:
+            corrector, corrector_params, corrector_meta = training.load(FLAGS.corrector, config.task, cfg.latent_dim,
+                                                                        FLAGS.k)
+            round_ = int(corrector_meta.get("dagger_round", 0)) + 1
+        speculator = Speculator(WorldModel(cfg), SpecSettings(horizon_k=FLAGS.k, corrector=corrector is not None),
+                                corrector=corrector, history=FLAGS.history)
+        meta = dict(task=config.task, K=FLAGS.k, history=speculator.history, checkpoint=os.path.abspath(FLAGS.checkpoint),
+                    seed=FLAGS.seed, latent_dim=cfg.latent_dim, action_dim=cfg.action_dim, dagger_round=round_)
+        parts = []
+        if FLAGS.append and os.path.exists(FLAGS.out):
+            previous, old_meta = data.load(FLAGS.out)
+            differs = [k for k in ("task", "K", "history", "latent_dim") if old_meta.get(k) != meta[k]]
+            if differs:
+                raise ValueError(f"{FLAGS.out} holds tuples for another {', '.join(differs)}: "
+                                 f"{ {k: old_meta.get(k) for k in differs} }")
+            parts.append(previous)
+            meta["dagger_round"] = max(round_, int(old_meta.get("dagger_round", 0)))
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        fail(str(err))
+    print(f"collecting: {config.task}, K={FLAGS.k}, {FLAGS.envs} envs x {FLAGS.steps} steps, "
+          f"{'corrected' if corrector else 'naive'} rollouts (DAgger round {round_}) ...", flush=True)
+    new = data.collect(env, speculator, params, corrector_params, jax.random.key(FLAGS.seed), FLAGS.envs, FLAGS.steps)
+    dataset = data.concatenate(parts + [new]) if parts else new
+    data.save(FLAGS.out, dataset, meta)
+    print(f"wrote {FLAGS.out}: {new.label.shape[0]:,} new tuples, {dataset.label.shape[0]:,} in all")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)
