@@ -167,3 +167,19 @@ def test_a_batch_given_to_the_single_planner_is_a_clear_error(tiny_model):
     with pytest.raises(ValueError, match="vmap it"):
         plan(model, params, jnp.ones((4, model.cfg.obs_dim)), state, jax.random.key(0), jnp.array(True),
              eval_mode=True)
+
+
+def test_without_mpc_the_policy_prior_acts(tiny_cfg):
+    """mpc=False (the official switch): the prior's sample when training, its mean in eval mode."""
+    model = WorldModel(tiny_cfg.replace(mpc=False))
+    params = model.init(jax.random.key(0))
+    obs = jnp.linspace(-1.0, 1.0, tiny_cfg.obs_dim)
+    state = init_plan_state(tiny_cfg.horizon, tiny_cfg.action_dim)._replace(mean=jnp.full((3, 2), 0.5))
+    z = model.encode(params, obs)
+    result, new_state = plan(model, params, obs, state, jax.random.key(1), jnp.asarray(False), eval_mode=True)
+    np.testing.assert_allclose(np.asarray(result.action), np.asarray(model.pi(params, z, jnp.zeros(2)).mean),
+                               rtol=1e-6)
+    chex.assert_trees_all_equal(new_state, state)  # the warm start is untouched
+    sampled, _ = plan(model, params, obs, state, jax.random.key(1), jnp.asarray(False), eval_mode=False)
+    eps = jax.random.normal(jax.random.key(1), (2,))
+    np.testing.assert_allclose(np.asarray(sampled.action), np.asarray(model.pi(params, z, eps).action), rtol=1e-6)
