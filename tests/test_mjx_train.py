@@ -63,6 +63,7 @@ def test_a_run_logs_checkpoints_resumes_exactly_and_evaluates_on_host(tmp_path):
     _, params_b, target_b = checkpoints.load_model(str(split / "checkpoints"))
     chex.assert_trees_all_equal((params_a, target_a), (params_b, target_b))
     assert [r["episode_reward"] for r in rows(split / "eval.csv")] == [r["episode_reward"] for r in evals]
+    assert [r["episode"] for r in rows(split / "train.csv")] == [r["episode"] for r in train]
 
     # another config's checkpoint is refused, naming the difference
     with pytest.raises(ValueError, match="num_envs: run has 2, checkpoint has 4"):

@@ -120,9 +120,10 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
     ckpt_dir = os.path.join(work_dir, "checkpoints")
     eval_key = jax.random.split(jax.random.key(config.seed + 1_000_003), len(members))
 
-    carry = None
+    carry, episodes = None, np.zeros(len(members), np.int64)
     if config.resume and checkpoints.latest_step(ckpt_dir) is not None:
         carry, eval_key = restore_run(ckpt_dir, config, program)
+        episodes = np.asarray(checkpoints.read_meta(ckpt_dir)[1]["episodes"], np.int64)
     if carry is None:
         carry = program.initial_carry()
     batches = int(carry.agent_step[0])
@@ -137,7 +138,6 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
         f"{len(members)} member(s){'' if program.mesh is None else f' on {program.mesh.devices.size} devices split by ' + program.mode}, "
         f"{config.steps:,} transitions (from {batches * n:,}), buffer {program.loop.capacity:,} rows/env = "
         f"{program.buffer_bytes / 2**20:.1f} MiB, chunks of {program.chunk_steps} steps, work dir {work_dir}")
-    episodes = np.zeros(len(members), np.int64)
     last_eval: list[dict[str, Any]] = [{} for _ in members]
     next_eval = (batches * n // config.eval_freq) * config.eval_freq if batches == 0 else \
         (batches * n // config.eval_freq + 1) * config.eval_freq
