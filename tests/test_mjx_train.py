@@ -1,8 +1,5 @@
 """MJX training end to end: logs, checkpoints with the device buffer, exact resume, evaluation on
 both backends, and clear errors on bad input."""
-import csv
-import importlib.util
-import pathlib
 import subprocess
 import sys
 
@@ -15,7 +12,8 @@ from tdmpc2_jax import checkpoints
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.loops import device_run, host
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from helpers import ROOT, load_config, rows
+
 # 4 envs x 10-step episodes; 8 seed transitions; chunks of 5 batched steps (20 transitions)
 TINY = dict(num_envs=4, steps=80, seed_steps=8, episode_length=10, eval_freq=40, eval_episodes=2, chunk_steps=5,
             buffer_size=40, checkpoint_every=40, mlp_dim=16, latent_dim=16, enc_dim=16, num_q=2, num_samples=16,
@@ -23,17 +21,9 @@ TINY = dict(num_envs=4, steps=80, seed_steps=8, episode_length=10, eval_freq=40,
 
 
 def tiny_config(work_dir, task="cartpole-balance", **changes):
-    spec = importlib.util.spec_from_file_location("mjx_config", ROOT / "configs" / "mjx.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(task)
+    config = load_config("mjx.py", task)
     config.update(dict(TINY, work_dir=str(work_dir), **changes))
     return config
-
-
-def rows(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def run_cli(module, config_file, task, *flags):

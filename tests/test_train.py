@@ -1,6 +1,4 @@
 """Host training end to end: logs, checkpoints, exact resume after kill -9, evaluation, error paths."""
-import csv
-import importlib.util
 import os
 import pathlib
 import signal
@@ -16,17 +14,15 @@ from tdmpc2_jax import checkpoints
 from tdmpc2_jax.envs.dmc import DMCEnv
 from tdmpc2_jax.loops import host
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from helpers import ROOT, load_config, rows
+
 TINY = dict(steps=300, seed_steps=100, episode_length=50, eval_freq=150, eval_episodes=1, mlp_dim=32, latent_dim=32,
             enc_dim=32, num_q=2, num_samples=32, num_pi_trajs=4, num_elites=8, iterations=2, batch_size=16,
             checkpoint_every=100, progress=False)
 
 
 def tiny_config(work_dir, task="cartpole-balance", **changes):
-    spec = importlib.util.spec_from_file_location("dmc_config", ROOT / "configs" / "dmc.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(task)
+    config = load_config("dmc.py", task)
     config.update(dict(TINY, work_dir=str(work_dir), **changes))
     return config
 
@@ -34,11 +30,6 @@ def tiny_config(work_dir, task="cartpole-balance", **changes):
 def cli(module, task, work_dir, **changes):
     args = [sys.executable, "-m", f"tdmpc2_jax.{module}", f"--config={ROOT / 'configs' / 'dmc.py'}:{task}"]
     return args + [f"--config.{k}={v}" for k, v in dict(TINY, work_dir=work_dir, **changes).items()]
-
-
-def rows(path):
-    with open(path) as f:
-        return list(csv.DictReader(f))
 
 
 def test_tiny_run_trains_end_to_end_and_writes_logs_and_checkpoints(tmp_path):

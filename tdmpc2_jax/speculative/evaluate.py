@@ -97,8 +97,9 @@ def run_mjx(env, speculator, params, corrector_params, key: jax.Array, episodes:
                      speculator.settings.horizon_k)
 
 
-def run_host(env, speculator, params, corrector_params, key: jax.Array, episodes: int) -> dict[str, Any]:
-    """Episodes one after another on host MuJoCo; every step timed (jitted step, encoder included)."""
+def host_episodes(env, speculator, params, corrector_params, key: jax.Array, episodes: int):
+    """Episodes one after another on host MuJoCo: (returns [E], StepInfo [steps], seconds per step
+    of the jitted speculative step, encoder included, without the first (compiling) call)."""
     step = jax.jit(speculator.step)
     returns, infos, times = [], [], []
     for e in range(episodes):
@@ -108,14 +109,18 @@ def run_host(env, speculator, params, corrector_params, key: jax.Array, episodes
             start = time.perf_counter()
             action, state, info = step(params, corrector_params, state, jnp.asarray(obs), k, jnp.asarray(t == 0))
             action = np.asarray(action)
-            if e or t:  # the first call compiles
+            if e or t:
                 times.append(time.perf_counter() - start)
             result = env.step(action)
             obs, total, t, done = result.obs, total + result.reward, t + 1, result.done
             infos.append(info)
         returns.append(total)
-    info = jax.tree.map(lambda *x: np.stack(x), *infos)
-    return summarize(np.asarray(returns), info, float(np.median(times)), speculator.settings.horizon_k)
+    return np.asarray(returns), jax.tree.map(lambda *x: np.stack(x), *infos), times
+
+
+def run_host(env, speculator, params, corrector_params, key: jax.Array, episodes: int) -> dict[str, Any]:
+    returns, info, times = host_episodes(env, speculator, params, corrector_params, key, episodes)
+    return summarize(returns, info, float(np.median(times)), speculator.settings.horizon_k)
 
 
 def summarize(returns: np.ndarray, info, seconds_per_step: float, horizon_k: int) -> dict[str, Any]:
@@ -231,17 +236,7 @@ def _infos(run, env, speculator, params, key, episodes):
     if run is run_mjx:
         return jax.jit(lambda p, k: episodes_batch(env, speculator, p, None, k, episodes, env.episode_length))(
             params, key).info
-    step = jax.jit(speculator.step)
-    infos = []
-    for _ in range(episodes):
-        obs, state, t, done = env.reset(), speculator.init_state(), 0, False
-        while not done:
-            key, k = jax.random.split(key)
-            action, state, info = step(params, None, state, jnp.asarray(obs), k, jnp.asarray(t == 0))
-            result = env.step(np.asarray(action))
-            obs, t, done = result.obs, t + 1, result.done
-            infos.append(info)
-    return jax.tree.map(lambda *x: np.stack(x), *infos)
+    return host_episodes(env, speculator, params, None, key, episodes)[1]
 
 
 if __name__ == "__main__":
