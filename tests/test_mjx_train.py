@@ -1,5 +1,6 @@
 """MJX training end to end: logs, checkpoints with the device buffer, exact resume, evaluation on
 both backends, and clear errors on bad input."""
+import shutil
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ from tdmpc2_jax.loops import device_run, host
 from helpers import ROOT, load_config, rows
 
 # 4 envs x 10-step episodes; 8 seed transitions; chunks of 5 batched steps (20 transitions)
-TINY = dict(num_envs=4, steps=80, seed_steps=8, episode_length=10, eval_freq=40, eval_episodes=2, chunk_steps=5,
+TINY = dict(num_envs=4, steps=68, seed_steps=8, episode_length=10, eval_freq=40, eval_episodes=2, chunk_steps=5,
             buffer_size=40, checkpoint_every=40, mlp_dim=16, latent_dim=16, enc_dim=16, num_q=2, num_samples=16,
             num_pi_trajs=2, num_elites=4, iterations=2, batch_size=8, progress=False, tensorboard=False)
 
@@ -35,25 +36,31 @@ def test_a_run_logs_checkpoints_resumes_exactly_and_evaluates_on_host(tmp_path):
     straight = tmp_path / "straight"
     result = device_run.train(tiny_config(straight))[0]
     evals = rows(straight / "eval.csv")
-    # eval at 0, then at the first chunk boundary at or after 40 and 80 transitions (seed phase: 2 steps)
-    assert [int(r["agent_step"]) for r in evals] == [0, 48, 80]
-    assert [int(r["step"]) for r in evals] == [0, 96, 160]
+    # seed phase: 2 batched steps (8 transitions), then chunks of 5 (20 transitions): boundaries at 28, 48, 68;
+    # evals at 0, at the first boundary at or after 40, and at the end; a checkpoint at 48 and at the end
+    assert [int(r["agent_step"]) for r in evals] == [0, 48, 68]
+    assert [int(r["step"]) for r in evals] == [0, 96, 136]
     assert result["episode_length"] == 10 and len(result["returns"]) == 2
     train = rows(straight / "train.csv")
-    assert [int(r["agent_step"]) for r in train] == [8, 28, 48, 68, 80]
-    assert int(train[-1]["episode"]) == 4 * 2  # two 10-step episodes per env in 20 batched steps
+    assert [int(r["agent_step"]) for r in train] == [8, 28, 48, 68]
+    assert int(train[-1]["episode"]) == 4  # one 10-step episode per env in 17 batched steps
     assert np.isfinite(float(train[-1]["total_loss"]))
-    assert checkpoints.latest_step(str(straight / "checkpoints")) == 80
+    assert checkpoints.latest_step(str(straight / "checkpoints")) == 68
 
-    # stop at 48 transitions, resume to 80: the same final parameters as the uninterrupted run
+    # a crash after the checkpoint at 48 (rows logged past it included), then a resume to 68:
+    # the same final parameters, eval rows and episode counts as the uninterrupted run
     split = tmp_path / "split"
-    device_run.train(tiny_config(split, steps=48))
+    shutil.copytree(straight, split)
+    shutil.rmtree(split / "checkpoints" / "68")
+    assert checkpoints.latest_step(str(split / "checkpoints")) == 48
     device_run.train(tiny_config(split, resume=True))
     _, params_a, target_a = checkpoints.load_model(str(straight / "checkpoints"))
     _, params_b, target_b = checkpoints.load_model(str(split / "checkpoints"))
     chex.assert_trees_all_equal((params_a, target_a), (params_b, target_b))
-    assert [r["episode_reward"] for r in rows(split / "eval.csv")] == [r["episode_reward"] for r in evals]
-    assert [r["episode"] for r in rows(split / "train.csv")] == [r["episode"] for r in train]
+    assert rows(split / "eval.csv") != [] and \
+        [r["episode_reward"] for r in rows(split / "eval.csv")] == [r["episode_reward"] for r in evals]
+    assert [(r["agent_step"], r["episode"]) for r in rows(split / "train.csv")] == \
+        [(r["agent_step"], r["episode"]) for r in train]
 
     # another config's checkpoint is refused, naming the difference
     with pytest.raises(ValueError, match="num_envs: run has 2, checkpoint has 4"):

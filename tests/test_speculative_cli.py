@@ -51,6 +51,16 @@ def test_collect_train_and_evaluate_the_protocol(tmp_path):
     assert float(rows["fallback-3"]["calls_per_step"]) >= 0.4
     assert (tmp_path / "results" / "results.png").exists() and (tmp_path / "agent" / "speculative_calibration.json").exists()
 
+    # re-running one mode replaces its row and keeps the others
+    out = cli("evaluate", *args, "--modes=naive-3,mlp-3")
+    assert out.returncode == 0, out.stderr[-2000:]
+    with open(tmp_path / "results" / "results.csv") as f:
+        again = {r["mode"]: r for r in csv.DictReader(f)}
+    assert list(again) == list(rows) and again["fallback-3"] == rows["fallback-3"]
+    assert again["naive-3"]["return_mean"] == rows["naive-3"]["return_mean"]  # the same seeds
+    out = cli("evaluate", *args, "--modes=naive-5")
+    assert out.returncode == 2 and "unknown modes ['naive-5']" in out.stderr
+
     # a corrector for another K is refused
     out = cli("evaluate", config, f"--checkpoint={agent}", "--k=6", f"--correctors=mlp={tmp_path / 'mlp'}",
               "--episodes=2", f"--out={tmp_path / 'r2'}", "--calibrate", *SMALL)

@@ -58,6 +58,14 @@ def collect(env: MJXEnv, speculator: Speculator, params, corrector_params, key: 
     return Dataset(jax.tree.map(flat, history), flat(label))
 
 
+def trim(data: Dataset, history: int) -> Dataset:
+    """The same tuples with only the newest `history` steps of input (an MLP corrector reads one)."""
+    length = data.inputs.k.shape[1]
+    if history > length:
+        raise ValueError(f"the data holds {length} steps of history per tuple, fewer than {history}")
+    return data._replace(inputs=jax.tree.map(lambda x: x[:, length - history:], data.inputs))
+
+
 def concatenate(parts: list[Dataset]) -> Dataset:
     return jax.tree.map(lambda *x: np.concatenate(x, axis=0), *parts)
 

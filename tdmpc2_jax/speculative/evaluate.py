@@ -9,9 +9,11 @@ with fallback for each corrector. Every mode runs the same episodes (same reset 
 Reported per mode: return mean, std and 5th percentile (and as a fraction of full replanning),
 planner calls per step, measured wall-clock per step (encoder, corrector and planner included;
 batched episodes on MJX are timed as a whole and divided by steps), and the distribution of e_k.
-Thresholds tau_k come from `speculative_calibration.json` beside the checkpoint; `--calibrate`
-makes them (naive-K rollouts, a quantile of e_k per k) and saves them there. `--config=configs/dmc.py:TASK`
-runs the same protocol on host MuJoCo, one episode after another.
+`--modes full,naive-2` re-runs (or re-times) only those modes and replaces their rows in an
+existing OUT/results.csv. Thresholds tau_k come from `speculative_calibration.json` beside the
+checkpoint; `--calibrate` makes them (naive-K rollouts, a quantile of e_k per k) and saves them
+there. `--config=configs/dmc.py:TASK` runs the same protocol on host MuJoCo, one episode after
+another.
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ flags.DEFINE_string("out", None, "directory for results.md, results.csv and resu
 flags.DEFINE_bool("calibrate", False, "calibrate tau for the K that have no calibration (and save it)")
 flags.DEFINE_float("quantile", 0.95, "quantile of e_k used as tau_k")
 flags.DEFINE_integer("seed", 0, "evaluation seed")
+flags.DEFINE_list("modes", [], "run only these modes (e.g. full,naive-2) and replace their rows in OUT/results.csv, "
+                  "keeping the others (to re-run or re-time part of the protocol)")
 FLAGS = flags.FLAGS
 CALIBRATION_FILE = "speculative_calibration.json"
 
@@ -85,11 +89,11 @@ def write_calibration(checkpoint: str, task: str, k: int, tau: np.ndarray, quant
 
 # ---------------------------------------------------------------------- running one mode
 def run_mjx(env, speculator, params, corrector_params, key: jax.Array, episodes: int) -> dict[str, Any]:
-    """One episode per environment, all at once; wall-clock of a second (compiled) call."""
+    """One episode per environment, all at once; the wall-clock of the compiled program's run."""
     from tdmpc2_jax.speculative.rollout import episodes_batch
 
     rollout = jax.jit(lambda p, c, k: episodes_batch(env, speculator, p, c, k, episodes, env.episode_length))
-    jax.block_until_ready(rollout(params, corrector_params, key))
+    rollout = rollout.lower(params, corrector_params, key).compile()
     start = time.perf_counter()
     trace = jax.block_until_ready(rollout(params, corrector_params, key))
     seconds = time.perf_counter() - start
@@ -138,6 +142,23 @@ COLUMNS = ("mode", "K", "return_mean", "return_std", "return_p5", "of_full", "ca
            "ms_per_step", "speedup", "e_p50", "e_p95")
 
 
+def relative_to_full(rows: list[dict]) -> list[dict]:
+    """Rows (the full-replanning row first) with return and speed-up relative to full replanning."""
+    full = rows[0]
+    return [dict(r, of_full=r["return_mean"] / full["return_mean"], speedup=full["ms_per_step"] / r["ms_per_step"])
+            for r in rows]
+
+
+def read_results(out: str) -> list[dict]:
+    """The rows of OUT/results.csv (none if there is no such file)."""
+    path = os.path.join(out, "results.csv")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [{k: v if k == "mode" else int(v) if k == "K" else float(v) for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
 def write_results(rows: list[dict], out: str, title: str) -> None:
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "results.csv"), "w", newline="") as f:
@@ -164,6 +185,7 @@ def write_results(rows: list[dict], out: str, title: str) -> None:
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "results.png"), dpi=120)
+    plt.close(fig)
 
 
 def main(argv: list[str]) -> None:
@@ -194,6 +216,13 @@ def main(argv: list[str]) -> None:
         cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
         correctors = {name: training.load(path, config.task, cfg.latent_dim, max(ks)) for name, path in pairs}
         taus = read_calibration(FLAGS.checkpoint, config.task)
+        modes = protocol_modes(ks, list(correctors))
+        unknown = sorted(set(FLAGS.modes) - {m.name for m in modes})
+        if unknown:
+            raise ValueError(f"unknown modes {unknown}; this protocol has {[m.name for m in modes]}")
+        if FLAGS.modes and "full" not in FLAGS.modes and "full" not in {r["mode"] for r in read_results(FLAGS.out)}:
+            raise ValueError(f"--modes without full needs {FLAGS.out}/results.csv with a full row to compare with")
+        ks = sorted({m.k for m in modes if m.name in FLAGS.modes} - {1}) if FLAGS.modes else ks
         missing = [k for k in ks if k not in taus]
         if missing and not FLAGS.calibrate:
             raise ValueError(f"{FLAGS.checkpoint} has no calibration for K={missing} on {config.task} "
@@ -210,22 +239,23 @@ def main(argv: list[str]) -> None:
         taus[k] = np.asarray(calibrate_tau(trace_info.k, trace_info.mismatch, k, FLAGS.quantile)).tolist()
         write_calibration(FLAGS.checkpoint, config.task, k, np.asarray(taus[k]), FLAGS.quantile, FLAGS.episodes)
 
-    rows = []
-    for mode in protocol_modes(ks, list(correctors)):
+    title = f"{config.task}: speculative execution, {FLAGS.episodes} episodes ({'MJX' if mjx else 'host MuJoCo'})"
+    rows = {r["mode"]: r for r in read_results(FLAGS.out)} if FLAGS.modes else {}
+    for mode in modes:
+        if FLAGS.modes and mode.name not in FLAGS.modes:
+            continue
         corrector, corrector_params = (correctors[mode.corrector][:2] if mode.corrector else (None, None))
         settings = SpecSettings(horizon_k=mode.k, fallback=mode.fallback, corrector=corrector is not None)
         speculator = Speculator(model, settings, tau=jnp.asarray(taus[mode.k]) if mode.fallback else None,
                                 corrector=corrector)
         result = run(env, speculator, params, corrector_params, key, FLAGS.episodes)
-        full = rows[0] if rows else result
-        result.update(mode=mode.name, K=mode.k, of_full=result["return_mean"] / full["return_mean"],
-                      speedup=full["ms_per_step"] / result["ms_per_step"])
-        rows.append(result)
+        rows[mode.name] = dict(result, mode=mode.name, K=mode.k)
+        table = relative_to_full([rows[m.name] for m in modes if m.name in rows])
+        result = next(r for r in table if r["mode"] == mode.name)
         print(f"{mode.name:<24} return {result['return_mean']:8.1f} +- {result['return_std']:6.1f} "
               f"({100 * result['of_full']:5.1f}% of full)  {result['calls_per_step']:.3f} calls/step  "
               f"{result['ms_per_step']:8.2f} ms/step  (x{result['speedup']:.2f})", flush=True)
-    write_results(rows, FLAGS.out, f"{config.task}: speculative execution, {FLAGS.episodes} episodes "
-                                   f"({'MJX' if mjx else 'host MuJoCo'})")
+        write_results(table, FLAGS.out, title)
     print(f"wrote {FLAGS.out}/results.md, results.csv, results.png")
 
 

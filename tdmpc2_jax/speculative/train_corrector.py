@@ -3,8 +3,9 @@
     python -m tdmpc2_jax.speculative.train_corrector --data data/cartpole-k4.npz --kind mlp --out correctors/mlp-k4 \
         [--epochs 200 --batch 256 --lr 1e-3 --delta_penalty 1e-3 --val_fraction 0.1 --patience 10 --hidden 256]
 
-MSE to the teacher's action plus `delta_penalty` * ||delta||^2, Adam, a validation split, early
-stopping; the best validation epoch is saved as an orbax checkpoint with the corrector's spec and
+The MLP reads the newest step of each tuple's history; the transformer reads the shortest history
+among the files. MSE to the teacher's action plus `delta_penalty` * ||delta||^2, Adam, a validation
+split, early stopping; the best validation epoch is saved as an orbax checkpoint with the corrector's spec and
 the data's task, K and agent checkpoint (a corrector for another task, latent size or K is refused
 when it is loaded).
 """
@@ -42,19 +43,17 @@ def main(argv: list[str]) -> None:
     try:
         loaded = [data.load(path) for path in FLAGS.data]
         metas = [m for _, m in loaded]
-        keys = ("task", "K", "history", "latent_dim", "action_dim")
+        keys = ("task", "K", "latent_dim", "action_dim")
         if any(tuple(m.get(k) for k in keys) != tuple(metas[0].get(k) for k in keys) for m in metas):
-            raise ValueError("the data files are for different tasks, K, history or latent sizes: "
+            raise ValueError("the data files are for different tasks, K or latent sizes: "
                              + "; ".join(f"{p}: { {k: m.get(k) for k in keys} }" for p, m in zip(FLAGS.data, metas)))
         meta = metas[0]
-        if FLAGS.kind == "mlp" and meta["history"] != 1:
-            raise ValueError(f"the data has a history of {meta['history']} steps; the MLP corrector reads one "
-                             "(collect with --history 1, or use --kind transformer)")
+        history = 1 if FLAGS.kind == "mlp" else min(m["history"] for m in metas)
         spec = CorrectorSpec(kind=FLAGS.kind, latent_dim=meta["latent_dim"], action_dim=meta["action_dim"],
-                             max_k=meta["K"] - 1, history=meta["history"], hidden=FLAGS.hidden, use_std=FLAGS.use_std)
+                             max_k=meta["K"] - 1, history=history, hidden=FLAGS.hidden, use_std=FLAGS.use_std)
     except (ValueError, FileNotFoundError, KeyError) as err:
         fail(str(err))
-    dataset = data.concatenate([d for d, _ in loaded])
+    dataset = data.concatenate([data.trim(d, spec.history) for d, _ in loaded])
     print(f"{dataset.label.shape[0]:,} tuples for {meta['task']} (K={meta['K']}); training a {FLAGS.kind} corrector")
     result = training.fit(Corrector(spec), dataset, jax.random.key(FLAGS.seed), epochs=FLAGS.epochs,
                           batch_size=FLAGS.batch, lr=FLAGS.lr, delta_penalty=FLAGS.delta_penalty,
