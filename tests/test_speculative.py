@@ -195,6 +195,12 @@ def test_collected_tuples_train_a_corrector_that_moves_toward_the_teacher(model,
     chex.assert_trees_all_equal(loaded, dataset)
     assert meta == dict(task="toy", K=3)
 
+    newest = data.trim(loaded, 1)  # what an MLP corrector reads
+    chex.assert_trees_all_equal(newest.inputs.z_real[:, 0], loaded.inputs.z_real[:, -1])
+    chex.assert_shape(newest.inputs.k, (32, 1))
+    with pytest.raises(ValueError, match="holds 2 steps of history per tuple, fewer than 3"):
+        data.trim(loaded, 3)
+
     spec = CorrectorSpec(kind="transformer", latent_dim=16, action_dim=1, max_k=2, history=2, hidden=16, heads=2,
                          layers=1)
     corrector = Corrector(spec)
