@@ -113,7 +113,7 @@ def host_episodes(env, speculator, params, corrector_params, key: jax.Array, epi
             start = time.perf_counter()
             action, state, info = step(params, corrector_params, state, jnp.asarray(obs), k, jnp.asarray(t == 0))
             action = np.asarray(action)
-            if e or t:
+            if e or t:  # the first call compiles
                 times.append(time.perf_counter() - start)
             result = env.step(action)
             obs, total, t, done = result.obs, total + result.reward, t + 1, result.done
@@ -222,8 +222,8 @@ def main(argv: list[str]) -> None:
             raise ValueError(f"unknown modes {unknown}; this protocol has {[m.name for m in modes]}")
         if FLAGS.modes and "full" not in FLAGS.modes and "full" not in {r["mode"] for r in read_results(FLAGS.out)}:
             raise ValueError(f"--modes without full needs {FLAGS.out}/results.csv with a full row to compare with")
-        ks = sorted({m.k for m in modes if m.name in FLAGS.modes} - {1}) if FLAGS.modes else ks
-        missing = [k for k in ks if k not in taus]
+        selected = [m for m in modes if not FLAGS.modes or m.name in FLAGS.modes]
+        missing = sorted({m.k for m in selected if m.fallback} - set(taus))
         if missing and not FLAGS.calibrate:
             raise ValueError(f"{FLAGS.checkpoint} has no calibration for K={missing} on {config.task} "
                              f"({calibration_path(FLAGS.checkpoint)}): pass --calibrate to make it now")
@@ -241,9 +241,7 @@ def main(argv: list[str]) -> None:
 
     title = f"{config.task}: speculative execution, {FLAGS.episodes} episodes ({'MJX' if mjx else 'host MuJoCo'})"
     rows = {r["mode"]: r for r in read_results(FLAGS.out)} if FLAGS.modes else {}
-    for mode in modes:
-        if FLAGS.modes and mode.name not in FLAGS.modes:
-            continue
+    for mode in selected:
         corrector, corrector_params = (correctors[mode.corrector][:2] if mode.corrector else (None, None))
         settings = SpecSettings(horizon_k=mode.k, fallback=mode.fallback, corrector=corrector is not None)
         speculator = Speculator(model, settings, tau=jnp.asarray(taus[mode.k]) if mode.fallback else None,
