@@ -109,14 +109,19 @@ def restore(directory: str, like: Any, step: int | None = None, cfg: Config | No
 
 
 def restore_exact(directory: str, step: int, like: Any) -> Any:
-    """The `state` item restored into exactly the structure, shapes and dtypes of `like`."""
+    """The `state` item restored into exactly the structure, shapes and dtypes of `like`, as numpy arrays.
+
+    Host arrays, so that the caller's `jnp.asarray` gives uncommitted device arrays like a fresh run's:
+    orbax's committed arrays would make every jitted program compile once more on resume.
+    """
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype
                                                            if not hasattr(x, "dtype") else x.dtype), like)
     with ocp.CheckpointManager(os.path.abspath(directory)) as manager:
         try:
-            return manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+            tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
         except Exception as err:
             raise ValueError(f"checkpoint {directory} step {step} does not fit this run: {err}") from err
+    return jax.tree.map(np.asarray, tree)
 
 
 def _select(like: Any, raw: Any) -> Any:

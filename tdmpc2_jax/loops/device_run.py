@@ -12,7 +12,9 @@ and checkpoints land on the first chunk boundary at or after their step.
 """
 from __future__ import annotations
 
+import collections
 import itertools
+import json
 import os
 from typing import Any, NamedTuple
 
@@ -32,6 +34,8 @@ from tdmpc2_jax.loops.host import NonFiniteLoss, agent_config, seed_steps, work_
 
 MUST_MATCH_ON_RESUME = ("task", "batch_size", "horizon", "buffer_size", "num_envs", "impl", "updates_per_step",
                         "episode_length")
+# Keys a Program never reads: runs whose configs differ only in these share one Program.
+RUN_ONLY_KEYS = ("work_dir", "exp_name", "resume", "save_buffer", "tensorboard", "progress", "checkpoint_every")
 
 
 class Member(NamedTuple):
@@ -64,7 +68,7 @@ class Program:
     def __init__(self, config: ConfigDict, members: list[Member]):
         if config.num_envs < 1:
             raise ValueError(f"num_envs must be positive, got {config.num_envs}")
-        self.config, self.members = config, members
+        self.members = members
         self.env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
         self.cfg: Config = agent_config(config, self.env.obs_dim, self.env.action_dim, self.env.episode_length)
         self.agent = Agent(self.cfg)
@@ -111,10 +115,27 @@ class Program:
         return carry if shardings is None else jax.device_put(carry, shardings)
 
 
+_PROGRAMS: collections.OrderedDict[str, Program] = collections.OrderedDict()
+
+
+def program_for(config: ConfigDict, members: list[Member], keep: int = 2) -> Program:
+    """The Program for `config` and `members`, reused by later runs in this process that differ only
+    in RUN_ONLY_KEYS (a resume, another work dir): they skip tracing and compiling again. The last
+    `keep` Programs are kept."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in RUN_ONLY_KEYS}
+    key = json.dumps([settings, [list(m) for m in members]], sort_keys=True, default=repr)
+    if key not in _PROGRAMS:
+        _PROGRAMS[key] = Program(config, members)
+        while len(_PROGRAMS) > keep:
+            _PROGRAMS.popitem(last=False)
+    _PROGRAMS.move_to_end(key)
+    return _PROGRAMS[key]
+
+
 def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] | None = None) -> list[dict[str, Any]]:
     """Trains (or resumes) a population on one MJX task; returns each member's last evaluation."""
     members = population(seeds or [config.seed], lrs or [config.lr])
-    program = Program(config, members)
+    program = program_for(config, members)
     env, cfg, n = program.env, program.cfg, config.num_envs
     work_dir = work_dir_of(config)
     ckpt_dir = os.path.join(work_dir, "checkpoints")
