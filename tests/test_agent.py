@@ -4,6 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tdmpc2_jax import xla
 from tdmpc2_jax.agent import Agent, Batch
 
 
@@ -20,7 +21,7 @@ def test_update_returns_finite_metrics_and_moves_every_part(tiny_cfg, key):
     agent = Agent(tiny_cfg)
     state = agent.init(key)
     batch = make_batch(tiny_cfg, key)
-    new, metrics = jax.jit(agent.update)(state, batch, jax.random.key(1))
+    new, metrics = xla.jit(agent.update)(state, batch, jax.random.key(1))
     for name in ("consistency_loss", "reward_loss", "value_loss", "total_loss", "grad_norm", "pi_loss",
                  "pi_grad_norm", "pi_entropy", "pi_scaled_entropy", "pi_scale"):
         chex.assert_shape(metrics[name], ())
@@ -38,9 +39,9 @@ def test_update_returns_finite_metrics_and_moves_every_part(tiny_cfg, key):
 def test_update_is_deterministic_for_a_key_and_equals_injected_draws(tiny_cfg, key):
     agent = Agent(tiny_cfg)
     state, batch, k = agent.init(key), make_batch(tiny_cfg, key), jax.random.key(3)
-    a, _ = jax.jit(agent.update)(state, batch, k)
-    b, _ = jax.jit(agent.update)(state, batch, k)
-    c, _, _ = jax.jit(agent.update_with_draws)(state, batch, agent.sample_draws(k, 4))
+    a, _ = xla.jit(agent.update)(state, batch, k)
+    b, _ = xla.jit(agent.update)(state, batch, k)
+    c, _, _ = xla.jit(agent.update_with_draws)(state, batch, agent.sample_draws(k, 4))
     chex.assert_trees_all_equal(a, b)
     chex.assert_trees_all_close(a, c, rtol=1e-6)
 
@@ -51,9 +52,9 @@ def test_vmapped_update_over_seeds_equals_separate_updates(tiny_cfg):
     states = jax.vmap(agent.init)(keys)
     batches = jax.vmap(lambda k: make_batch(tiny_cfg, k))(keys)
     update_keys = jax.random.split(jax.random.key(8), 2)
-    vmapped, _ = jax.jit(jax.vmap(agent.update))(states, batches, update_keys)
+    vmapped, _ = xla.jit(jax.vmap(agent.update))(states, batches, update_keys)
     for i in range(2):
-        single, _ = jax.jit(agent.update)(jax.tree.map(lambda x: x[i], states), jax.tree.map(lambda x: x[i], batches),
+        single, _ = xla.jit(agent.update)(jax.tree.map(lambda x: x[i], states), jax.tree.map(lambda x: x[i], batches),
                                           update_keys[i])
         chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], vmapped), single, rtol=2e-5, atol=1e-7)
 
@@ -61,7 +62,7 @@ def test_vmapped_update_over_seeds_equals_separate_updates(tiny_cfg):
 def test_repeated_updates_fit_a_fixed_batch(tiny_cfg, key):
     agent = Agent(tiny_cfg.replace(lr=3e-3))
     state, batch = agent.init(key), make_batch(tiny_cfg, key)
-    update = jax.jit(agent.update)
+    update = xla.jit(agent.update)
 
     def total(state):
         _, metrics = update(state, batch, jax.random.key(0))
@@ -78,7 +79,7 @@ def test_multitask_update_runs_and_keeps_masked_policy_dims_zero(tiny_multitask_
     agent = Agent(tiny_multitask_cfg)
     state = agent.init(key)
     batch = make_batch(tiny_multitask_cfg, key, task=jnp.array([0, 1, 0, 1]))
-    new, metrics = jax.jit(agent.update)(state, batch, jax.random.key(1))
+    new, metrics = xla.jit(agent.update)(state, batch, jax.random.key(1))
     assert np.isfinite(float(metrics["total_loss"]))
     assert not np.allclose(new.params["task_emb"], state.params["task_emb"])
 

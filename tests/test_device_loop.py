@@ -1,13 +1,14 @@
 """The on-device loop: seed phase, planning, buffer inserts and updates in one scanned program;
 populations (seeds x learning rates) vmapped in one program equal separate runs.
 
-Most tests use a tiny pure-JAX environment with Playground's interface (tests/toy_env.py) so they
-compile in seconds; the step-equality test runs on MJX cartpole."""
+The tests use a tiny pure-JAX environment with Playground's interface (tests/toy_env.py) so they
+compile in seconds; MJX physics inside the loop is covered by test_mjx_train.py."""
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tdmpc2_jax import xla
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.buffers import device as device_buffer
 from tdmpc2_jax.config import make_config
@@ -20,8 +21,8 @@ TINY = dict(obs_dim=5, action_dim=1, enc_dim=16, mlp_dim=16, latent_dim=16, num_
             num_samples=16, num_pi_trajs=2, num_elites=4, iterations=2, episode_length=5)
 
 
-def make_loop(mjx: bool = False, **overrides):
-    env = MJXEnv("cartpole-balance", episode_length=5, playground_env=None if mjx else PointMass())
+def make_loop(**overrides):
+    env = MJXEnv("toy", episode_length=5, playground_env=PointMass())
     return DeviceLoop(Agent(make_config(dict(TINY, **overrides))), env, num_envs=2, seed_steps=4, buffer_capacity=12)
 
 
@@ -29,12 +30,12 @@ def test_seed_phase_burst_and_training_chunk():
     loop = make_loop()
     assert loop.seed_batches == 2
     carry = loop.init(jax.random.key(0))
-    carry, seed_logs = jax.jit(loop.seed_chunk)(carry)
+    carry, seed_logs = xla.jit(loop.seed_chunk)(carry)
     assert int(carry.agent_step) == 2 and int(carry.buffer.size) == 2 and int(carry.train_state.step) == 0
     assert seed_logs.metrics == {}
-    carry, _ = jax.jit(loop.pretrain, static_argnums=1)(carry, 3)
+    carry, _ = xla.jit(loop.pretrain, static_argnums=1)(carry, 3)
     assert int(carry.train_state.step) == 3
-    carry, logs = jax.jit(loop.chunk, static_argnums=1)(carry, 4)
+    carry, logs = xla.jit(loop.chunk, static_argnums=1)(carry, 4)
     assert int(carry.agent_step) == 6 and int(carry.train_state.step) == 7  # one update per batched step
     # episodes are 5 agent steps: the 5th step (index 4 overall, index 2 in this chunk) ends them
     np.testing.assert_array_equal(np.asarray(logs.ended)[:, 0], [0, 0, 1, 0])
@@ -46,19 +47,20 @@ def test_seed_phase_burst_and_training_chunk():
 
 def test_one_device_step_is_the_host_computation_on_the_same_inputs():
     """Acting, inserting and updating inside the scanned step equal the same calls made one by one."""
-    loop = make_loop(mjx=True)
+    loop = make_loop()
     carry = loop.init(jax.random.key(1))
-    carry, _ = jax.jit(loop.seed_chunk)(carry)
-    stepped, _ = jax.jit(loop.step)(carry)
+    carry, _ = xla.jit(loop.seed_chunk)(carry)
+    stepped, _ = xla.jit(loop.step)(carry)
 
-    key, k_act, k_update = jax.random.split(carry.key, 3)
-    action, plan_state = loop.act(carry, k_act, seeding=False)
-    env_state, out = jax.vmap(loop.env.step)(carry.env_state, action)
-    buffer = device_buffer.insert(carry.buffer, device_buffer.Transition(
+    _, k_act, k_update = jax.random.split(carry.key, 3)
+    # each call compiled on its own
+    action, plan_state = xla.jit(loop.act, static_argnames="seeding")(carry, k_act, seeding=False)
+    _, out = xla.jit(jax.vmap(loop.env.step))(carry.env_state, action)
+    buffer = xla.jit(device_buffer.insert)(carry.buffer, device_buffer.Transition(
         carry.obs, action, out.reward, out.final_obs, out.terminated, carry.env_state.episode, carry.env_state.t))
     k_sample, k_one = jax.random.split(jax.random.split(k_update, 1)[0])
-    batch = device_buffer.sample(buffer, k_sample, 4, 2)
-    train_state, _ = jax.jit(loop.agent.update)(carry.train_state, batch, k_one)
+    batch = xla.jit(device_buffer.sample, static_argnums=(2, 3))(buffer, k_sample, 4, 2)
+    train_state, _ = xla.jit(loop.agent.update)(carry.train_state, batch, k_one)
     chex.assert_trees_all_close(stepped.train_state.params, train_state.params, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(stepped.plan_state, plan_state, rtol=1e-5, atol=1e-6)
     chex.assert_trees_all_close(stepped.obs, out.obs, rtol=1e-6)
@@ -67,7 +69,7 @@ def test_one_device_step_is_the_host_computation_on_the_same_inputs():
 def test_evaluation_runs_every_episode_to_its_end_deterministically():
     loop = make_loop()
     params = loop.agent.init(jax.random.key(2)).params
-    evaluate = jax.jit(loop.evaluate, static_argnums=2)
+    evaluate = xla.jit(loop.evaluate, static_argnums=2)
     result = evaluate(params, jax.random.key(3), 3)
     chex.assert_shape(result.returns, (3,))
     np.testing.assert_array_equal(np.asarray(result.lengths), [5, 5, 5])
@@ -92,7 +94,7 @@ def test_a_population_of_seeds_and_learning_rates_equals_separate_runs():
         carry, logs = jax.vmap(loop.chunk, in_axes=(0, None))(carry, 4)
         return carry, logs
 
-    run = jax.jit(run)
+    run = xla.jit(run)
     together, logs = run(keys, lrs)
     assert together.train_state.model_opt_state.inner_states["rest"].inner_state.hyperparams[
         "learning_rate"].shape == (2,)

@@ -3,6 +3,7 @@ import jax
 import numpy as np
 import pytest
 
+from tdmpc2_jax import xla
 from tdmpc2_jax.envs.mjx import MJXEnv, playground_name
 
 
@@ -26,7 +27,7 @@ def test_batched_steps_reset_each_env_at_the_time_limit_and_report_episodes():
         return states, out
 
     actions = jax.random.uniform(jax.random.key(1), (12, 2, 1), minval=-1, maxval=1)
-    states, outs = jax.jit(lambda s, a: jax.lax.scan(body, s, a))(states, actions)
+    states, outs = xla.jit(lambda s, a: jax.lax.scan(body, s, a))(states, actions)
     ended = np.asarray(outs.ended)
     np.testing.assert_array_equal(ended[:, 0], [0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0])
     np.testing.assert_array_equal(np.asarray(states.episode), [2, 2])
@@ -49,7 +50,7 @@ def test_batched_step_equals_vmapped_step_across_resets():
     actions = jax.random.uniform(jax.random.key(3), (7, 3, 1), minval=-1, maxval=1)
 
     def rollout(step):
-        return jax.jit(lambda s, a: jax.lax.scan(lambda s, a: step(s, a), s, a))(states, actions)
+        return xla.jit(lambda s, a: jax.lax.scan(lambda s, a: step(s, a), s, a))(states, actions)
 
     batched = rollout(env.step_batch)
     vmapped = rollout(jax.vmap(env.step))

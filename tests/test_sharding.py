@@ -17,7 +17,7 @@ sys.path.insert(0, sys.argv[1])
 import jax, jax.numpy as jnp, numpy as np
 import chex
 from toy_env import PointMass
-from tdmpc2_jax import sharding
+from tdmpc2_jax import sharding, xla
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.config import make_config
 from tdmpc2_jax.envs.mjx import MJXEnv
@@ -36,7 +36,7 @@ for name, loop_mesh in (("unsharded", None), ("sharded", mesh)):
         shardings = sharding.carry_shardings(carry, mesh, sharding.split_mode(mesh, 1, 8))
         carry = jax.device_put(carry, shardings)
         assert len(carry.buffer.obs.sharding.device_set) == 4
-    run = jax.jit(lambda c: jax.vmap(lambda c: loop.chunk(loop.seed_chunk(c)[0], 3))(c))
+    run = xla.jit(lambda c: jax.vmap(lambda c: loop.chunk(loop.seed_chunk(c)[0], 3))(c))
     carry, logs = run(carry)
     if loop_mesh is not None:
         assert carry.buffer.obs.sharding.spec == jax.sharding.PartitionSpec(None, None, "data"), carry.buffer.obs.sharding
@@ -46,7 +46,7 @@ chex.assert_trees_all_close(results["sharded"], results["unsharded"], rtol=1e-5,
 
 # a population of 4 seeds split over the devices, one member each
 loop = DeviceLoop(Agent(cfg), env, num_envs=2, seed_steps=4, buffer_capacity=12)
-run = jax.jit(lambda c: jax.vmap(lambda c: loop.chunk(loop.seed_chunk(c)[0], 3))(c))
+run = xla.jit(lambda c: jax.vmap(lambda c: loop.chunk(loop.seed_chunk(c)[0], 3))(c))
 carry = jax.vmap(loop.init)(jax.random.split(jax.random.key(1), 4))
 split = jax.device_put(carry, sharding.carry_shardings(carry, mesh, sharding.split_mode(mesh, 4, 2)))
 together, split = jax.device_get(run(carry)[0]), run(split)[0]

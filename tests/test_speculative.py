@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tdmpc2_jax import xla
 from tdmpc2_jax.config import make_config
 from tdmpc2_jax.envs.mjx import MJXEnv
 from tdmpc2_jax.planner import init_plan_state, plan
@@ -37,7 +38,7 @@ def observations(n, seed=1):
 
 def run_steps(speculator, params, obs, t0, corrector_params=None, seed=2):
     """A Python loop of the jitted step over given observations: actions [T, A] and infos."""
-    step = jax.jit(speculator.step)
+    step = xla.jit(speculator.step)
     state, actions, infos = speculator.init_state(), [], []
     for t, key in enumerate(jax.random.split(jax.random.key(seed), len(obs))):
         action, state, info = step(params, corrector_params, state, obs[t], key, jnp.asarray(t0[t]))
@@ -50,7 +51,7 @@ def run_steps(speculator, params, obs, t0, corrector_params=None, seed=2):
 def test_k1_reproduces_the_planner_actions_exactly(model, params, eval_mode):
     obs = observations(6)
     t0 = [True, False, False, True, False, False]
-    planner = jax.jit(lambda p, o, s, k, t: plan(model, p, o, s, k, t, eval_mode=eval_mode))
+    planner = xla.jit(lambda p, o, s, k, t: plan(model, p, o, s, k, t, eval_mode=eval_mode))
     state, expected = init_plan_state(3, 1), []
     for t, key in enumerate(jax.random.split(jax.random.key(2), 6)):
         result, state = planner(params, obs[t], state, key, jnp.asarray(t0[t]))
@@ -151,10 +152,10 @@ def test_a_corrector_cap_replans_when_the_correction_is_too_large(model, params)
 def test_the_scan_rollout_equals_a_python_loop_and_the_batch_equals_each_env(model, params):
     env = MJXEnv("toy", episode_length=5, playground_env=PointMass())
     speculator = Speculator(model, SpecSettings(horizon_k=2))
-    trace = jax.jit(lambda k: episode(env, speculator, params, None, k, 8))(jax.random.key(4))
+    trace = xla.jit(lambda k: episode(env, speculator, params, None, k, 8))(jax.random.key(4))
 
     k_reset, k_steps = jax.random.split(jax.random.key(4))
-    env_state, state, step = env.reset(k_reset), speculator.init_state(), jax.jit(speculator.step)
+    env_state, state, step = env.reset(k_reset), speculator.init_state(), xla.jit(speculator.step)
     rewards, replanned = [], []
     for k in jax.random.split(k_steps, 8):
         action, state, info = step(params, None, state, env_state.inner.obs, k, env_state.t == 0)
@@ -165,7 +166,7 @@ def test_the_scan_rollout_equals_a_python_loop_and_the_batch_equals_each_env(mod
     np.testing.assert_array_equal(np.asarray(trace.info.replanned), np.asarray(replanned))
     np.testing.assert_array_equal(np.asarray(trace.info.replanned), [1, 0, 1, 0, 1, 1, 0, 1])  # reset after 5
 
-    batch = jax.jit(lambda k: episodes_batch(env, speculator, params, None, k, 3, 8))(jax.random.key(5))
+    batch = xla.jit(lambda k: episodes_batch(env, speculator, params, None, k, 3, 8))(jax.random.key(5))
     chex.assert_shape(batch.reward, (8, 3))
     assert int(batch.info.replanned.sum()) == 3 * 5
 
