@@ -95,6 +95,30 @@ def test_the_fallback_fires_exactly_when_the_mismatch_exceeds_tau(model, params)
     assert expected_fallback.any() and (inside & ~expected_fallback).any()
 
 
+def test_watching_full_replanning_measures_each_plans_prediction_error(model, params):
+    obs = observations(8, seed=9)
+    t0 = [True, False, False, False, True, False, False, False]  # a new episode at step 4
+    plain, _ = run_steps(Speculator(model, SpecSettings(horizon_k=1)), params, obs, t0)
+    speculator = Speculator(model, SpecSettings(horizon_k=3))
+    watch, state = xla.jit(speculator.watch_step), speculator.init_watch_state()
+    actions, ks, errors, predicted = [], [], [], []
+    for t, key in enumerate(jax.random.split(jax.random.key(2), 8)):  # run_steps' keys
+        action, state, checks = watch(params, state, obs[t], key, jnp.asarray(t0[t]))
+        actions.append(action)
+        ks.append(checks.k)
+        errors.append(checks.mismatch)
+        predicted.append(state.predictions[0])  # [K, L] of the plan made at t
+    np.testing.assert_allclose(np.stack(actions), plain, atol=1e-5)  # the full planner's actions
+    ks, errors = np.stack(ks), np.stack(errors)
+    np.testing.assert_array_equal(ks, [[-1, -1], [1, -1], [1, 2], [1, 2], [-1, -1], [1, -1], [1, 2], [1, 2]])
+    z = np.asarray(jax.vmap(lambda o: model.encode(params, o))(obs))
+    for t, j in zip(*np.nonzero(ks > 0)):
+        k = j + 1
+        np.testing.assert_allclose(errors[t, j], np.linalg.norm(z[t] - np.asarray(predicted[t - k][k])), rtol=1e-5)
+    tau = calibrate_tau(ks, errors, 3, quantile=1.0)
+    np.testing.assert_allclose(tau[1:], [errors[ks == 1].max(), errors[ks == 2].max()], rtol=1e-6)
+
+
 def test_calibrated_tau_is_the_per_k_quantile():
     k = jnp.asarray([1, 2, 1, 2, 1, 0, 3])
     e = jnp.asarray([1.0, 10.0, 2.0, 20.0, 3.0, 99.0, 5.0])
@@ -169,6 +193,25 @@ def test_the_scan_rollout_equals_a_python_loop_and_the_batch_equals_each_env(mod
     batch = xla.jit(lambda k: episodes_batch(env, speculator, params, None, k, 3, 8))(jax.random.key(5))
     chex.assert_shape(batch.reward, (8, 3))
     assert int(batch.info.replanned.sum()) == 3 * 5
+
+
+def test_a_batch_solve_gives_every_env_a_fresh_plan_unless_refresh_is_off(model, params):
+    obs, keys = observations(2, seed=7), jax.random.split(jax.random.key(8), 2)
+    actions, ks = {}, {}
+    for refresh in (True, False):
+        speculator = Speculator(model, SpecSettings(horizon_k=3, batch_refresh=refresh))
+        step = xla.jit(speculator.step_batch)
+        states = jax.tree.map(lambda x: jnp.stack([x, x]), speculator.init_state())
+        _, states, first = step(params, None, states, obs, keys, jnp.asarray([True, True]))
+        # env 0 starts a new episode (it must plan); env 1 is one step into its plan
+        action, states, info = step(params, None, states, obs + 0.1, keys, jnp.asarray([True, False]))
+        np.testing.assert_array_equal(np.asarray(first.replanned), [True, True])
+        np.testing.assert_array_equal(np.asarray(info.replanned), [True, refresh])
+        actions[refresh], ks[refresh] = np.asarray(action), np.asarray(states.buffer.k)
+    np.testing.assert_array_equal(ks[True], [1, 1])
+    np.testing.assert_array_equal(ks[False], [1, 2])
+    np.testing.assert_array_equal(actions[True][0], actions[False][0])
+    assert not np.allclose(actions[True][1], actions[False][1])
 
 
 def test_bad_settings_get_clear_messages(model):

@@ -7,8 +7,11 @@ with a learned corrector. Replan (one MPPI solve, whose first action is executed
 episode starts, when k reached K, when fallback is on and e_k > tau_k, or when the corrector
 moves the action by more than `delta_cap` (max-norm); otherwise execute the (corrected) planned
 action. `step` decides with `lax.cond`; `step_batch` decides per environment and runs the planner
-for the batch only when some environment needs it. With K = 1 every step replans with the same
-key and warm start as the plain planner, so the actions are exactly the baseline's.
+for the batch only when some environment needs it. The batch's solve costs the same whoever asked
+for it, so by default (`batch_refresh`) every environment then takes its fresh plan: the batch
+stays on one plan cycle instead of drifting into per-env cycles that each trigger a batch solve.
+With K = 1 every step replans with the same key and warm start as the plain planner, so the actions
+are exactly the baseline's.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ class SpecSettings:
     fallback: bool = False  # replan when e_k > tau_k
     corrector: bool = False  # correct the planned action with a learned corrector
     delta_cap: float = math.inf  # replan when the corrector moves any action entry by more than this
+    batch_refresh: bool = True  # on a batch: when the planner runs for some env, every env takes its fresh plan
 
 
 class SpecState(NamedTuple):
@@ -49,6 +53,19 @@ class StepInfo(NamedTuple):
     mismatch: jax.Array  # [] e_k = ||encode(obs) - zhat_k||_2 (meaningful when 1 <= k < K)
     correction: jax.Array  # [] max |a_corrected - a_plan| (0 without a corrector)
     fallback: jax.Array  # [] bool: e_k > tau_k caused the replan
+
+
+class WatchState(NamedTuple):
+    """Full replanning that keeps the predictions of the last K plans (for `calibrate_tau`)."""
+
+    predictions: jax.Array  # [K, K, L] latents predicted by the plans made 1..K steps ago (row j: j+1 ago)
+    valid: jax.Array  # [K] bool: that plan was made in this episode
+    plan_mean: jax.Array  # [H', A] warm start
+
+
+class Checks(NamedTuple):
+    k: jax.Array  # [K-1] int32: 1..K-1, or -1 where no plan of this episode was made k steps ago
+    mismatch: jax.Array  # [K-1] e_k = ||encode(obs) - latent predicted for it by the plan made k steps ago||
 
 
 class _Decision(NamedTuple):
@@ -121,7 +138,11 @@ class Speculator:
 
     def _replan(self, params: Params, state: SpecState, obs: jax.Array, key: jax.Array, t0: jax.Array):
         """(executed action, new buffer, new plan mean) from one MPPI solve."""
-        warm = PlanState(plan_buffer.shift_mean(state.plan_mean, jnp.maximum(state.buffer.k - 1, 0)))
+        return self._solve(params, state.plan_mean, state.buffer.k, obs, key, t0)
+
+    def _solve(self, params: Params, plan_mean: jax.Array, k: jax.Array, obs: jax.Array, key: jax.Array,
+               t0: jax.Array):
+        warm = PlanState(plan_buffer.shift_mean(plan_mean, jnp.maximum(k - 1, 0)))
         result, plan_state = plan(self.plan_model, params, obs, warm, key, t0, eval_mode=self.eval_mode)
         buffer = plan_buffer.build(self.model, params, result, self.settings.horizon_k, self.settings.source)
         return result.action, buffer, plan_state.mean
@@ -148,23 +169,48 @@ class Speculator:
     def step_batch(self, params: Params, corrector_params, states: SpecState, obs: jax.Array, keys: jax.Array,
                    t0: jax.Array) -> tuple[jax.Array, SpecState, StepInfo]:
         """N environments ([N] leading axes): decisions per environment, the planner for the whole batch
-        only when at least one environment replans."""
+        only when at least one environment replans; info.replanned: the env took a fresh plan."""
         d = jax.vmap(self._decide, in_axes=(None, None, 0, 0, 0))(params, corrector_params, states, obs, t0)
         reused = jax.vmap(self._reuse)(states, d)
+        solve = jnp.any(d.need)
         planned = jax.lax.cond(
-            jnp.any(d.need),
-            lambda: jax.vmap(self._replan, in_axes=(None, 0, 0, 0, 0))(params, states, obs, keys, t0),
+            solve, lambda: jax.vmap(self._replan, in_axes=(None, 0, 0, 0, 0))(params, states, obs, keys, t0),
             lambda: reused)
-        pick = lambda new, old: jnp.where(d.need.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+        take = d.need | (solve & self.settings.batch_refresh)  # [N]
+        pick = lambda new, old: jnp.where(take.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
         action, buffer, mean = jax.tree.map(pick, planned, reused)
-        return action, SpecState(buffer, mean, d.history), d.info
+        return action, SpecState(buffer, mean, d.history), d.info._replace(replanned=take)
+
+
+    # ------------------------------------------------------------------ calibration
+    def init_watch_state(self) -> WatchState:
+        cfg, k = self.model.cfg, self.settings.horizon_k
+        return WatchState(jnp.zeros((k, k, cfg.latent_dim)), jnp.zeros((k,), bool),
+                          jnp.zeros((self.plan_model.cfg.horizon, cfg.action_dim)))
+
+    def watch_step(self, params: Params, state: WatchState, obs: jax.Array, key: jax.Array,
+                   t0: jax.Array) -> tuple[jax.Array, WatchState, Checks]:
+        """One step of full replanning (a solve at every step, as K = 1) that also measures e_k, for
+        k = 1..K-1, between this observation and the latent the plan made k steps ago predicted for
+        it (that plan's buffer, built as for execution horizon K). These are the mismatches of
+        following the planner, the reference `calibrate_tau` takes its thresholds from."""
+        horizon_k = self.settings.horizon_k
+        z = self.model.encode(params, obs)
+        ks = jnp.arange(1, horizon_k)
+        seen = state.valid[ks - 1] & ~t0
+        mismatch = jnp.linalg.norm(z - state.predictions[ks - 1, ks], axis=-1)
+        action, buffer, mean = self._solve(params, state.plan_mean, jnp.ones((), jnp.int32), obs, key, t0)
+        predictions = jnp.concatenate([buffer.latents[None], state.predictions[:-1]])
+        valid = jnp.concatenate([jnp.ones((1,), bool), state.valid[:-1] & ~t0])
+        return action, WatchState(predictions, valid, mean), Checks(jnp.where(seen, ks, -1), mismatch)
 
 
 def calibrate_tau(k: jax.Array, mismatch: jax.Array, horizon_k: int, quantile: float = 0.95) -> jax.Array:
-    """tau [K]: per k, the `quantile` of e_k over steps observed at that k (1 <= k < K); tau_0 = inf.
+    """tau [K]: per k, the `quantile` of e_k over the checks made at that k (1 <= k < K); tau_0 = inf.
 
-    k, mismatch: [...] from StepInfo of open-loop (naive-K) rollouts, which execute the plan as
-    predicted; a step index with no observations gets inf (never falls back).
+    k, mismatch: [...] from `Speculator.watch_step` over full-replanning rollouts (Checks), or from
+    StepInfo of speculative rollouts; entries with k outside 1..K-1 are ignored, and a k with no
+    checks gets inf (never falls back).
     """
     k, mismatch = jnp.ravel(k), jnp.ravel(mismatch)
     taus = [jnp.inf]

@@ -11,8 +11,9 @@ planner calls per step, measured wall-clock per step (encoder, corrector and pla
 batched episodes on MJX are timed as a whole and divided by steps), and the distribution of e_k.
 `--modes full,naive-2` re-runs (or re-times) only those modes and replaces their rows in an
 existing OUT/results.csv. Thresholds tau_k come from `speculative_calibration.json` beside the
-checkpoint; `--calibrate` makes them (naive-K rollouts, a quantile of e_k per k) and saves them
-there. `--config=configs/dmc.py:TASK` runs the same protocol on host MuJoCo, one episode after
+checkpoint; `--calibrate` makes the missing ones: a quantile of e_k per k under full replanning,
+where e_k compares each observation with the latent that the plan made k steps earlier predicted
+for it. `--config=configs/dmc.py:TASK` runs the same protocol on host MuJoCo, one episode after
 another.
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ flags.DEFINE_list("k", ["2", "3", "4", "6"], "execution horizons K")
 flags.DEFINE_list("correctors", [], "NAME=DIR pairs of trained correctors")
 flags.DEFINE_integer("episodes", 16, "episodes per mode (the same seeds for every mode)")
 flags.DEFINE_string("out", None, "directory for results.md, results.csv and results.png")
-flags.DEFINE_bool("calibrate", False, "calibrate tau for the K that have no calibration (and save it)")
+flags.DEFINE_bool("calibrate", False, "calibrate the missing thresholds tau (and save them)")
 flags.DEFINE_float("quantile", 0.95, "quantile of e_k used as tau_k")
 flags.DEFINE_integer("seed", 0, "evaluation seed")
 flags.DEFINE_list("modes", [], "run only these modes (e.g. full,naive-2) and replace their rows in OUT/results.csv, "
@@ -215,7 +216,6 @@ def main(argv: list[str]) -> None:
             env = DMCEnv(config.task, FLAGS.seed + 1_000_003, episode_length=config.episode_length)
         cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
         correctors = {name: training.load(path, config.task, cfg.latent_dim, max(ks)) for name, path in pairs}
-        taus = read_calibration(FLAGS.checkpoint, config.task)
         modes = protocol_modes(ks, list(correctors))
         unknown = sorted(set(FLAGS.modes) - {m.name for m in modes})
         if unknown:
@@ -223,6 +223,7 @@ def main(argv: list[str]) -> None:
         if FLAGS.modes and "full" not in FLAGS.modes and "full" not in {r["mode"] for r in read_results(FLAGS.out)}:
             raise ValueError(f"--modes without full needs {FLAGS.out}/results.csv with a full row to compare with")
         selected = [m for m in modes if not FLAGS.modes or m.name in FLAGS.modes]
+        taus = read_calibration(FLAGS.checkpoint, config.task)
         missing = sorted({m.k for m in selected if m.fallback} - set(taus))
         if missing and not FLAGS.calibrate:
             raise ValueError(f"{FLAGS.checkpoint} has no calibration for K={missing} on {config.task} "
@@ -232,20 +233,23 @@ def main(argv: list[str]) -> None:
     model = WorldModel(cfg)
     run = run_mjx if mjx else run_host
     key = jax.random.key(FLAGS.seed)
-    for k in missing:
-        print(f"calibrating tau for K={k} (naive-{k} rollouts, quantile {FLAGS.quantile}) ...", flush=True)
-        naive = Speculator(model, SpecSettings(horizon_k=k))
-        trace_info = _infos(run, env, naive, params, jax.random.fold_in(key, 7), FLAGS.episodes)
-        taus[k] = np.asarray(calibrate_tau(trace_info.k, trace_info.mismatch, k, FLAGS.quantile)).tolist()
-        write_calibration(FLAGS.checkpoint, config.task, k, np.asarray(taus[k]), FLAGS.quantile, FLAGS.episodes)
+    if missing:
+        # one full-replanning run serves every K: the buffer's first K latents do not depend on K
+        k_max = max(missing)
+        print(f"calibrating tau for K={missing} (full replanning, quantile {FLAGS.quantile}) ...", flush=True)
+        watcher = Speculator(model, SpecSettings(horizon_k=k_max))
+        checks = (watch_mjx if mjx else watch_host)(env, watcher, params, jax.random.fold_in(key, 7), FLAGS.episodes)
+        for k in missing:
+            taus[k] = np.asarray(calibrate_tau(checks.k, checks.mismatch, k, FLAGS.quantile)).tolist()
+            write_calibration(FLAGS.checkpoint, config.task, k, np.asarray(taus[k]), FLAGS.quantile, FLAGS.episodes)
 
     title = f"{config.task}: speculative execution, {FLAGS.episodes} episodes ({'MJX' if mjx else 'host MuJoCo'})"
     rows = {r["mode"]: r for r in read_results(FLAGS.out)} if FLAGS.modes else {}
     for mode in selected:
         corrector, corrector_params = (correctors[mode.corrector][:2] if mode.corrector else (None, None))
         settings = SpecSettings(horizon_k=mode.k, fallback=mode.fallback, corrector=corrector is not None)
-        speculator = Speculator(model, settings, tau=jnp.asarray(taus[mode.k]) if mode.fallback else None,
-                                corrector=corrector)
+        tau = jnp.asarray(taus[mode.k]) if mode.fallback else None
+        speculator = Speculator(model, settings, tau=tau, corrector=corrector)
         result = run(env, speculator, params, corrector_params, key, FLAGS.episodes)
         rows[mode.name] = dict(result, mode=mode.name, K=mode.k)
         table = relative_to_full([rows[m.name] for m in modes if m.name in rows])
@@ -257,14 +261,25 @@ def main(argv: list[str]) -> None:
     print(f"wrote {FLAGS.out}/results.md, results.csv, results.png")
 
 
-def _infos(run, env, speculator, params, key, episodes):
-    """StepInfo of naive rollouts (for calibration)."""
-    from tdmpc2_jax.speculative.rollout import episodes_batch
+def watch_mjx(env, speculator, params, key: jax.Array, episodes: int):
+    """Checks [T, E, K-1] of full-replanning episodes, all at once."""
+    from tdmpc2_jax.speculative.rollout import watch_batch
 
-    if run is run_mjx:
-        return jax.jit(lambda p, k: episodes_batch(env, speculator, p, None, k, episodes, env.episode_length))(
-            params, key).info
-    return host_episodes(env, speculator, params, None, key, episodes)[1]
+    return jax.jit(lambda p, k: watch_batch(env, speculator, p, k, episodes, env.episode_length))(params, key)
+
+
+def watch_host(env, speculator, params, key: jax.Array, episodes: int):
+    """Checks [steps, K-1] of full-replanning episodes on host MuJoCo, one after another."""
+    step, checks = jax.jit(speculator.watch_step), []
+    for _ in range(episodes):
+        obs, state, t, done = env.reset(), speculator.init_watch_state(), 0, False
+        while not done:
+            key, k = jax.random.split(key)
+            action, state, check = step(params, state, jnp.asarray(obs), k, jnp.asarray(t == 0))
+            result = env.step(np.asarray(action))
+            obs, t, done = result.obs, t + 1, result.done
+            checks.append(check)
+    return jax.tree.map(lambda *x: np.stack(x), *checks)
 
 
 if __name__ == "__main__":
