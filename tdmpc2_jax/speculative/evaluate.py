@@ -246,6 +246,9 @@ def main(argv: list[str]) -> None:
     title = f"{config.task}: speculative execution, {FLAGS.episodes} episodes ({'MJX' if mjx else 'host MuJoCo'})"
     rows = {r["mode"]: r for r in read_results(FLAGS.out)} if FLAGS.modes else {}
     for mode in selected:
+        # Trace every mode from empty caches, as in a fresh process: the lowered program is then the
+        # same in every run, so a persistent compilation cache (JAX_COMPILATION_CACHE_DIR) serves re-runs.
+        jax.clear_caches()
         corrector, corrector_params = (correctors[mode.corrector][:2] if mode.corrector else (None, None))
         settings = SpecSettings(horizon_k=mode.k, fallback=mode.fallback, corrector=corrector is not None)
         tau = jnp.asarray(taus[mode.k]) if mode.fallback else None
