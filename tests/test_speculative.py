@@ -1,5 +1,8 @@
 """Speculative execution: plan buffer, K=1 equals the planner, naive-K, calibrated fallback,
-correctors (identity at init), the scan rollout and the batched step."""
+correctors (identity at init), the scan rollout and the batched step; the protocol on host MuJoCo."""
+import csv
+import json
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -16,6 +19,7 @@ from tdmpc2_jax.speculative.correctors import Corrector, CorrectorSpec, empty_hi
 from tdmpc2_jax.speculative.rollout import episode, episodes_batch
 from tdmpc2_jax.world_model import WorldModel
 
+from helpers import ROOT, SMALL, speculative_cli, tiny_agent
 from toy_env import PointMass
 
 CFG = dict(obs_dim=5, action_dim=1, enc_dim=16, mlp_dim=16, latent_dim=16, num_q=2, horizon=3, num_samples=16,
@@ -258,3 +262,20 @@ def test_collected_tuples_train_a_corrector_that_moves_toward_the_teacher(model,
         training.load(str(tmp_path / "corrector"), task="cheetah-run")
     with pytest.raises(ValueError, match="K up to 3, not 6"):
         training.load(str(tmp_path / "corrector"), horizon_k=6)
+
+
+def test_the_protocol_runs_on_host_mujoco(tmp_path):
+    agent = tiny_agent(tmp_path / "agent")
+    out = speculative_cli("evaluate", f"--config={ROOT / 'configs' / 'dmc.py'}:cartpole-balance",
+                          f"--checkpoint={agent}", "--k=2", "--episodes=1", f"--out={tmp_path / 'results'}",
+                          "--calibrate", *SMALL)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "host MuJoCo" in (tmp_path / "results" / "results.md").read_text()
+    with open(tmp_path / "results" / "results.csv") as f:
+        rows = {r["mode"]: r for r in csv.DictReader(f)}
+    assert list(rows) == ["full", "naive-2", "fallback-2"]
+    assert float(rows["naive-2"]["calls_per_step"]) == 0.5  # 10 steps, a plan every 2
+    assert float(rows["fallback-2"]["calls_per_step"]) >= 0.5
+    with open(tmp_path / "agent" / "speculative_calibration.json") as f:
+        tau = json.load(f)["cartpole-balance"]["2"]["tau"]
+    assert tau[0] == float("inf") and 0 < tau[1] < float("inf")  # from one 10-step episode of full replanning

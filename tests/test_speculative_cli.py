@@ -1,32 +1,14 @@
 """The speculative workflow end to end on MJX cartpole with a tiny agent: collect, train a
-corrector, run the protocol with on-the-fly calibration; and its clear errors."""
+corrector, run the protocol with on-the-fly calibration; and its clear errors (the protocol on host
+MuJoCo: test_speculative.py)."""
 import csv
-import pathlib
-import subprocess
-import sys
 
-import jax
-
-from tdmpc2_jax import checkpoints
-from tdmpc2_jax.agent import Agent
-from tdmpc2_jax.config import make_config
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-SMALL = ["--config.episode_length=10", "--config.num_samples=16", "--config.num_elites=4", "--config.num_pi_trajs=2",
-         "--config.iterations=2"]
-
-
-def cli(module, *args):
-    out = subprocess.run([sys.executable, "-m", f"tdmpc2_jax.speculative.{module}", *args], capture_output=True,
-                         text=True, timeout=900, cwd=ROOT)
-    return out
+from helpers import ROOT, SMALL, tiny_agent
+from helpers import speculative_cli as cli
 
 
 def test_collect_train_and_evaluate_the_protocol(tmp_path):
-    cfg = make_config(dict(obs_dim=5, action_dim=1, enc_dim=16, mlp_dim=16, latent_dim=16, num_q=2))
-    state = Agent(cfg).init(jax.random.key(0))
-    agent = str(tmp_path / "agent")
-    checkpoints.save(agent, 1, {"params": state.params, "target_qs": state.target_qs}, cfg)
+    agent = tiny_agent(tmp_path / "agent")
     config = f"--config={ROOT / 'configs' / 'mjx.py'}:cartpole-balance"
 
     out = cli("collect", config, f"--checkpoint={agent}", "--k=3", "--envs=4", "--steps=20", f"--out={tmp_path / 'd.npz'}",
