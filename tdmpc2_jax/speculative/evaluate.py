@@ -215,6 +215,7 @@ def main(argv: list[str]) -> None:
             from tdmpc2_jax.envs.dmc import DMCEnv
 
             env = DMCEnv(config.task, FLAGS.seed + 1_000_003, episode_length=config.episode_length)
+            fresh_env = lambda: DMCEnv(config.task, FLAGS.seed + 1_000_003, episode_length=config.episode_length)
         cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
         correctors = {name: training.load(path, config.task, cfg.latent_dim, max(ks)) for name, path in pairs}
         modes = protocol_modes(ks, list(correctors))
@@ -254,7 +255,9 @@ def main(argv: list[str]) -> None:
         settings = SpecSettings(horizon_k=mode.k, fallback=mode.fallback, corrector=corrector is not None)
         tau = jnp.asarray(taus[mode.k]) if mode.fallback else None
         speculator = Speculator(model, settings, tau=tau, corrector=corrector)
-        result = run(env, speculator, params, corrector_params, key, FLAGS.episodes)
+        # host episodes draw their initial states from the env's generator: a fresh env per mode
+        # gives every mode the same episodes
+        result = run(env if mjx else fresh_env(), speculator, params, corrector_params, key, FLAGS.episodes)
         rows[mode.name] = dict(result, mode=mode.name, K=mode.k)
         table = relative_to_full([rows[m.name] for m in modes if m.name in rows])
         result = next(r for r in table if r["mode"] == mode.name)
