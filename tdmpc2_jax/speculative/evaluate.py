@@ -210,12 +210,12 @@ def main(argv: list[str]) -> None:
         if mjx:
             from tdmpc2_jax.envs.mjx import MJXEnv
 
-            env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
+            make_env = lambda: MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
         else:
             from tdmpc2_jax.envs.dmc import DMCEnv
 
-            env = DMCEnv(config.task, FLAGS.seed + 1_000_003, episode_length=config.episode_length)
-            fresh_env = lambda: DMCEnv(config.task, FLAGS.seed + 1_000_003, episode_length=config.episode_length)
+            make_env = lambda: DMCEnv(config.task, FLAGS.seed + 1_000_003, episode_length=config.episode_length)
+        env = make_env()
         cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
         correctors = {name: training.load(path, config.task, cfg.latent_dim, max(ks)) for name, path in pairs}
         modes = protocol_modes(ks, list(correctors))
@@ -257,7 +257,7 @@ def main(argv: list[str]) -> None:
         speculator = Speculator(model, settings, tau=tau, corrector=corrector)
         # host episodes draw their initial states from the env's generator: a fresh env per mode
         # gives every mode the same episodes
-        result = run(env if mjx else fresh_env(), speculator, params, corrector_params, key, FLAGS.episodes)
+        result = run(env if mjx else make_env(), speculator, params, corrector_params, key, FLAGS.episodes)
         rows[mode.name] = dict(result, mode=mode.name, K=mode.k)
         table = relative_to_full([rows[m.name] for m in modes if m.name in rows])
         result = next(r for r in table if r["mode"] == mode.name)
