@@ -143,10 +143,18 @@ class WorldModel:
         """Logits of every head in `qs` (stacked [n, ...]): [n, ..., num_bins].
 
         `params` supplies the task table in multitask; `dropout_key` turns dropout on (one mask per head).
+        The first Linear is split into its latent and action parts (`first_linear`): the policy loss
+        differentiates the heads only with respect to the action, and so never forms the latent's
+        share of the input gradient.
         """
-        x = self._za(params, z, a, task)
-        apply = lambda p, k: self.q_net.apply(
-            {"params": p}, x, deterministic=k is None, rngs=None if k is None else {"dropout": k})
+        self._check_last(z, self.cfg.latent_dim, "z")
+        self._check_last(a, self.cfg.action_dim, "action")
+        zt = self.with_task(params, z, task)
+
+        def apply(p, k):
+            return self.q_net.apply({"params": p}, first_linear(p, zt, a), deterministic=k is None,
+                                    rngs=None if k is None else {"dropout": k}, method=MLP.after_first_linear)
+
         n = jax.tree.leaves(qs)[0].shape[0]
         if dropout_key is None or self.cfg.dropout == 0:
             return jax.vmap(lambda p: apply(p, None))(qs)
@@ -184,8 +192,7 @@ class WorldModel:
         zt = self.with_task(params, z, task)
         outputs = []
         for net, name in ((self.reward_net, "reward"), (self.dynamics, "dynamics")):
-            shared, per_action = split_first_linear(params[name], zt.shape[-1])
-            h = dense(shared, zt) + a @ per_action["kernel"]
+            h = first_linear(params[name], zt, a)
             outputs.append(net.apply({"params": params[name]}, h, method=MLP.after_first_linear))
         reward_logits, next_z = outputs
         return self.to_value(reward_logits), next_z
@@ -201,6 +208,15 @@ class WorldModel:
     def _check_last(x: jax.Array, dim: int, name: str) -> None:
         if x.shape[-1:] != (dim,):
             raise ValueError(f"{name} must have last axis {dim}, got shape {tuple(x.shape)}")
+
+
+def first_linear(mlp_params: Params, zt: jax.Array, a: jax.Array) -> jax.Array:
+    """The first Linear of an mlp on [zt, a] as zt @ K_z + b + a @ K_a: [..., out].
+
+    zt may lack leading axes of a (one latent for many actions); the result is the broadcast shape.
+    """
+    shared, per_action = split_first_linear(mlp_params, zt.shape[-1])
+    return dense(shared, zt) + a @ per_action["kernel"]
 
 
 def sample_pair(key: jax.Array, num_q: int) -> jax.Array:
