@@ -47,3 +47,14 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+# The slowest files first (xdist deals whole files out in collection order, see setup.cfg), so the
+# two CI workers do not end on one long file while the other idles.
+SLOWEST_FIRST = ["test_speculative_cli.py", "test_mjx_train.py", "test_sharding.py", "test_device_loop.py",
+                 "test_speculative.py", "test_mjx_env.py", "test_train.py", "test_parity.py"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = lambda item: (SLOWEST_FIRST.index(item.path.name) if item.path.name in SLOWEST_FIRST
+                         else len(SLOWEST_FIRST))
+    items.sort(key=rank)
