@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from benchmarks._timing import report, time_calls
+from tdmpc2_jax import xla
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.config import make_config
 from tdmpc2_jax.envs.mjx import MJXEnv
@@ -29,13 +30,13 @@ def device_figures(task: str, model_size: int, num_envs: int, steps: int, update
     env = MJXEnv(task, impl=impl)
     cfg = make_config(dict(model_size=model_size, obs_dim=env.obs_dim, action_dim=env.action_dim))
     loop = DeviceLoop(Agent(cfg), env, num_envs, seed_steps=0, updates_per_step=0)
-    carry = jax.jit(loop.init)(jax.random.key(0))
-    carry, _ = jax.jit(loop.chunk, static_argnums=(1, 2))(carry, cfg.horizon + 2, True)  # windows to sample
-    act = jax.jit(loop.chunk, static_argnums=1)
+    carry = xla.jit(loop.init)(jax.random.key(0))
+    carry, _ = xla.jit(loop.chunk, static_argnums=(1, 2))(carry, cfg.horizon + 2, True)  # windows to sample
+    act = xla.jit(loop.chunk, static_argnums=1)
     stats = time_calls(lambda: act(carry, steps)[0].obs, repeats)
     rate = num_envs * steps / stats["median_s"]
     print(report(f"acting N={num_envs}", stats) + f"   {rate:10.0f} transitions/s")
-    update = jax.jit(loop.updates, static_argnums=3)
+    update = xla.jit(loop.updates, static_argnums=3)
     stats = time_calls(lambda: update(carry.train_state, carry.buffer, jax.random.key(1), updates)[0].step, repeats)
     print(report(f"updates x{updates} (B={cfg.batch_size})", stats) + f"   {updates / stats['median_s']:10.1f} updates/s")
 

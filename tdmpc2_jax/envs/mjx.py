@@ -89,6 +89,10 @@ class MJXEnv:
 
             playground_env = registry.load(playground_name(task), config_overrides={"impl": impl})
         self._env = playground_env
+        # Tracing MJX physics is slow Python; as nested jits, each of these is traced once per
+        # process and reused by every program that steps or resets this environment.
+        self._physics_step = jax.jit(lambda inner, ctrl: _strong(playground_env.step(inner, ctrl)))
+        self._fresh = jax.jit(lambda key: _strong(playground_env.reset(key)))
         ctrl = jnp.asarray(self._env.mjx_model.actuator_ctrlrange, jnp.float32)
         self._low, self._high = ctrl[:, 0], ctrl[:, 1]
         self.obs_dim = int(self._env.observation_size)
@@ -96,13 +100,13 @@ class MJXEnv:
 
     def reset(self, key: jax.Array) -> EnvState:
         key, reset_key = jax.random.split(key)
-        inner = _strong(self._env.reset(reset_key))
+        inner = self._fresh(reset_key)
         return EnvState(inner, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32), key)
 
     def step(self, state: EnvState, action: jax.Array) -> tuple[EnvState, StepOutput]:
         """One agent step; an ended episode is replaced by a fresh one in the returned state."""
         inner, out, keys = self._advance(state, action)
-        return self._finish(state, inner, out, keys, _strong(self._env.reset(keys[1])))
+        return self._finish(state, inner, out, keys, self._fresh(keys[1]))
 
     def step_batch(self, states: EnvState, actions: jax.Array) -> tuple[EnvState, StepOutput]:
         """`step` for N environments ([N] states, [N, A] actions), equal to vmap(step), but the
@@ -110,7 +114,7 @@ class MJXEnv:
         inner, out, keys = jax.vmap(self._advance)(states, actions)
 
         def fresh():
-            return jax.vmap(lambda k: _strong(self._env.reset(k)))(keys[:, 1])
+            return jax.vmap(self._fresh)(keys[:, 1])
 
         fresh_inner = jax.lax.cond(jnp.any(out.ended), fresh, lambda: inner)
         return jax.vmap(self._finish)(states, inner, out, keys, fresh_inner)
@@ -121,7 +125,7 @@ class MJXEnv:
         ctrl = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
 
         def physics_step(inner, _):
-            inner = _strong(self._env.step(inner, ctrl))
+            inner = self._physics_step(inner, ctrl)
             return inner, inner.reward
 
         inner, rewards = jax.lax.scan(physics_step, state.inner, None, length=self.action_repeat)

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tdmpc2_jax import xla
 from tdmpc2_jax.envs.mjx import MJXEnv
 from tdmpc2_jax.planner import init_plan_state, plan
 from tdmpc2_jax.speculative.controller import Speculator
@@ -52,7 +53,7 @@ def collect(env: MJXEnv, speculator: Speculator, params, corrector_params, key: 
         init = (env_state, broadcast(speculator.init_state()), broadcast(init_plan_state(cfg.horizon, cfg.action_dim)))
         return jax.lax.scan(body, init, jax.random.split(k_steps, steps))[1]
 
-    history, label, keep = jax.jit(run)(key, params, corrector_params)
+    history, label, keep = xla.jit(run)(key, params, corrector_params)
     keep = np.asarray(keep).reshape(-1)
     flat = lambda x: np.asarray(x).reshape((-1,) + x.shape[2:])[keep]
     return Dataset(jax.tree.map(flat, history), flat(label))

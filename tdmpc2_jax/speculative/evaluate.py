@@ -30,6 +30,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from tdmpc2_jax import xla
 from tdmpc2_jax.cli import fail, parse_flags, quiet_libraries
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/mjx.py:TASK or configs/dmc.py:TASK",
@@ -93,7 +94,7 @@ def run_mjx(env, speculator, params, corrector_params, key: jax.Array, episodes:
     """One episode per environment, all at once; the wall-clock of the compiled program's run."""
     from tdmpc2_jax.speculative.rollout import episodes_batch
 
-    rollout = jax.jit(lambda p, c, k: episodes_batch(env, speculator, p, c, k, episodes, env.episode_length))
+    rollout = xla.jit(lambda p, c, k: episodes_batch(env, speculator, p, c, k, episodes, env.episode_length))
     rollout = rollout.lower(params, corrector_params, key).compile()
     start = time.perf_counter()
     trace = jax.block_until_ready(rollout(params, corrector_params, key))
@@ -105,7 +106,7 @@ def run_mjx(env, speculator, params, corrector_params, key: jax.Array, episodes:
 def host_episodes(env, speculator, params, corrector_params, key: jax.Array, episodes: int):
     """Episodes one after another on host MuJoCo: (returns [E], StepInfo [steps], seconds per step
     of the jitted speculative step, encoder included, without the first (compiling) call)."""
-    step = jax.jit(speculator.step)
+    step = xla.jit(speculator.step)
     returns, infos, times = [], [], []
     for e in range(episodes):
         obs, state, total, t, done = env.reset(), speculator.init_state(), 0.0, 0, False
@@ -248,9 +249,6 @@ def main(argv: list[str]) -> None:
     title = f"{config.task}: speculative execution, {FLAGS.episodes} episodes ({'MJX' if mjx else 'host MuJoCo'})"
     rows = {r["mode"]: r for r in read_results(FLAGS.out)} if FLAGS.modes else {}
     for mode in selected:
-        # Trace every mode from empty caches, as in a fresh process: the lowered program is then the
-        # same in every run, so a persistent compilation cache (JAX_COMPILATION_CACHE_DIR) serves re-runs.
-        jax.clear_caches()
         corrector, corrector_params = (correctors[mode.corrector][:2] if mode.corrector else (None, None))
         settings = SpecSettings(horizon_k=mode.k, fallback=mode.fallback, corrector=corrector is not None)
         tau = jnp.asarray(taus[mode.k]) if mode.fallback else None
@@ -272,12 +270,12 @@ def watch_mjx(env, speculator, params, key: jax.Array, episodes: int):
     """Checks [T, E, K-1] of full-replanning episodes, all at once."""
     from tdmpc2_jax.speculative.rollout import watch_batch
 
-    return jax.jit(lambda p, k: watch_batch(env, speculator, p, k, episodes, env.episode_length))(params, key)
+    return xla.jit(lambda p, k: watch_batch(env, speculator, p, k, episodes, env.episode_length))(params, key)
 
 
 def watch_host(env, speculator, params, key: jax.Array, episodes: int):
     """Checks [steps, K-1] of full-replanning episodes on host MuJoCo, one after another."""
-    step, checks = jax.jit(speculator.watch_step), []
+    step, checks = xla.jit(speculator.watch_step), []
     for _ in range(episodes):
         obs, state, t, done = env.reset(), speculator.init_watch_state(), 0, False
         while not done:

@@ -13,6 +13,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from tdmpc2_jax import xla
 from tdmpc2_jax.speculative.correctors import Corrector, CorrectorSpec
 from tdmpc2_jax.speculative.data import Dataset
 
@@ -51,7 +52,7 @@ def fit(corrector: Corrector, data: Dataset, key: jax.Array, epochs: int = 100, 
     loss = loss_fn(corrector, delta_penalty)
     optimizer = optax.adam(lr)
 
-    @jax.jit
+    @xla.jit
     def epoch(params, opt_state, key):
         perm = jax.random.permutation(key, n - n_val)[: batches * batch_size].reshape(batches, batch_size)
 
@@ -65,7 +66,7 @@ def fit(corrector: Corrector, data: Dataset, key: jax.Array, epochs: int = 100, 
         (params, opt_state), values = jax.lax.scan(one, (params, opt_state), perm)
         return params, opt_state, jnp.mean(values)
 
-    val_loss = jax.jit(lambda p: loss(p, val.inputs, val.label)[1])
+    val_loss = xla.jit(lambda p: loss(p, val.inputs, val.label)[1])
     params = corrector.init(k_init)
     opt_state = optimizer.init(params)
     best = (float(val_loss(params)), params, 0)
