@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tdmpc2_jax import math, xla
+from tdmpc2_jax import math, optim, xla
 from tdmpc2_jax.config import Config
 from tdmpc2_jax.world_model import Params, WorldModel, sample_pair
 
@@ -41,8 +41,8 @@ class UpdateDraws(NamedTuple):
 class TrainState(NamedTuple):
     params: Params  # world model incl. policy prior
     target_qs: Params  # target Q heads, stacked [num_q, ...]
-    model_opt_state: optax.OptState
-    pi_opt_state: optax.OptState
+    model_opt_state: optim.AdamState  # over ravel(model_part(params))
+    pi_opt_state: optim.AdamState  # over ravel(params["pi"])
     scale: jax.Array  # [] running scale of the policy loss
     step: jax.Array  # [] int32 number of updates done
     # Multitask only: the policy loss's gradient on the task table. The official code leaves it in
@@ -62,13 +62,6 @@ class UpdateInternals(NamedTuple):
     pi_scaled_entropy: jax.Array  # [H+1, B]
 
 
-def clip_by_global_norm(grads: Params, max_norm: float) -> tuple[Params, jax.Array]:
-    """torch.nn.utils.clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6)); returns the pre-clip norm."""
-    norm = optax.global_norm(grads)
-    coef = jnp.minimum(max_norm / (norm + 1e-6), 1.0)
-    return jax.tree.map(lambda g: g * coef, grads), norm
-
-
 def model_part(params: Params) -> Params:
     """Everything the model optimizer trains (all but the policy prior)."""
     return {k: v for k, v in params.items() if k != "pi"}
@@ -80,14 +73,10 @@ class Agent:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.model = WorldModel(cfg)
-        encoder_label = lambda params: {k: jax.tree.map(lambda _: "encoder" if k == "encoder" else "rest", v)
-                                        for k, v in params.items()}
         # The learning rates live in the optimizer states (`with_learning_rate`), so that one program
         # can train a population of agents with different rates.
-        adam = optax.inject_hyperparams(optax.adam, static_args=("b1", "b2", "eps", "eps_root"))
-        self.model_optimizer = optax.multi_transform(
-            {"encoder": adam(cfg.lr * cfg.enc_lr_scale, eps=1e-8), "rest": adam(cfg.lr, eps=1e-8)}, encoder_label)
-        self.pi_optimizer = adam(cfg.lr, eps=1e-5)
+        self.model_optimizer = optim.Adam(eps=1e-8, lr_scale={"encoder": cfg.enc_lr_scale})
+        self.pi_optimizer = optim.Adam(eps=1e-5)
         self._compiled_init = xla.jit(self.fresh_state)
 
     # ------------------------------------------------------------------ state
@@ -105,8 +94,8 @@ class Agent:
         return TrainState(
             params=params,
             target_qs=target_qs,
-            model_opt_state=self.model_optimizer.init(model_part(params)),
-            pi_opt_state=self.pi_optimizer.init(params["pi"]),
+            model_opt_state=self.model_optimizer.init(model_part(params), self.cfg.lr),
+            pi_opt_state=self.pi_optimizer.init(params["pi"], self.cfg.lr),
             scale=jnp.ones((), jnp.float32),
             step=jnp.zeros((), jnp.int32),
             task_emb_grad=jnp.zeros_like(params["task_emb"]) if self.cfg.multitask else None,
@@ -114,17 +103,9 @@ class Agent:
 
     def with_learning_rate(self, state: TrainState, lr: jax.Array) -> TrainState:
         """The state with learning rate `lr` (encoder: lr * enc_lr_scale); works under vmap and jit."""
-        def set_lr(masked, value):
-            inner = masked.inner_state
-            hyper = {**inner.hyperparams, "learning_rate": jnp.asarray(value, jnp.float32)}
-            return masked._replace(inner_state=inner._replace(hyperparams=hyper))
-
-        model = state.model_opt_state
-        inner = dict(model.inner_states, encoder=set_lr(model.inner_states["encoder"], lr * self.cfg.enc_lr_scale),
-                     rest=set_lr(model.inner_states["rest"], lr))
-        pi = state.pi_opt_state._replace(hyperparams={**state.pi_opt_state.hyperparams,
-                                                      "learning_rate": jnp.asarray(lr, jnp.float32)})
-        return state._replace(model_opt_state=model._replace(inner_states=inner), pi_opt_state=pi)
+        lr = jnp.asarray(lr, jnp.float32)
+        return state._replace(model_opt_state=state.model_opt_state._replace(learning_rate=lr),
+                              pi_opt_state=state.pi_opt_state._replace(learning_rate=lr))
 
     def sample_draws(self, key: jax.Array, batch_size: int) -> UpdateDraws:
         cfg = self.cfg
@@ -216,9 +197,11 @@ class Agent:
                                                                td_targets, k_model)
         if cfg.multitask:
             grads["task_emb"] = grads["task_emb"] + state.task_emb_grad
-        grads, grad_norm = clip_by_global_norm(grads, cfg.grad_clip_norm)
-        updates, model_opt_state = self.model_optimizer.update(grads, state.model_opt_state, trainable)
-        params = {**params, **optax.apply_updates(trainable, updates)}
+        flat_grads = optim.ravel(grads)
+        grad_norm = optim.global_norm(flat_grads)
+        clip = optim.clip_coefficient(grad_norm, cfg.grad_clip_norm)
+        trainable, model_opt_state = self.model_optimizer.step(trainable, flat_grads, state.model_opt_state, clip)
+        params = {**params, **trainable}
 
         # 4. Policy step on the detached rollout latents and the UPDATED Q heads.
         zs = jax.lax.stop_gradient(info.pop("zs"))
@@ -227,9 +210,11 @@ class Agent:
             differentiated, params, zs, task, draws.pi_eps, draws.pi_pair, state.scale, k_pi)
         task_emb_grad = pi_grads.get("task_emb")
         pi_grads = pi_grads["pi"]
-        pi_grads, pi_grad_norm = clip_by_global_norm(pi_grads, cfg.grad_clip_norm)
-        pi_updates, pi_opt_state = self.pi_optimizer.update(pi_grads, state.pi_opt_state, params["pi"])
-        params = {**params, "pi": optax.apply_updates(params["pi"], pi_updates)}
+        flat_pi_grads = optim.ravel(pi_grads)
+        pi_grad_norm = optim.global_norm(flat_pi_grads)
+        pi_clip = optim.clip_coefficient(pi_grad_norm, cfg.grad_clip_norm)
+        pi_params, pi_opt_state = self.pi_optimizer.step(params["pi"], flat_pi_grads, state.pi_opt_state, pi_clip)
+        params = {**params, "pi": pi_params}
 
         # 5. Target Q heads follow the online heads.
         target_qs = jax.tree.map(lambda t, o: math.lerp(t, o, cfg.tau), state.target_qs, params["qs"])
@@ -238,7 +223,9 @@ class Agent:
         metrics = dict(info, grad_norm=grad_norm, pi_loss=pi_loss, pi_grad_norm=pi_grad_norm,
                        pi_entropy=jnp.mean(policy.entropy), pi_scaled_entropy=jnp.mean(policy.scaled_entropy),
                        pi_scale=scale)
-        internals = UpdateInternals(next_z, td_targets, zs, grads, pi_grads, policy.entropy, policy.scaled_entropy)
+        clipped = lambda tree, coef: jax.tree.map(lambda g: g * coef, tree)
+        internals = UpdateInternals(next_z, td_targets, zs, clipped(grads, clip), clipped(pi_grads, pi_clip),
+                                    policy.entropy, policy.scaled_entropy)
         return new_state, metrics, internals
 
     def update(self, state: TrainState, batch: Batch, key: jax.Array) -> tuple[TrainState, dict[str, jax.Array]]:

@@ -17,9 +17,8 @@ from typing import Any, Iterator, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from tdmpc2_jax import math, official, xla
+from tdmpc2_jax import math, official, optim, xla
 from tdmpc2_jax.agent import Agent, Batch, UpdateDraws, model_part
 from tdmpc2_jax.checkpoints import tree_mismatches
 from tdmpc2_jax.config import Config, make_config
@@ -290,10 +289,9 @@ def optimizer_on_reference(agent: Agent, state, u: dict) -> official.StateDict:
     trainable = model_part(state.params)
     if tree_mismatches(trainable, grads) or tree_mismatches(state.params["pi"], pi_grads.get("pi")):
         return {}
-    updates, _ = agent.model_optimizer.update(grads, state.model_opt_state, trainable)
-    params = {**state.params, **optax.apply_updates(trainable, updates)}
-    pi_updates, _ = agent.pi_optimizer.update(pi_grads["pi"], state.pi_opt_state, state.params["pi"])
-    params["pi"] = optax.apply_updates(state.params["pi"], pi_updates)
+    trainable, _ = agent.model_optimizer.step(trainable, optim.ravel(grads), state.model_opt_state)
+    params = {**state.params, **trainable}
+    params["pi"], _ = agent.pi_optimizer.step(state.params["pi"], optim.ravel(pi_grads["pi"]), state.pi_opt_state)
     after_qs, _, _ = official.to_params({k[len("after/"):]: v for k, v in u.items() if k.startswith("after/_Qs.")})
     target_qs = jax.tree.map(lambda t, o: math.lerp(t, o, cfg.tau), state.target_qs, after_qs["qs"])
     return official.from_params(params, target_qs, cfg)

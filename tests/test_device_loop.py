@@ -96,8 +96,8 @@ def test_a_population_of_seeds_and_learning_rates_equals_separate_runs():
 
     run = xla.jit(run)
     together, logs = run(keys, lrs)
-    assert together.train_state.model_opt_state.inner_states["rest"].inner_state.hyperparams[
-        "learning_rate"].shape == (2,)
+    chex.assert_trees_all_equal((together.train_state.model_opt_state.learning_rate,
+                                 together.train_state.pi_opt_state.learning_rate), (lrs, lrs))
     for i in range(2):
         alone, alone_logs = run(keys[i:i + 1], lrs[i:i + 1])
         member = jax.tree.map(lambda x: x[i:i + 1], together)
