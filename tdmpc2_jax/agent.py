@@ -197,10 +197,8 @@ class Agent:
                                                                td_targets, k_model)
         if cfg.multitask:
             grads["task_emb"] = grads["task_emb"] + state.task_emb_grad
-        flat_grads = optim.ravel(grads)
-        grad_norm = optim.global_norm(flat_grads)
-        clip = optim.clip_coefficient(grad_norm, cfg.grad_clip_norm)
-        trainable, model_opt_state = self.model_optimizer.step(trainable, flat_grads, state.model_opt_state, clip)
+        trainable, model_opt_state, grad_norm, clip = self.model_optimizer.clipped_step(
+            trainable, grads, state.model_opt_state, cfg.grad_clip_norm)
         params = {**params, **trainable}
 
         # 4. Policy step on the detached rollout latents and the UPDATED Q heads.
@@ -210,10 +208,8 @@ class Agent:
             differentiated, params, zs, task, draws.pi_eps, draws.pi_pair, state.scale, k_pi)
         task_emb_grad = pi_grads.get("task_emb")
         pi_grads = pi_grads["pi"]
-        flat_pi_grads = optim.ravel(pi_grads)
-        pi_grad_norm = optim.global_norm(flat_pi_grads)
-        pi_clip = optim.clip_coefficient(pi_grad_norm, cfg.grad_clip_norm)
-        pi_params, pi_opt_state = self.pi_optimizer.step(params["pi"], flat_pi_grads, state.pi_opt_state, pi_clip)
+        pi_params, pi_opt_state, pi_grad_norm, pi_clip = self.pi_optimizer.clipped_step(
+            params["pi"], pi_grads, state.pi_opt_state, cfg.grad_clip_norm)
         params = {**params, "pi": pi_params}
 
         # 5. Target Q heads follow the online heads.

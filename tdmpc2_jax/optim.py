@@ -77,6 +77,15 @@ class Adam:
         params = jax.tree.map(lambda p, u: p + u, params, unravel(step, params))
         return params, AdamState(mu, nu, count, state.learning_rate)
 
+    def clipped_step(self, params: Tree, grads: Tree, state: AdamState, max_norm: float
+                     ) -> tuple[Tree, AdamState, jax.Array, jax.Array]:
+        """clip_grad_norm_(max_norm) then one step: (params, state, pre-clip norm [], clip factor [])."""
+        flat_grads = ravel(grads)
+        norm = global_norm(flat_grads)
+        clip = clip_coefficient(norm, max_norm)
+        params, state = self.step(params, flat_grads, state, clip)
+        return params, state, norm, clip
+
     def _learning_rates(self, params: Tree, learning_rate: jax.Array) -> jax.Array:
         """The rate of every element: [N] from one index range per scaled group (never stored), or
         [] when no group is scaled."""
