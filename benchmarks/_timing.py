@@ -1,4 +1,5 @@
-"""Shared timing helpers for the benchmarks: compile time, then median and spread of warm calls."""
+"""Shared helpers for the benchmarks: a random update batch, compile time, then median and spread
+of warm calls."""
 from __future__ import annotations
 
 import statistics
@@ -6,22 +7,45 @@ import time
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
+
+from tdmpc2_jax.agent import Batch
+from tdmpc2_jax.config import Config
+
+
+def random_batch(cfg: Config, batch_size: int, key: jax.Array) -> Batch:
+    """An update batch of random observations, actions in [-1, 1] and rewards in [0, 1]."""
+    k = jax.random.split(key, 3)
+    h = cfg.horizon
+    return Batch(obs=jax.random.normal(k[0], (h + 1, batch_size, cfg.obs_dim)),
+                 action=jax.random.uniform(k[1], (h, batch_size, cfg.action_dim), minval=-1, maxval=1),
+                 reward=jax.random.uniform(k[2], (h, batch_size)), terminated=jnp.zeros((h, batch_size)))
+
+
+def first_call(fn: Callable[[], Any]) -> float:
+    """Seconds of one call of fn (which must return jax arrays), until its results are ready."""
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - start
+
+
+def warm_times(fn: Callable[[], Any], repeats: int) -> list[float]:
+    """Seconds of each of `repeats` calls of fn."""
+    return [first_call(fn) for _ in range(repeats)]
+
+
+def spread(times: list[float]) -> dict[str, float]:
+    """Median, 10th and 90th percentile of call times."""
+    ordered = sorted(times)
+    median = statistics.median(ordered)
+    return dict(median_s=median, p10_s=ordered[len(ordered) // 10], p90_s=ordered[(9 * len(ordered)) // 10],
+                calls_per_s=1.0 / median)
 
 
 def time_calls(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
-    """First call (compile + run) and `repeats` warm calls of fn (which must return jax arrays)."""
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    times.sort()
-    median = statistics.median(times)
-    return dict(first_call_s=first, median_s=median, p10_s=times[len(times) // 10],
-                p90_s=times[(9 * len(times)) // 10], calls_per_s=1.0 / median)
+    """First call (compile + run) and the spread of `repeats` warm calls of fn."""
+    first = first_call(fn)
+    return dict(first_call_s=first, **spread(warm_times(fn, repeats)))
 
 
 def report(name: str, stats: dict[str, float]) -> str:

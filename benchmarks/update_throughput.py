@@ -11,8 +11,8 @@ import argparse
 import jax
 import jax.numpy as jnp
 
-from benchmarks._timing import report, time_calls
-from tdmpc2_jax.agent import Agent, Batch
+from benchmarks._timing import random_batch, report, time_calls
+from tdmpc2_jax.agent import Agent
 from tdmpc2_jax import xla
 from tdmpc2_jax.config import make_config
 
@@ -31,12 +31,9 @@ def main() -> None:
                                batch_size=args.batch_size))
         agent = Agent(cfg)
         update = xla.jit(agent.update, donate_argnums=0)
-        k = jax.random.split(jax.random.key(0), 4)
         h, b = cfg.horizon, args.batch_size
-        batch = Batch(obs=jax.random.normal(k[0], (h + 1, b, cfg.obs_dim)),
-                      action=jax.random.uniform(k[1], (h, b, cfg.action_dim), minval=-1, maxval=1),
-                      reward=jax.random.uniform(k[2], (h, b)), terminated=jnp.zeros((h, b)))
-        holder = {"state": agent.init(k[3])}
+        batch = random_batch(cfg, b, jax.random.key(0))
+        holder = {"state": agent.init(jax.random.key(3))}
         keys = iter(jax.random.split(jax.random.key(1), 10_000))
 
         def run():

@@ -18,18 +18,17 @@ import argparse
 import importlib
 import pathlib
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import yaml
 
+from benchmarks._timing import first_call, random_batch, spread, warm_times
 from tdmpc2_jax import xla
-from tdmpc2_jax.agent import Agent, Batch
+from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.config import make_config
 from tdmpc2_jax.planner import init_plan_state, make_planner
 
@@ -42,7 +41,7 @@ CPU_PATCHES = (
 )
 
 
-def load_official(repo: pathlib.Path) -> tuple[type, dict, pathlib.Path]:
+def load_official(repo: pathlib.Path) -> tuple[type, dict, dict]:
     """(TDMPC2 class, MODEL_SIZE presets, config.yaml defaults) from a patched copy of the checkout."""
     source = repo / "tdmpc2"
     if not (source / "tdmpc2.py").is_file():
@@ -110,18 +109,14 @@ def ours(size: int, batch_size: int) -> tuple[Callable[[], Any], Callable[[], An
     plan = lambda: planner(params, obs, plan_state, next(keys), t0)[0].action
 
     update = xla.jit(agent.update, donate_argnums=0)
-    k = jax.random.split(jax.random.key(2), 4)
-    h = cfg.horizon
-    batch = Batch(obs=jax.random.normal(k[0], (h + 1, batch_size, OBS_DIM)),
-                  action=jax.random.uniform(k[1], (h, batch_size, ACTION_DIM), minval=-1, maxval=1),
-                  reward=jax.random.uniform(k[2], (h, batch_size)), terminated=jnp.zeros((h, batch_size)))
-    holder = {"state": agent.init(k[3])}
+    batch = random_batch(cfg, batch_size, jax.random.key(2))
+    holder = {"state": agent.init(jax.random.key(3))}
 
     def step():
         holder["state"], metrics = update(holder["state"], batch, next(keys))
         return metrics["total_loss"]
 
-    return plan, step, _first_call(plan), _first_call(step)
+    return plan, step, first_call(plan), first_call(step)
 
 
 def official(agent_cls: type, cfg: _Config) -> tuple[Callable[[], Any], Callable[[], Any]]:
@@ -141,23 +136,9 @@ def official(agent_cls: type, cfg: _Config) -> tuple[Callable[[], Any], Callable
     return plan, update
 
 
-def _first_call(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    return time.perf_counter() - start
-
-
-def _time(fn: Callable[[], Any], calls: int, into: list[float]) -> None:
-    for _ in range(calls):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        into.append(time.perf_counter() - start)
-
-
 def _summary(times: list[float]) -> str:
-    ordered = sorted(times)
-    return (f"{statistics.median(ordered) * 1e3:7.1f} ms (p10 {ordered[len(ordered) // 10] * 1e3:.1f}, "
-            f"p90 {ordered[(9 * len(ordered)) // 10] * 1e3:.1f})")
+    stats = spread(times)
+    return f"{stats['median_s'] * 1e3:7.1f} ms (p10 {stats['p10_s'] * 1e3:.1f}, p90 {stats['p90_s'] * 1e3:.1f})"
 
 
 def main() -> None:
@@ -179,13 +160,12 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in ("our plan", "official plan", "our update",
                                                                 "official update")}
         for _ in range(args.rounds):
-            _time(our_plan, args.calls, times["our plan"])
-            _time(their_plan, args.calls, times["official plan"])
-            _time(our_update, args.calls, times["our update"])
-            _time(their_update, args.calls, times["official update"])
+            for name, fn in (("our plan", our_plan), ("official plan", their_plan), ("our update", our_update),
+                             ("official update", their_update)):
+                times[name] += warm_times(fn, args.calls)
         for what, first in (("plan", plan_compile), ("update", update_compile)):
             mine, theirs = times[f"our {what}"], times[f"official {what}"]
-            ratio = statistics.median(theirs) / statistics.median(mine)
+            ratio = spread(theirs)["median_s"] / spread(mine)["median_s"]
             print(f"{size}M {what:<6}  tdmpc2_jax {_summary(mine)}, first call {first:5.2f} s   "
                   f"official {_summary(theirs)}   official / ours {ratio:4.2f}x")
 
