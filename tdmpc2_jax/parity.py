@@ -156,6 +156,9 @@ def check_forward(agent: Agent, params, target_qs, f: dict) -> Iterator[Row]:
                   pi_entropy=policy.entropy, pi_scaled_entropy=policy.scaled_entropy,
                   pi_head_out=head, pi_mean_pre_tanh=head[..., : agent.cfg.action_dim] * m.action_mask(task),
                   pi_gaussian_logprob_pre_squash=math.gaussian_logprob(eps, policy.log_std))
+    if agent.cfg.episodic:
+        termination = m.termination(params, z, task)
+        checks.update(termination_logits=termination, termination=jax.nn.sigmoid(termination))
     for key, ours in checks.items():
         if key in f:
             yield compare(f"forward/{key}", ours, f[key])

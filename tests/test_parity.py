@@ -10,6 +10,7 @@ import numpy as np
 from tdmpc2_jax import parity
 
 MULTITASK = pathlib.Path(__file__).parent / "fixtures" / "parity_multitask"
+EPISODIC = pathlib.Path(__file__).parent / "fixtures" / "parity_episodic"
 
 
 def test_single_task_fixture_passes_through_the_cli(parity_dir):
@@ -30,6 +31,21 @@ def test_multitask_fixture_passes_including_a_second_update():
     names = {r.name.split(" ")[0] for r in rows}
     assert {"update_step2/leftover_grad/_task_emb.weight", "update_step2/grad/_task_emb.weight",
             "value/discount", "task_emb_renorm/output", "forward/pi_mean_pre_tanh"} <= names
+
+
+def test_episodic_fixture_of_another_shape_passes():
+    """Termination head, termination loss, (1 - terminated) TD targets and the termination-masked
+    value estimate, on horizon 4, 4 Q heads, 3 encoder layers, obs 17 / action 5, batch 6."""
+    readme = json.loads((EPISODIC / "README.json").read_text())
+    assert readme["config"]["episodic"] and readme["config"]["horizon"] == 4
+    terminated = np.load(EPISODIC / "update.npz")["terminated"]
+    assert 0 < terminated.sum() < terminated.size
+    rows = parity.run(str(EPISODIC))
+    bad = [r for r in rows if not r.ok]
+    assert not bad, parity.format_table(bad)
+    names = {r.name.split(" ")[0] for r in rows}
+    assert {"forward/termination_logits", "value/value", "update/termination_loss", "update_step2/td_targets",
+            "update/grad/_termination.2.weight", "update_step2/after/_termination.2.bias"} <= names
 
 
 def test_a_wrong_number_fails_and_is_named(parity_dir, tmp_path):
