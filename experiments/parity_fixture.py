@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from benchmarks.versus_official import _number, load_official
+from benchmarks.versus_official import _Config, _number, load_official
 
 SEEDS = dict(torch_manual_seed_init=1, perturb=101, forward_inputs=201, value_inputs=401, value_injection=402,
              update_inputs=501, update_injection=502, update2_inputs=601, update2_injection=602)
@@ -39,13 +39,14 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         key, sep, value = pair.partition("=")
         if not sep:
             raise SystemExit(f"override {pair!r} is not key=value")
-        out[key] = json.loads(value) if value[:1] in "[{-0123456789tfn" else value
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
     return out
 
 
 def official_config(defaults: dict, overrides: dict) -> Any:
-    from benchmarks.versus_official import _Config
-
     cfg = _Config({k: _number(v) for k, v in defaults.items() if k != "defaults"})
     cfg.update(SMALL)
     cfg.update(overrides)
