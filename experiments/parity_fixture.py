@@ -116,17 +116,22 @@ def value_inputs(torch, cfg, seed: int, num: int = 16):
     return z, torch.rand(cfg.horizon, num, cfg.action_dim, generator=g) * 2 - 1
 
 
+def termination_logits(torch, agent, z, actions) -> list:
+    """Termination logits [N, 1] at steps 1..H of the model rollout of z [N, L] under actions [H, N, A]."""
+    logits = []
+    with torch.no_grad():
+        for action in actions:
+            z = agent.model.next(z, action, None)
+            logits.append(agent.model.termination(z, None, unnormalized=True))
+    return logits
+
+
 def center_termination(torch, agent, cfg, seed: int) -> float:
     """Shifts the termination head's output bias so that about half of the value rollout's
     termination logits are positive: the termination mask of _estimate_value then switches
     sequences off at different steps. Returns the shift."""
-    z, actions = value_inputs(torch, cfg, seed)
-    logits = []
+    ordered = torch.sort(torch.cat(termination_logits(torch, agent, *value_inputs(torch, cfg, seed))).flatten()).values
     with torch.no_grad():
-        for t in range(cfg.horizon):
-            z = agent.model.next(z, actions[t], None)
-            logits.append(agent.model.termination(z, None, unnormalized=True))
-        ordered = torch.sort(torch.cat(logits).flatten()).values
         # the widest gap between neighbours in the middle 30-70% keeps every logit clear of 0
         low, high = int(0.3 * len(ordered)), int(0.7 * len(ordered))
         gaps = ordered[low + 1: high + 1] - ordered[low:high]
@@ -192,11 +197,8 @@ def value_fixture(torch, agent, cfg, seed: int, num: int = 16) -> tuple[dict, di
     arrays = dict(z=_np(z), actions=_np(actions), value=_np(value), discount=np.float32(agent.discount),
                   **inject.arrays)
     if cfg.episodic:
-        with torch.no_grad():
-            zh = z
-            for t in range(cfg.horizon):
-                zh = agent.model.next(zh, actions[t], None)
-                arrays[f"termination_logits_{t + 1}"] = _np(agent.model.termination(zh, None, unnormalized=True))
+        for t, logits in enumerate(termination_logits(torch, agent, z, actions), start=1):
+            arrays[f"termination_logits_{t}"] = _np(logits)
     info = {"mode": "model.eval(); agent._estimate_value is @torch.no_grad",
             "calls": [{"task": None, "output": "value", "actions": "actions"}],
             "injected_randomness_call_order": inject.order, "keys": _describe(arrays)}
