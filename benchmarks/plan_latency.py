@@ -1,6 +1,6 @@
 """Wall time of one MPPI plan (encoder included) for the model-size presets on the default device.
 
-    python benchmarks/plan_latency.py [--sizes 1 5] [--repeats 20] [--batch 1]
+    python -m benchmarks.plan_latency [--sizes 1 5] [--repeats 20] [--batch 1]
 
 Prints compile time (first call) and the median, 10th and 90th percentile of warm calls.
 """

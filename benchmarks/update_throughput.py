@@ -1,6 +1,6 @@
 """Wall time of one jitted TD-MPC2 update for the model-size presets on the default device.
 
-    python benchmarks/update_throughput.py [--sizes 1 5] [--batch-size 256] [--repeats 20]
+    python -m benchmarks.update_throughput [--sizes 1 5] [--batch-size 256] [--repeats 20]
 
 Prints compile time (first call) and the median, 10th and 90th percentile of warm calls.
 """

@@ -78,6 +78,19 @@ class Config:
     def __post_init__(self):
         if self.obs_dim <= 0 or self.action_dim <= 0:
             raise ValueError(f"obs_dim and action_dim must be positive, got {self.obs_dim}, {self.action_dim}")
+        positive = ("num_enc_layers", "enc_dim", "mlp_dim", "latent_dim", "simnorm_dim", "batch_size", "horizon",
+                    "num_samples", "num_elites", "episode_length")
+        not_positive = [f"{k}={getattr(self, k)}" for k in positive if getattr(self, k) < 1]
+        if not_positive:
+            raise ValueError(f"these must be >= 1: {', '.join(not_positive)}")
+        if self.num_pi_trajs < 0 or self.iterations < 0:
+            raise ValueError(f"num_pi_trajs and iterations must be >= 0, got {self.num_pi_trajs}, {self.iterations}")
+        for low, high in (("vmin", "vmax"), ("log_std_min", "log_std_max"), ("min_std", "max_std"),
+                          ("discount_min", "discount_max")):
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{low}={getattr(self, low)} must be <= {high}={getattr(self, high)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.latent_dim % self.simnorm_dim:
             raise ValueError(f"latent_dim={self.latent_dim} is not divisible by simnorm_dim={self.simnorm_dim}")
         if self.num_q < 2:
@@ -155,6 +168,18 @@ def _leading_dim(shape: Any) -> int:
     return int(shape)
 
 
+def _as_bool(key: str, value: Any) -> bool:
+    """True/False, 1/0 or their spellings as text ('true', 'False', '1', ...)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "1", "yes"):
+            return True
+        if text in ("false", "0", "no"):
+            return False
+        raise ValueError(f"{key} must be true or false, got {value!r}")
+    return bool(value)
+
+
 def make_config(values: Mapping[str, Any], *, strict: bool = True) -> Config:
     """Builds a Config from official-style keys.
 
@@ -197,5 +222,5 @@ def make_config(values: Mapping[str, Any], *, strict: bool = True) -> Config:
         elif types[key] == "float":
             known[key] = float(val)
         elif types[key] == "bool":
-            known[key] = bool(val)
+            known[key] = _as_bool(key, val)
     return Config(**known)

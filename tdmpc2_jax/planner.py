@@ -130,6 +130,9 @@ def plan(model, params: Params, obs: jax.Array, state: PlanState, key: jax.Array
     if obs.shape != (cfg.obs_dim,):
         raise ValueError(f"plan takes one observation of shape ({cfg.obs_dim},), got {tuple(obs.shape)}; "
                          "vmap it (make_planner(..., batched=True)) for a batch")
+    if state.mean.shape != (cfg.horizon, cfg.action_dim):
+        raise ValueError(f"the plan state's mean must have shape (horizon, action_dim) = "
+                         f"({cfg.horizon}, {cfg.action_dim}), got {tuple(state.mean.shape)}")
     if not cfg.mpc:
         return prior_plan(model, params, obs, state, key, task, eval_mode=eval_mode), state
     horizon, num_pi = cfg.horizon, cfg.num_pi_trajs

@@ -43,3 +43,22 @@ def test_multitask_needs_consistent_task_lists():
 def test_obs_shape_stands_for_obs_dim_like_the_official_config():
     cfg = make_config(dict(obs_shape={"state": [24]}, action_dim=6, wandb_project="x"), strict=False)
     assert cfg.obs_dim == 24
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(mlp_dim=0), "mlp_dim=0"),
+    (dict(horizon=0), "horizon=0"),
+    (dict(vmin=5.0, vmax=-5.0), "vmin=5.0 must be <= vmax"),
+    (dict(min_std=3.0), "min_std=3.0 must be <= max_std"),
+    (dict(dropout=1.0), "dropout must be in"),
+    (dict(num_pi_trajs=-1), "num_pi_trajs and iterations must be >= 0"),
+    (dict(episodic="maybe"), "episodic must be true or false"),
+])
+def test_out_of_range_settings_are_clear_errors(bad, message):
+    with pytest.raises(ValueError, match=message):
+        make_config(dict(obs_dim=3, action_dim=2, **bad))
+
+
+def test_booleans_given_as_text_are_read_as_such():
+    assert make_config(dict(obs_dim=3, action_dim=2, episodic="False")).episodic is False
+    assert make_config(dict(obs_dim=3, action_dim=2, episodic="true")).episodic is True

@@ -11,6 +11,7 @@ from tdmpc2_jax import parity
 
 MULTITASK = pathlib.Path(__file__).parent / "fixtures" / "parity_multitask"
 EPISODIC = pathlib.Path(__file__).parent / "fixtures" / "parity_episodic"
+CLIPPED = pathlib.Path(__file__).parent / "fixtures" / "parity_clipped"
 
 
 def test_single_task_fixture_passes_through_the_cli(parity_dir):
@@ -46,6 +47,22 @@ def test_episodic_fixture_of_another_shape_passes():
     names = {r.name.split(" ")[0] for r in rows}
     assert {"forward/termination_logits", "value/value", "update/termination_loss", "update_step2/td_targets",
             "update/grad/_termination.2.weight", "update_step2/after/_termination.2.bias"} <= names
+
+
+def test_fixture_with_clipped_gradients_and_unusual_settings_passes():
+    """Written by `python -m experiments.parity_fixture --out tests/fixtures/parity_clipped num_bins=51
+    vmin=-5 vmax=5 simnorm_dim=4 num_q=2 horizon=5 rho=0.7 entropy_coef=0.001 log_std_min=-5
+    log_std_max=1 grad_clip_norm=0.5 tau=0.05 enc_lr_scale=0.5 lr=0.001 batch_size=4 obs_dim=7
+    action_dim=2 episode_length=200 num_enc_layers=1 mlp_dim=24 latent_dim=16 enc_dim=12`
+    (+ planner sizes): the model gradient (norm ~4) is clipped to 0.5 in both updates."""
+    for name in ("update.npz", "update_step2.npz"):
+        assert float(np.load(CLIPPED / name)["grad_norm"]) > 4 * 0.5
+    rows = parity.run(str(CLIPPED))
+    bad = [r for r in rows if not r.ok]
+    assert not bad, parity.format_table(bad)
+    names = {r.name.split(" ")[0] for r in rows}
+    assert {"update/grad_norm", "update/td_targets", "update_step2/after/_Qs.params.2.weight",
+            "value/value", "forward/reward_value"} <= names
 
 
 def test_a_wrong_number_fails_and_is_named(parity_dir, tmp_path):

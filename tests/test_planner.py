@@ -169,6 +169,14 @@ def test_a_batch_given_to_the_single_planner_is_a_clear_error(tiny_model):
              eval_mode=True)
 
 
+def test_a_warm_start_of_another_horizon_is_a_clear_error(tiny_model):
+    model, params = tiny_model
+    state = init_plan_state(model.cfg.horizon + 1, model.cfg.action_dim)
+    with pytest.raises(ValueError, match=r"mean must have shape \(horizon, action_dim\)"):
+        plan(model, params, jnp.ones((model.cfg.obs_dim,)), state, jax.random.key(0), jnp.array(True),
+             eval_mode=True)
+
+
 def test_without_mpc_the_policy_prior_acts(tiny_cfg):
     """mpc=False (the official switch): the prior's sample when training, its mean in eval mode."""
     model = WorldModel(tiny_cfg.replace(mpc=False))
