@@ -1,10 +1,15 @@
-"""Writes a single-task parity fixture from the official PyTorch TD-MPC2, in the schema of ../shared/parity.
+"""Writes a parity fixture from the official PyTorch TD-MPC2, in the schema of ../shared/parity.
 
     python -m experiments.parity_fixture --official-repo PATH --out DIR [--episodic] [key=value ...]
 
 PATH is a checkout of github.com/nicklashansen/tdmpc2 (needs torch==2.13.0 and tensordict==0.8.3);
 its code is copied and patched for CPU exactly as in benchmarks/versus_official.py. key=value pairs
-override the official config (obs_dim, action_dim and episode_length included). Written to DIR:
+override the official config (obs_dim, action_dim and episode_length included); values are read as
+JSON where they are JSON. A multitask fixture takes multitask=true tasks='["a","b"]' obs_dims='[24,5]'
+action_dims='[6,1]' episode_lengths='[500,1000]' task_dim=8: observations are zero-padded to the
+largest obs dim, actions are zero beyond their task's action dims, and the batches mix the tasks
+(the update leaves the policy loss's gradient on the task table, which the second update uses).
+Written to DIR:
 README.json, model_state.pt, weights.npz, forward.npz, value.npz, update.npz and update_step2.npz
 (a second update that continues from the first, so Adam's second moments are exercised).
 
@@ -46,14 +51,43 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+MULTITASK_KEYS = ("tasks", "obs_dims", "action_dims", "episode_lengths")
+
+
 def official_config(defaults: dict, overrides: dict) -> Any:
     cfg = _Config({k: _number(v) for k, v in defaults.items() if k != "defaults"})
     cfg.update(SMALL)
     cfg.update(overrides)
     obs_dim = cfg.pop("obs_dim")
-    cfg.update(tasks=[cfg.task], obs_shape={"state": [obs_dim]}, bin_size=(cfg.vmax - cfg.vmin) / (cfg.num_bins - 1),
-               obs_shapes="???", action_dims="???", episode_lengths="???", work_dir="(unused work dir)")
+    if cfg.multitask:
+        if cfg.episodic:
+            raise SystemExit("the official code has no episodic multitask agent (WorldModel.termination asserts task is None)")
+        lists = [cfg.get(k) for k in MULTITASK_KEYS]
+        if not all(isinstance(x, list) and x for x in lists) or len({len(x) for x in lists}) != 1 or cfg.task_dim <= 0:
+            raise SystemExit(f"multitask=true needs {', '.join(MULTITASK_KEYS)} as lists of one length and task_dim > 0")
+        obs_dims = cfg.pop("obs_dims")
+        # as the official make_multitask_env sets them: the largest obs and action dims, envs[0]'s episode length
+        cfg.update(task=f"mt{len(cfg.tasks)}", obs_shape={"state": [max(obs_dims)]}, obs_shapes=obs_dims,
+                   action_dim=max(cfg.action_dims), episode_length=cfg.episode_lengths[0])
+    else:
+        cfg.update(tasks=[cfg.task], obs_shape={"state": [obs_dim]}, obs_shapes="???", action_dims="???",
+                   episode_lengths="???")
+    cfg.update(bin_size=(cfg.vmax - cfg.vmin) / (cfg.num_bins - 1), work_dir="(unused work dir)")
     return cfg
+
+
+def batch_tasks(torch, cfg, g, size: int):
+    """Task ids [size] (every task at least once when size allows) and the obs / action masks of each
+    row ([size, obs_dim], [size, A]); None and ones for a single-task config."""
+    obs_dim = cfg.obs_shape["state"][0]
+    if not cfg.multitask:
+        return None, torch.ones(size, obs_dim), torch.ones(size, cfg.action_dim)
+    n = len(cfg.tasks)
+    task = torch.cat([torch.arange(n), torch.randint(n, (max(size - n, 0),), generator=g)])[:size]
+    task = task[torch.randperm(size, generator=g)]
+    obs_mask = (torch.arange(obs_dim)[None] < torch.tensor(cfg.obs_shapes)[task][:, None]).float()
+    action_mask = (torch.arange(cfg.action_dim)[None] < torch.tensor(cfg.action_dims)[task][:, None]).float()
+    return task, obs_mask, action_mask
 
 
 class Injector:
@@ -116,13 +150,18 @@ def value_inputs(torch, cfg, seed: int, num: int = 16):
     return z, torch.rand(cfg.horizon, num, cfg.action_dim, generator=g) * 2 - 1
 
 
-def termination_logits(torch, agent, z, actions) -> list:
+def value_task(cfg):
+    """The task of every value.npz sequence (the last task; None for a single-task config)."""
+    return len(cfg.tasks) - 1 if cfg.multitask else None
+
+
+def termination_logits(torch, agent, z, actions, task) -> list:
     """Termination logits [N, 1] at steps 1..H of the model rollout of z [N, L] under actions [H, N, A]."""
     logits = []
     with torch.no_grad():
         for action in actions:
-            z = agent.model.next(z, action, None)
-            logits.append(agent.model.termination(z, None, unnormalized=True))
+            z = agent.model.next(z, action, task)
+            logits.append(agent.model.termination(z, task, unnormalized=True))
     return logits
 
 
@@ -130,7 +169,8 @@ def center_termination(torch, agent, cfg, seed: int) -> float:
     """Shifts the termination head's output bias so that about half of the value rollout's
     termination logits are positive: the termination mask of _estimate_value then switches
     sequences off at different steps. Returns the shift."""
-    ordered = torch.sort(torch.cat(termination_logits(torch, agent, *value_inputs(torch, cfg, seed))).flatten()).values
+    logits = termination_logits(torch, agent, *value_inputs(torch, cfg, seed), value_task(cfg))
+    ordered = torch.sort(torch.cat(logits).flatten()).values
     with torch.no_grad():
         # the widest gap between neighbours in the middle 30-70% keeps every logit clear of 0
         low, high = int(0.3 * len(ordered)), int(0.7 * len(ordered))
@@ -150,34 +190,37 @@ def forward_fixture(torch, agent, cfg, seed: int) -> tuple[dict, dict]:
     g = torch.Generator().manual_seed(seed)
     model, math = agent.model, _official("common.math")
     b, obs_dim = cfg.batch_size, cfg.obs_shape["state"][0]
-    obs = torch.randn(b, obs_dim, generator=g)
-    action = torch.rand(b, cfg.action_dim, generator=g) * 2 - 1
+    task, obs_mask, action_mask = batch_tasks(torch, cfg, g, b)
+    obs = torch.randn(b, obs_dim, generator=g) * obs_mask
+    action = (torch.rand(b, cfg.action_dim, generator=g) * 2 - 1) * action_mask
     inject = Injector(torch, seed + 1)
     out: dict[str, Any] = dict(obs=obs, action=action)
+    if task is not None:
+        out["task"] = task
     with torch.no_grad(), inject.active("forward"):
-        z = model.encode(obs, None)
-        out.update(z=z, z_next=model.next(z, action, None), reward_logits=model.reward(z, action, None))
+        z = model.encode(obs, task)
+        out.update(z=z, z_next=model.next(z, action, task), reward_logits=model.reward(z, action, task))
         out["reward_value"] = math.two_hot_inv(out["reward_logits"], cfg)
         for name, target in (("q", False), ("q_target", True)):
-            logits = model.Q(z, action, None, return_type="all", target=target)
+            logits = model.Q(z, action, task, return_type="all", target=target)
             out[f"{name}_logits_all"] = logits
             out[f"{name}_values_all"] = torch.stack([math.two_hot_inv(q, cfg) for q in logits])
-        pi_action, info = model.pi(z, None)
+        pi_action, info = model.pi(z, task)
         out.update(pi_action=pi_action, pi_mean=info["mean"], pi_log_std=info["log_std"], pi_entropy=info["entropy"],
                    pi_scaled_entropy=info["scaled_entropy"])
-        out["pi_head_out"] = model._pi(z)
-        out["pi_mean_pre_tanh"] = out["pi_head_out"][..., : cfg.action_dim]
+        out["pi_head_out"] = model._pi(model.task_emb(z, task) if task is not None else z)
+        out["pi_mean_pre_tanh"] = out["pi_head_out"][..., : cfg.action_dim] * action_mask
         if cfg.episodic:
-            out["termination_logits"] = model.termination(z, None, unnormalized=True)
-            out["termination"] = model.termination(z, None)
+            out["termination_logits"] = model.termination(z, task, unnormalized=True)
+            out["termination"] = model.termination(z, task)
         perm_order = len(inject.order)
-        out["q_min"] = model.Q(z, action, None, return_type="min")
+        out["q_min"] = model.Q(z, action, task, return_type="min")
         perm = inject.arrays[inject.order[perm_order]["key"]]
         # q_avg reuses the same permutation (the schema has one `perm` for both)
         randperm = torch.randperm
         torch.randperm = lambda n, **_: torch.as_tensor(perm)
         try:
-            out["q_avg"] = model.Q(z, action, None, return_type="avg")
+            out["q_avg"] = model.Q(z, action, task, return_type="avg")
         finally:
             torch.randperm = randperm
     arrays = {k: _np(v) for k, v in out.items()}
@@ -187,20 +230,22 @@ def forward_fixture(torch, agent, cfg, seed: int) -> tuple[dict, dict]:
 
 def value_fixture(torch, agent, cfg, seed: int, num: int = 16) -> tuple[dict, dict]:
     z, actions = value_inputs(torch, cfg, seed, num)
+    task = value_task(cfg)  # one task for all sequences, as in planning
     inject = Injector(torch, seed + 1)
     samples, cfg.num_samples = cfg.num_samples, num  # _estimate_value allocates zeros(cfg.num_samples, 1)
     try:
         with inject.active("_estimate_value"):
-            value = agent._estimate_value(z, actions, None)
+            value = agent._estimate_value(z, actions, task)
     finally:
         cfg.num_samples = samples
-    arrays = dict(z=_np(z), actions=_np(actions), value=_np(value), discount=np.float32(agent.discount),
-                  **inject.arrays)
+    arrays = dict(z=_np(z), actions=_np(actions), value=_np(value), discount=_np(agent.discount), **inject.arrays)
+    if task is not None:
+        arrays["task"] = np.int64(task)
     if cfg.episodic:
-        for t, logits in enumerate(termination_logits(torch, agent, z, actions), start=1):
+        for t, logits in enumerate(termination_logits(torch, agent, z, actions, task), start=1):
             arrays[f"termination_logits_{t}"] = _np(logits)
     info = {"mode": "model.eval(); agent._estimate_value is @torch.no_grad",
-            "calls": [{"task": None, "output": "value", "actions": "actions"}],
+            "calls": [{"task": None if task is None else "task", "output": "value", "actions": "actions"}],
             "injected_randomness_call_order": inject.order, "keys": _describe(arrays)}
     return arrays, info
 
@@ -209,8 +254,9 @@ def update_fixture(torch, agent, cfg, seed: int) -> tuple[dict, dict]:
     """One agent._update with recorded internals, gradients and parameters after it."""
     g = torch.Generator().manual_seed(seed)
     h, b, obs_dim = cfg.horizon, cfg.batch_size, cfg.obs_shape["state"][0]
-    obs = torch.randn(h + 1, b, obs_dim, generator=g)
-    action = torch.rand(h, b, cfg.action_dim, generator=g) * 2 - 1
+    task, obs_mask, action_mask = batch_tasks(torch, cfg, g, b)
+    obs = torch.randn(h + 1, b, obs_dim, generator=g) * obs_mask
+    action = (torch.rand(h, b, cfg.action_dim, generator=g) * 2 - 1) * action_mask
     reward = torch.rand(h, b, 1, generator=g) * 4 - 2
     terminated = torch.zeros(h, b, 1)
     if cfg.episodic:  # sequences 0, 2, 4, ... terminate at their last step
@@ -254,7 +300,7 @@ def update_fixture(torch, agent, cfg, seed: int) -> tuple[dict, dict]:
     scale_before = agent.scale.value.clone()
     try:
         with inject.active("_update"):
-            info = agent._update(obs, action, reward, terminated)
+            info = agent._update(obs, action, reward, terminated, task=task)
     finally:
         agent._td_target, agent.update_pi = td_target, update_pi
         agent.optim.step, agent.pi_optim.step = model_step, pi_step
@@ -262,11 +308,16 @@ def update_fixture(torch, agent, cfg, seed: int) -> tuple[dict, dict]:
     for entry, source in zip(order, ("_td_target", "_td_target", "update_pi", "update_pi")):
         entry["called_from"] = source
     arrays = dict(obs=_np(obs), action=_np(action), reward=_np(reward), terminated=_np(terminated), **inject.arrays)
+    if task is not None:
+        arrays["task"] = _np(task)
+        # the policy loss's gradient on the task table stays in .grad and joins the next model step
+        arrays["leftover_grad/_task_emb.weight"] = _np(agent.model._task_emb.weight.grad.clone())
     arrays.update({k: _np(v) for k, v in record.items()})
     arrays.update({k: _np(v) for k, v in info.items() if k in METRICS})
     arrays.update(scale_before=_np(scale_before), scale_after=_np(agent.scale.value))
     arrays.update({"after/" + k: v for k, v in state_arrays(torch, agent.model).items()})
-    description = {"call": "agent._update(obs, action, reward, terminated)", "injected_randomness_call_order": order,
+    description = {"call": f"agent._update(obs, action, reward, terminated{', task=task' if task is not None else ''})",
+                   "injected_randomness_call_order": order,
                    "keys": _describe(arrays)}
     return arrays, description
 
@@ -324,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
         files[name] = info
     readme = {
         "description": "TD-MPC2 parity fixture from the official PyTorch code on CPU (experiments/parity_fixture.py), "
-                       f"single task{', episodic' if cfg.episodic else ''}. Weights: official init (torch seed "
+                       f"{cfg.task if cfg.multitask else 'single task'}{', episodic' if cfg.episodic else ''}. Weights: official init (torch seed "
                        "torch_manual_seed_init), every parameter + 0.05 N(0,1), target Qs = online + 0.01 N(0,1)"
                        + (", termination output bias + termination_bias_shift" if cfg.episodic else "") + ".",
         "code_patches_for_cpu": ["'cuda:0' -> 'cpu' in tdmpc2.py and common/scale.py",
