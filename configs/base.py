@@ -70,4 +70,7 @@ def get_config() -> config_dict.ConfigDict:
     c.save_buffer = True  # include the replay buffer in checkpoints (needed for exact resume)
     c.tensorboard = True
     c.progress = True
+    # compiled XLA programs kept on disk, so a run that compiles what an earlier run compiled (same
+    # model, shapes, jax version) loads it instead: "" turns this off
+    c.compilation_cache = "~/.cache/tdmpc2_jax/xla"
     return c

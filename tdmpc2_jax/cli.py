@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import ast
+import hashlib
+import os
+import platform
 import sys
 
 from absl import flags, logging
@@ -23,6 +26,39 @@ def parse_flags(argv: list[str]) -> list[str]:
                 pass
         print(f"error: invalid config override: {message}".replace("\n", " "), file=sys.stderr)
         sys.exit(2)
+
+
+def use_compilation_cache(config) -> None:
+    """Keep compiled programs under config.compilation_cache (a directory; "" or absent: off).
+
+    JAX stores every program that took over a second to compile there and loads it in later runs
+    (the 5M update: 7-9 s of compiling become about 0.5 s of loading). Each kind of machine gets
+    its own subdirectory, so a home directory shared by hosts with other CPUs never hands one of
+    them code built for another's instruction set.
+    """
+    path = config.get("compilation_cache")
+    if not path:
+        return
+    directory = os.path.join(os.path.expanduser(str(path)), _machine_tag())
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as err:
+        print(f"warning: compilation_cache {path} cannot be used ({err}); compiling every program", file=sys.stderr)
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", directory)
+
+
+def _machine_tag() -> str:
+    """A short hash of the processor's architecture and feature flags."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            features = next((line for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        features = ""
+    text = " ".join([platform.machine(), platform.processor(), features])
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def quiet_libraries() -> None:

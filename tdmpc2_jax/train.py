@@ -11,7 +11,7 @@ from __future__ import annotations
 from absl import app
 from ml_collections import config_flags
 
-from tdmpc2_jax.cli import fail, parse_flags, quiet_libraries
+from tdmpc2_jax.cli import fail, parse_flags, quiet_libraries, use_compilation_cache
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file, e.g. configs/dmc.py:cheetah-run",
                                           lock_config=True)
@@ -23,6 +23,7 @@ def main(argv: list[str]) -> None:
     if config is None:
         fail("--config is required, e.g. --config=configs/dmc.py:cartpole-balance")
     quiet_libraries()
+    use_compilation_cache(config)
     from tdmpc2_jax.loops import host
 
     try:

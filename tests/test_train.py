@@ -52,13 +52,17 @@ def final_params(work_dir):
 
 
 def test_kill_9_then_resume_ends_with_the_same_parameters(tmp_path):
+    """The killed and the resumed run load the programs the first run compiled (compilation_cache)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    cache = tmp_path / "xla"
     straight = tmp_path / "straight"
-    subprocess.run(cli("train", "cartpole-balance", straight), check=True, env=env, capture_output=True)
+    subprocess.run(cli("train", "cartpole-balance", straight, compilation_cache=cache), check=True, env=env,
+                   capture_output=True)
+    assert list(cache.glob("*/jit_update-*-cache")), "the update program is kept for later runs"
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(cli("train", "cartpole-balance", killed), env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cli("train", "cartpole-balance", killed, compilation_cache=cache), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
     while not (killed / "checkpoints" / "100").is_dir() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -66,7 +70,8 @@ def test_kill_9_then_resume_ends_with_the_same_parameters(tmp_path):
     proc.wait()
     survived = checkpoints.latest_step(str(killed / "checkpoints"))
     assert survived is not None and survived < 301, "the run must be killed mid-way"
-    subprocess.run(cli("train", "cartpole-balance", killed, resume=True), check=True, env=env, capture_output=True)
+    subprocess.run(cli("train", "cartpole-balance", killed, resume=True, compilation_cache=cache), check=True, env=env,
+                   capture_output=True)
 
     jax.tree.map(np.testing.assert_array_equal, final_params(straight), final_params(killed))
     assert [r["agent_step"] for r in rows(killed / "eval.csv")] == [r["agent_step"] for r in rows(straight / "eval.csv")]

@@ -31,7 +31,7 @@ from tdmpc2_jax.planner import PlanState, init_plan_state, make_planner
 RUN_KEYS = ("task", "obs", "seed", "steps", "eval_freq", "eval_episodes", "buffer_size", "exp_name", "work_dir",
             "checkpoint_every", "resume", "save_buffer", "tensorboard", "progress", "save_csv", "save_video",
             "save_agent", "model_size", "seed_steps", "backend", "num_envs", "impl", "updates_per_step", "chunk_steps",
-            "num_devices", "distributed")
+            "num_devices", "distributed", "compilation_cache")
 MUST_MATCH_ON_RESUME = ("task", "seed", "batch_size", "horizon", "buffer_size")
 
 

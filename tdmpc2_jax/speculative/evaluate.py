@@ -31,7 +31,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from tdmpc2_jax import xla
-from tdmpc2_jax.cli import fail, parse_flags, quiet_libraries
+from tdmpc2_jax.cli import fail, parse_flags, quiet_libraries, use_compilation_cache
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/mjx.py:TASK or configs/dmc.py:TASK",
                                           lock_config=True)
@@ -197,6 +197,7 @@ def main(argv: list[str]) -> None:
     if config is None or FLAGS.checkpoint is None or FLAGS.out is None:
         fail("--config, --checkpoint and --out are required")
     quiet_libraries()
+    use_compilation_cache(config)
     from tdmpc2_jax.loading import load_for_task
     from tdmpc2_jax.speculative import training
     from tdmpc2_jax.speculative.controller import SpecSettings, Speculator, calibrate_tau
