@@ -35,7 +35,8 @@ from tdmpc2_jax.loops.host import NonFiniteLoss, agent_config, seed_steps, work_
 MUST_MATCH_ON_RESUME = ("task", "batch_size", "horizon", "buffer_size", "num_envs", "impl", "updates_per_step",
                         "episode_length")
 # Keys a Program never reads: runs whose configs differ only in these share one Program.
-RUN_ONLY_KEYS = ("work_dir", "exp_name", "resume", "save_buffer", "tensorboard", "progress", "checkpoint_every")
+RUN_ONLY_KEYS = ("work_dir", "exp_name", "resume", "save_buffer", "tensorboard", "progress", "checkpoint_every",
+                 "compilation_cache")
 
 
 class Member(NamedTuple):
