@@ -140,7 +140,8 @@ def train(config: ConfigDict) -> dict[str, Any]:
         env.set_rng_state(run.meta["env_rng"])
         eval_env.set_rng_state(run.meta["eval_env_rng"])
     os.makedirs(work_dir, exist_ok=True)
-    logger = RunLogger(work_dir, config.steps, ACTION_REPEAT, start_step=step, tensorboard=config.tensorboard,
+    # agent steps 0..steps inclusive, as in the official loop
+    logger = RunLogger(work_dir, config.steps + 1, ACTION_REPEAT, start_step=step, tensorboard=config.tensorboard,
                        progress=config.progress)
     logger.message(f"{config.task}: obs {env.obs_dim}, action {env.action_dim}, agent steps {config.steps:,} "
                    f"(from {step:,}), buffer {buffer.capacity:,} rows = {buffer.nbytes / 2**20:.1f} MiB, "
