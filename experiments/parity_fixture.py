@@ -61,10 +61,13 @@ def official_config(defaults: dict, overrides: dict) -> Any:
     obs_dim = cfg.pop("obs_dim")
     if cfg.multitask:
         if cfg.episodic:
-            raise SystemExit("the official code has no episodic multitask agent (WorldModel.termination asserts task is None)")
+            raise SystemExit("the official code has no episodic multitask agent "
+                             "(WorldModel.termination asserts task is None)")
         lists = [cfg.get(k) for k in MULTITASK_KEYS]
-        if not all(isinstance(x, list) and x for x in lists) or len({len(x) for x in lists}) != 1 or cfg.task_dim <= 0:
-            raise SystemExit(f"multitask=true needs {', '.join(MULTITASK_KEYS)} as lists of one length and task_dim > 0")
+        lists_ok = all(isinstance(x, list) and x for x in lists) and len({len(x) for x in lists}) == 1
+        if not lists_ok or cfg.task_dim <= 0:
+            raise SystemExit(f"multitask=true needs {', '.join(MULTITASK_KEYS)} as lists of one length "
+                             "and task_dim > 0")
         obs_dims = cfg.pop("obs_dims")
         # as the official make_multitask_env sets them: the largest obs and action dims, envs[0]'s episode length
         cfg.update(task=f"mt{len(cfg.tasks)}", obs_shape={"state": [max(obs_dims)]}, obs_shapes=obs_dims,
@@ -375,8 +378,9 @@ def main(argv: list[str] | None = None) -> None:
         files[name] = info
     readme = {
         "description": "TD-MPC2 parity fixture from the official PyTorch code on CPU (experiments/parity_fixture.py), "
-                       f"{cfg.task if cfg.multitask else 'single task'}{', episodic' if cfg.episodic else ''}. Weights: official init (torch seed "
-                       "torch_manual_seed_init), every parameter + 0.05 N(0,1), target Qs = online + 0.01 N(0,1)"
+                       f"{cfg.task if cfg.multitask else 'single task'}{', episodic' if cfg.episodic else ''}. "
+                       "Weights: official init (torch seed torch_manual_seed_init), every parameter + 0.05 N(0,1), "
+                       "target Qs = online + 0.01 N(0,1)"
                        + (", termination output bias + termination_bias_shift" if cfg.episodic else "") + ".",
         "code_patches_for_cpu": ["'cuda:0' -> 'cpu' in tdmpc2.py and common/scale.py",
                                  "torch.optim.Adam(capturable=False)", "cfg.compile = False"],
