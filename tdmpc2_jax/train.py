@@ -33,7 +33,9 @@ def main(argv: list[str]) -> None:
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
     if result:
-        print(f"final eval: return {result['episode_reward']:.1f} (std {result['episode_reward_std']:.1f}, "
+        at = (f"{result['agent_step']:,} agent steps" if "agent_step" in result
+              else f"{result['transitions']:,} transitions")
+        print(f"last eval (at {at}): return {result['episode_reward']:.1f} (std {result['episode_reward_std']:.1f}, "
               f"min {result['episode_reward_min']:.1f}) over {len(result['returns'])} episodes")
 
 

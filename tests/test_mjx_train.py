@@ -40,7 +40,7 @@ def test_a_run_logs_checkpoints_resumes_exactly_and_evaluates_on_host(tmp_path):
     # evals at 0, at the first boundary at or after 40, and at the end; a checkpoint at 48 and at the end
     assert [int(r["agent_step"]) for r in evals] == [0, 48, 68]
     assert [int(r["step"]) for r in evals] == [0, 96, 136]
-    assert result["episode_length"] == 10 and len(result["returns"]) == 2
+    assert result["episode_length"] == 10 and len(result["returns"]) == 2 and result["transitions"] == 68
     train = rows(straight / "train.csv")
     assert [int(r["agent_step"]) for r in train] == [8, 28, 48, 68]
     assert int(train[-1]["episode"]) == 4  # one 10-step episode per env in 17 batched steps

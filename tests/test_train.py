@@ -39,7 +39,7 @@ def test_tiny_run_trains_end_to_end_and_writes_logs_and_checkpoints(tmp_path):
     assert [int(r["step"]) for r in evals] == [0, 300, 600]  # env steps, like the official CSVs
     train = rows(tmp_path / "train.csv")
     assert len(train) == 6 and train[-1]["total_loss"] and np.isfinite(float(train[-1]["total_loss"]))
-    assert result["episode_length"] == 50
+    assert result["episode_length"] == 50 and result["agent_step"] == 300
     assert checkpoints.latest_step(str(tmp_path / "checkpoints")) == 301
     cfg, params, _ = checkpoints.load_model(str(tmp_path / "checkpoints"))
     assert cfg.latent_dim == 32 and params["qs"]["layers_0"]["linear"]["kernel"].shape[0] == 2

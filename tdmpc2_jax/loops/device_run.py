@@ -182,6 +182,7 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
                                 episode_reward_min=float(returns.min()),
                                 episode_length=float(result.lengths[i].mean()), returns=returns.tolist())
             logger.log("eval", batches * n, {k: v for k, v in last_eval[i].items() if k != "returns"})
+            last_eval[i]["transitions"] = batches * n
         if not single:
             means = np.asarray([e["episode_reward"] for e in last_eval])
             main_log.message(f"eval at {batches * n:,} transitions: return {means.mean():.1f} +- {means.std():.1f} "

@@ -168,6 +168,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
                     key, k = jax.random.split(key)
                     last_eval = evaluate(eval_env, actor, state.params, k, config.eval_episodes)
                     logger.log("eval", step, {k_: v for k_, v in last_eval.items() if k_ not in ("returns", "lengths")})
+                    last_eval["agent_step"] = step
                     eval_next = False
                 if episode is not None:
                     finish_episode(episode, buffer, cfg.horizon)
