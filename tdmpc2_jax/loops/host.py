@@ -112,7 +112,7 @@ def evaluate(env: DMCEnv, actor: Actor, params, key: jax.Array, episodes: int,
 
 
 def train(config: ConfigDict) -> dict[str, Any]:
-    """Trains (or resumes) one agent on one DMC task; returns the last evaluation."""
+    """Trains (or resumes) one agent on one DMC task; returns the last evaluation (with its `agent_step`)."""
     work_dir = work_dir_of(config)
     ckpt_dir = os.path.join(work_dir, "checkpoints")
     env = DMCEnv(config.task, config.seed, episode_length=config.episode_length)
