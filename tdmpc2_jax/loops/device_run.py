@@ -134,7 +134,8 @@ def program_for(config: ConfigDict, members: list[Member], keep: int = 2) -> Pro
 
 
 def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] | None = None) -> list[dict[str, Any]]:
-    """Trains (or resumes) a population on one MJX task; returns each member's last evaluation (with its `transitions`)."""
+    """Trains (or resumes) a population on one MJX task; returns each member's last evaluation
+    (with its `transitions`)."""
     members = population(seeds or [config.seed], lrs or [config.lr])
     program = program_for(config, members)
     env, cfg, n = program.env, program.cfg, config.num_envs
