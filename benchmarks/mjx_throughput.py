@@ -25,20 +25,29 @@ from tdmpc2_jax.envs.mjx import MJXEnv
 from tdmpc2_jax.loops.device import DeviceLoop
 
 
-def device_figures(task: str, model_size: int, num_envs: int, steps: int, updates: int, repeats: int,
-                   impl: str) -> None:
+def device_figures(task: str, model_size: int | dict, num_envs: int, steps: int, updates: int, repeats: int,
+                   impl: str = "jax") -> dict:
+    """Acting and update figures of the on-device loop at `num_envs` environments.
+
+    `model_size` is a preset or a dict of Config overrides. Returns the timing statistics of both
+    programs (`acting`, `updates`), transitions/s, updates/s and the device's memory in bytes
+    (`None` where the backend does not report it).
+    """
     env = MJXEnv(task, impl=impl)
-    cfg = make_config(dict(model_size=model_size, obs_dim=env.obs_dim, action_dim=env.action_dim))
+    sizes = model_size if isinstance(model_size, dict) else dict(model_size=model_size)
+    cfg = make_config(dict(sizes, obs_dim=env.obs_dim, action_dim=env.action_dim))
     loop = DeviceLoop(Agent(cfg), env, num_envs, seed_steps=0, updates_per_step=0)
     carry = xla.jit(loop.init)(jax.random.key(0))
     carry, _ = xla.jit(loop.chunk, static_argnums=(1, 2))(carry, cfg.horizon + 2, True)  # windows to sample
     act = xla.jit(loop.chunk, static_argnums=1)
-    stats = time_calls(lambda: act(carry, steps)[0].obs, repeats)
-    rate = num_envs * steps / stats["median_s"]
-    print(report(f"acting N={num_envs}", stats) + f"   {rate:10.0f} transitions/s")
+    acting = time_calls(lambda: act(carry, steps)[0].obs, repeats)
     update = xla.jit(loop.updates, static_argnums=3)
-    stats = time_calls(lambda: update(carry.train_state, carry.buffer, jax.random.key(1), updates)[0].step, repeats)
-    print(report(f"updates x{updates} (B={cfg.batch_size})", stats) + f"   {updates / stats['median_s']:10.1f} updates/s")
+    learning = time_calls(lambda: update(carry.train_state, carry.buffer, jax.random.key(1), updates)[0].step,
+                          repeats)
+    memory = jax.devices()[0].memory_stats() or {}
+    return dict(num_envs=num_envs, acting=acting, transitions_per_s=num_envs * steps / acting["median_s"],
+                updates=learning, updates_per_s=updates / learning["median_s"], batch_size=cfg.batch_size,
+                bytes_in_use=memory.get("bytes_in_use"), peak_bytes_in_use=memory.get("peak_bytes_in_use"))
 
 
 def host_figures(task: str, model_size: int, steps: int) -> None:
@@ -79,7 +88,10 @@ def main() -> None:
     args = parser.parse_args()
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {args.task}, {args.model_size}M model")
     for n in args.num_envs:
-        device_figures(args.task, args.model_size, n, args.steps, args.updates, args.repeats, args.impl)
+        figures = device_figures(args.task, args.model_size, n, args.steps, args.updates, args.repeats, args.impl)
+        print(report(f"acting N={n}", figures["acting"]) + f"   {figures['transitions_per_s']:10.0f} transitions/s")
+        print(report(f"updates x{args.updates} (B={figures['batch_size']})", figures["updates"]) +
+              f"   {figures['updates_per_s']:10.1f} updates/s")
     if args.host_steps:
         host_figures(args.task, args.model_size, args.host_steps)
 

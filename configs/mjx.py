@@ -18,7 +18,9 @@ def get_config(task: str = "cheetah-run"):
     config.backend = "mjx"
     config.num_envs = 64  # environments stepped together
     config.impl = "jax"  # MJX implementation: "jax" (runs everywhere) or "warp" (NVIDIA GPUs)
-    config.updates_per_step = 1  # updates per batched step of num_envs transitions
+    # updates per batched step of num_envs transitions; default num_envs, the official ratio of one
+    # update per transition (fewer trade samples for speed)
+    config.updates_per_step = config_dict.placeholder(int)
     config.chunk_steps = config_dict.placeholder(int)  # batched steps per compiled chunk; default from eval_freq
     config.num_devices = config_dict.placeholder(int)  # devices to split over; default all JAX sees
     config.distributed = False  # several hosts: call jax.distributed.initialize() first (one process per host)

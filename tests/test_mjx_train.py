@@ -88,10 +88,22 @@ def test_a_host_checkpoint_evaluates_on_mjx(tmp_path):
     assert "cartpole-balance: 3 episodes" in out.stdout and "episode lengths [10]" in out.stdout
 
 
+def test_updates_per_step_defaults_to_the_official_one_update_per_transition():
+    config = load_config("mjx.py", "cartpole-balance")
+    assert config.updates_per_step is None
+    assert device_run.updates_per_step(config) == config.num_envs == 64
+    config.num_envs = 16
+    assert device_run.updates_per_step(config) == 16
+    for explicit in (0, 1, 4):  # lower ratios stay available
+        config.updates_per_step = explicit
+        assert device_run.updates_per_step(config) == explicit
+
+
 @pytest.mark.parametrize("task, flags, message", [
     ("walker-wakl", [], "unknown MJX task 'walker-wakl'.*walker-walk"),
     ("dog-run", [], "configs/dmc.py:dog-run"),
     ("cartpole-balance", ["--config.num_envs=0"], "num_envs must be positive"),
+    ("cartpole-balance", ["--config.updates_per_step=-1"], "updates_per_step must be >= 0, got -1"),
     ("cartpole-balance", ["--config.buffer_size=10000000000000", "--config.steps=10000000000000"],
      "replay buffer .* needs .* GiB per device but only"),
     ("cartpole-balance", ["--config.num_env=4"], "num_env.*did you mean.*num_envs|num_env"),

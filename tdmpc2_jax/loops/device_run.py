@@ -83,7 +83,8 @@ class Program:
         sharding.check_fits(buffer_bytes // devices, f"the replay buffer ({capacity:,} rows x {n} envs x "
                                                      f"{len(members)} members)")
         self.buffer_bytes = buffer_bytes
-        self.loop = DeviceLoop(self.agent, self.env, n, self.seed_steps, config.updates_per_step, capacity,
+        self.updates_per_step = updates_per_step(config)
+        self.loop = DeviceLoop(self.agent, self.env, n, self.seed_steps, self.updates_per_step, capacity,
                                mesh=self.mesh if self.mode == "envs" else None)
         self.chunk_steps = config.chunk_steps or max(1, min(config.eval_freq // n, 500))
         self.total_batches = -(-config.steps // n)
@@ -114,6 +115,15 @@ class Program:
     def place(self, carry: Carry) -> Carry:
         shardings = self.shardings()
         return carry if shardings is None else jax.device_put(carry, shardings)
+
+
+def updates_per_step(config: ConfigDict) -> int:
+    """Updates per batched step: `updates_per_step`, by default `num_envs` (one update per transition,
+    the official ratio)."""
+    count = config.num_envs if config.get("updates_per_step") is None else config.updates_per_step
+    if count < 0:
+        raise ValueError(f"updates_per_step must be >= 0, got {count}")
+    return count
 
 
 _PROGRAMS: collections.OrderedDict[str, Program] = collections.OrderedDict()
@@ -160,7 +170,8 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
         f"{config.task} on MJX ({config.impl}): obs {env.obs_dim}, action {env.action_dim}, {n} envs x "
         f"{len(members)} member(s){'' if program.mesh is None else f' on {program.mesh.devices.size} devices split by ' + program.mode}, "
         f"{config.steps:,} transitions (from {batches * n:,}), buffer {program.loop.capacity:,} rows/env = "
-        f"{program.buffer_bytes / 2**20:.1f} MiB, chunks of {program.chunk_steps} steps, work dir {work_dir}")
+        f"{program.buffer_bytes / 2**20:.1f} MiB, {program.updates_per_step} updates per batched step, chunks of "
+        f"{program.chunk_steps} steps, work dir {work_dir}")
     last_eval: list[dict[str, Any]] = [{} for _ in members]
     next_eval = (batches * n // config.eval_freq) * config.eval_freq if batches == 0 else \
         (batches * n // config.eval_freq + 1) * config.eval_freq

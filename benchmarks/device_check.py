@@ -1,0 +1,268 @@
+"""The prepared accelerator check: core program speed, the MJX loop's throughput and a learning run.
+
+    python -m benchmarks.device_check --out DIR [--budget-s 510]   (the device; see device_check.sh)
+    python -m benchmarks.device_check --out DIR --smoke              (the same code, tiny, on CPU)
+
+Three parts, each skipped when the time left could not finish it (the learning run keeps a
+reserve of the budget, so it always runs):
+- core: one MPPI plan (one observation) and one update (batch 256) for the model-size presets
+  (obs 24, action 6): first call (trace + compile + run), median of warm calls, matrix-product
+  FLOPs counted from the traced program (benchmarks/_flops.py) and the TFLOP/s they reach; and
+  the 5M plan batched over 1024 observations.
+- mjx: cheetah-run with the 5M model at N environments: transitions/s acting with the full planner
+  (MPPI + MJX step + buffer insert), updates/s from the device buffer, device memory in use.
+- learning: MJX cheetah-run, 5M model, the official ratio of one update per transition, sized from
+  the measured update and acting rates to fill the time left: env steps reached, eval returns,
+  wall-clock.
+
+DIR/device_check.json is rewritten after every measurement, so a run cut short keeps what it
+measured; DIR/device_check.md is the summary table. `--smoke` runs every part with a tiny model,
+cartpole-balance and N in {2, 4}, so a test can run the whole path on CPU.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import pathlib
+import platform
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from benchmarks._flops import flops
+from benchmarks._timing import random_batch, time_calls
+from benchmarks.mjx_throughput import device_figures
+from tdmpc2_jax import xla
+from tdmpc2_jax.agent import Agent
+from tdmpc2_jax.config import make_config
+from tdmpc2_jax.planner import init_plan_state, plan
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+OBS_DIM, ACTION_DIM = 24, 6
+
+
+class Settings(dict):
+    """What one check measures: the device's figures, or `smoke` sizes for a CPU test."""
+
+    __getattr__ = dict.__getitem__
+
+
+FULL = Settings(sizes={"1M": dict(model_size=1), "5M": dict(model_size=5), "48M": dict(model_size=48),
+                       "317M": dict(model_size=317)},
+                batched_plan=("5M", 1024), task="cheetah-run", mjx_model=dict(model_size=5), mjx_envs=(1024, 256, 4096),
+                mjx_steps=10, mjx_updates=20, repeats=20, learn_envs=256, learn_reserve_s=200.0, eval_episodes=16,
+                learn_overrides={})
+TINY = dict(num_enc_layers=1, enc_dim=16, mlp_dim=16, latent_dim=16, num_q=2, num_samples=16, num_elites=4,
+            num_pi_trajs=2, iterations=2, batch_size=8)
+SMOKE = Settings(sizes={"tiny": TINY}, batched_plan=("tiny", 8), task="cartpole-balance", mjx_model=TINY,
+                 mjx_envs=(2,), mjx_steps=2, mjx_updates=2, repeats=2, learn_envs=2, learn_reserve_s=0.0,
+                 eval_episodes=2, learn_overrides=dict(TINY, episode_length=10, seed_steps=8, buffer_size=200))
+
+
+class Check:
+    """Runs the parts against a deadline and keeps every figure in DIR/device_check.json."""
+
+    def __init__(self, out: pathlib.Path, budget_s: float, settings: Settings, smoke: bool):
+        self.out, self.settings = out, settings
+        self.deadline = time.monotonic() + budget_s
+        out.mkdir(parents=True, exist_ok=True)
+        device = jax.devices()[0]
+        self.results: dict[str, Any] = dict(
+            device=device.device_kind, backend=jax.default_backend(), jax=jax.__version__, smoke=smoke,
+            host=f"{platform.machine()} {platform.node()}", budget_s=budget_s,
+            matmul_precision=str(jax.config.jax_default_matmul_precision or "default"),
+            core={}, mjx={}, learning={}, skipped=[])
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def save(self) -> None:
+        (self.out / "device_check.json").write_text(json.dumps(self.results, indent=1, default=float) + "\n")
+
+    def attempt(self, part: str, name: str, estimate_s: float, measure: Callable[[], dict]) -> dict | None:
+        """measure() when the time left (less the learning run's reserve) covers `estimate_s`."""
+        reserve = self.settings.learn_reserve_s if part != "learning" else 0.0
+        if self.left() - reserve < estimate_s:
+            self.results["skipped"].append(f"{part} {name}: {self.left():.0f} s left, about {estimate_s:.0f} s needed")
+            print(f"skip {part} {name} ({self.left():.0f} s left)", flush=True)
+            self.save()
+            return None
+        start = time.monotonic()
+        try:
+            figures = measure()
+        except Exception as err:  # a failure of one measurement must not lose the others
+            figures = dict(error=f"{type(err).__name__}: {err}")
+        figures["wall_s"] = time.monotonic() - start
+        self.results[part][name] = figures
+        self.save()
+        print(f"{part} {name}: {summary_line(figures)}", flush=True)
+        return figures
+
+
+def summary_line(figures: dict) -> str:
+    if "error" in figures:
+        return "ERROR " + figures["error"]
+    keys = ("median_ms", "first_call_s", "tflops", "transitions_per_s", "updates_per_s", "env_steps",
+            "last_return")
+    return ", ".join(f"{k} {figures[k]:.4g}" for k in keys if isinstance(figures.get(k), (int, float)))
+
+
+# ------------------------------------------------------------------------------------------- core
+
+
+def timed_program(count: int, call: Callable[[], Any], repeats: int) -> dict:
+    """First call, warm-call spread, and the TFLOP/s that `count` FLOPs per call reach."""
+    stats = time_calls(call, repeats)
+    return dict(first_call_s=stats["first_call_s"], median_ms=stats["median_s"] * 1e3, p10_ms=stats["p10_s"] * 1e3,
+                p90_ms=stats["p90_s"] * 1e3, gflop=count / 1e9, tflops=count / stats["median_s"] / 1e12)
+
+
+def plan_figures(sizes: dict, repeats: int, batch: int | None = None) -> dict:
+    cfg = make_config(dict(sizes, obs_dim=OBS_DIM, action_dim=ACTION_DIM))
+    agent = Agent(cfg)
+    params = jax.jit(agent.model.init)(jax.random.key(0))
+    single = functools.partial(plan, agent.model, eval_mode=False)
+    state, obs, t0 = init_plan_state(cfg.horizon, cfg.action_dim), jnp.ones((OBS_DIM,)), jnp.array(False)
+    fn = single
+    if batch:
+        fn = jax.vmap(single, in_axes=(None, 0, 0, 0, 0))
+        state = jax.tree.map(lambda x: jnp.broadcast_to(x, (batch,) + x.shape), state)
+        obs, t0 = jnp.ones((batch, OBS_DIM)), jnp.zeros((batch,), bool)
+    program = xla.jit(fn)
+    keys = iter(jax.random.split(jax.random.key(1), 10_000))
+    key = lambda: jax.random.split(next(keys), batch) if batch else next(keys)
+    count = flops(fn, params, obs, state, key(), t0)
+    figures = timed_program(count, lambda: program(params, obs, state, key(), t0)[0].action, repeats)
+    return dict(figures, batch=batch or 1)
+
+
+def update_figures(sizes: dict, repeats: int) -> dict:
+    cfg = make_config(dict(sizes, obs_dim=OBS_DIM, action_dim=ACTION_DIM))
+    agent = Agent(cfg)
+    batch = random_batch(cfg, cfg.batch_size, jax.random.key(0))
+    update = xla.jit(agent.update, donate_argnums=0)
+    holder = {"state": agent.init(jax.random.key(3))}
+    keys = iter(jax.random.split(jax.random.key(1), 10_000))
+    count = flops(agent.update, holder["state"], batch, jax.random.key(2))  # before the state is donated
+
+    def call():
+        holder["state"], metrics = update(holder["state"], batch, next(keys))
+        return metrics["total_loss"]
+
+    return dict(timed_program(count, call, repeats), batch_size=cfg.batch_size)
+
+
+# --------------------------------------------------------------------------------------- learning
+
+
+def learning_run(check: Check, out: pathlib.Path) -> dict:
+    """MJX training at one update per transition for the time left (less a margin for compiling)."""
+    from tdmpc2_jax.loops import device_run
+
+    s = check.settings
+    n = s.learn_envs
+    rate = check.results["mjx"].get(str(n), {})
+    update_s = (check.results["core"].get("update 5M", {}).get("median_ms", 10.0) / 1e3 if not s.learn_overrides
+                else 0.0)
+    per_transition = update_s + (1.0 / rate["transitions_per_s"] if rate.get("transitions_per_s") else 0.002)
+    compile_margin = 90.0 if not s.learn_overrides else 0.0
+    affordable = int(max(check.left() - compile_margin, 0) / max(per_transition, 1e-6))
+    steps = max(n * 8, min(affordable, 2_000_000)) // n * n if not s.learn_overrides else n * 20
+    config = load_mjx_config(s.task)
+    config.update(dict(model_size=5, num_envs=n, steps=steps, eval_freq=max(n, steps // 4) // n * n,
+                       eval_episodes=s.eval_episodes, work_dir=str(out / "learning"), checkpoint_every=10**12,
+                       save_buffer=False, tensorboard=False, progress=False, compilation_cache=""))
+    config.update(s.learn_overrides)
+    start = time.monotonic()
+    last = device_run.train(config)[0]
+    wall = time.monotonic() - start
+    with open(out / "learning" / "eval.csv") as f:
+        evals = [line.strip().split(",")[:3] for line in f.readlines()[1:]]
+    return dict(task=s.task, num_envs=n, updates_per_step=n, transitions=steps, env_steps=2 * steps, wall_s_run=wall,
+                env_steps_per_s=2 * steps / wall, last_return=last.get("episode_reward"),
+                evals=[dict(env_step=int(e[0]), episode_reward=float(e[2])) for e in evals],
+                projected_1m_env_steps_min=1e6 / (2 * steps / wall) / 60)
+
+
+def load_mjx_config(task: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mjx_config", ROOT / "configs" / "mjx.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(task)
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# Device check: {results['device']} ({results['backend']}, jax {results['jax']}, "
+             f"matmul precision {results['matmul_precision']})", "",
+             "| program | first call s | median ms | p10-p90 ms | GFLOP | TFLOP/s |", "|---|---|---|---|---|---|"]
+    for name, f in results["core"].items():
+        if "error" in f:
+            lines.append(f"| {name} | error: {f['error'][:80]} | | | | |")
+            continue
+        lines.append(f"| {name} | {f['first_call_s']:.1f} | {f['median_ms']:.2f} | {f['p10_ms']:.2f}-{f['p90_ms']:.2f} "
+                     f"| {f['gflop']:.1f} | {f['tflops']:.2f} |")
+    lines += ["", "| MJX, N envs | acting transitions/s | acting first call s | updates/s | device memory in use GiB |",
+              "|---|---|---|---|---|"]
+    for name, f in results["mjx"].items():
+        if "error" in f:
+            lines.append(f"| {name} | error: {f['error'][:80]} | | | |")
+            continue
+        memory = f.get("peak_bytes_in_use")
+        lines.append(f"| {name} | {f['transitions_per_s']:.0f} | {f['acting']['first_call_s']:.1f} | "
+                     f"{f['updates_per_s']:.1f} | {memory / 2**30 if memory else float('nan'):.2f} |")
+    learn = results["learning"].get("run")
+    if learn and "error" not in learn:
+        curve = ", ".join(f"{e['episode_reward']:.0f} at {e['env_step']:,}" for e in learn["evals"])
+        lines += ["", f"Learning: {learn['task']}, {learn['num_envs']} envs, {learn['updates_per_step']} updates per "
+                  f"batched step: {learn['env_steps']:,} env steps in {learn['wall_s_run']:.0f} s "
+                  f"({learn['env_steps_per_s']:.1f} env steps/s; 1M env steps would take "
+                  f"{learn['projected_1m_env_steps_min']:.1f} min). Eval returns: {curve}."]
+    elif learn:
+        lines += ["", f"Learning: error {learn['error']}"]
+    if results["skipped"]:
+        lines += ["", "Skipped: " + "; ".join(results["skipped"])]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=pathlib.Path, required=True)
+    parser.add_argument("--budget-s", type=float, help="seconds for all parts together (default 510; "
+                        "none with --smoke)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, cartpole-balance, on any backend")
+    args = parser.parse_args()
+    settings = SMOKE if args.smoke else FULL
+    budget = args.budget_s or (float("inf") if args.smoke else 510.0)
+    check = Check(args.out, budget, settings, args.smoke)
+    print(f"device check on {check.results['device']} ({check.results['backend']}), budget {budget:.0f} s",
+          flush=True)
+    first, *others = settings.sizes.items()
+    for name, sizes in [first] + ([others[0]] if others else []):
+        check.attempt("core", f"plan {name}", 20, lambda: plan_figures(sizes, settings.repeats))
+        check.attempt("core", f"update {name}", 30, lambda: update_figures(sizes, settings.repeats))
+    size_name, batch = settings.batched_plan
+    check.attempt("core", f"plan {size_name} x{batch}", 30,
+                  lambda: plan_figures(settings.sizes[size_name], settings.repeats, batch))
+    mjx = lambda n: lambda: device_figures(settings.task, settings.mjx_model, n, settings.mjx_steps,
+                                           settings.mjx_updates, settings.repeats)
+    check.attempt("mjx", str(settings.mjx_envs[0]), 90, mjx(settings.mjx_envs[0]))
+    for name, sizes in others[1:]:
+        check.attempt("core", f"plan {name}", 30, lambda: plan_figures(sizes, settings.repeats))
+        check.attempt("core", f"update {name}", 45, lambda: update_figures(sizes, settings.repeats))
+    for n in settings.mjx_envs[1:]:
+        check.attempt("mjx", str(n), 90, mjx(n))
+    check.attempt("learning", "run", 0, lambda: learning_run(check, args.out))
+    (args.out / "device_check.md").write_text(markdown(check.results))
+    print(markdown(check.results), flush=True)
+
+
+if __name__ == "__main__":
+    main()
