@@ -2,6 +2,7 @@
 
     python -m benchmarks.learning_vs_official --official-repo PATH --tasks T1,T2 --seeds 1,2,3 \
         --steps ENV_STEPS [--jobs 2] [--config.key=value ...]
+    python -m benchmarks.learning_vs_official --impls tdmpc2_jax_mjx --mjx-envs 16 --tasks T1 ...
     python -m benchmarks.learning_vs_official --report [--out DIR]      (tables and plots only)
 
 PATH is a checkout of github.com/nicklashansen/tdmpc2. Its training code runs in its own Python
@@ -10,15 +11,18 @@ elsewhere), from a copy patched for CPU only: the patches are printed and writte
 `official_patches.txt` in the output directory. Both implementations get the same task, seed,
 budget (ENV_STEPS environment steps = ENV_STEPS / 2 agent steps) and `--config.key=value`
 overrides, which use the official key names (agent steps for eval_freq). Leave model_size out when
-setting the size keys: the official parser lets model_size overwrite them.
+setting the size keys: the official parser lets model_size overwrite them. `--impls` picks what
+runs: `official`, `tdmpc2_jax` (the host loop; both by default) and `tdmpc2_jax_mjx` (the MJX loop on
+--mjx-envs batched environments at its default ratio, one update per transition).
 
 Each (implementation, task, seed) run writes `<impl>/<task>/seed<k>/eval.csv` and `run.json` under
 the output directory when it finishes; a sweep started again skips finished runs, and this
 project's runs also resume from their last checkpoint. Each run uses one thread (`--jobs` runs go
 side by side). At the end (and with `--report`): `evals.csv` (every evaluation of every run),
 `<task>.png` (mean and min-max band over seeds, with the published 5M curve where it has points in
-range) and `summary.md` / `summary.csv` (final return and area under the curve, mean +- std per
-implementation, the ratio of mean AUCs, two-sided Welch t-test p-values).
+range) and `summary.md` / `summary.csv`: for tdmpc2_jax against official, and the MJX loop against
+the host loop and against official, the final return and the area under the curve (mean +- std
+over seeds), the ratio of mean AUCs and two-sided Welch t-test p-values.
 """
 from __future__ import annotations
 
@@ -37,7 +41,12 @@ from typing import Iterable, NamedTuple
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OFFICIAL_RESULTS = ROOT.parent / "shared" / "official_results" / "tdmpc2"
 ACTION_REPEAT = 2
-IMPLS = ("official", "tdmpc2_jax")
+# the official loop, this project's host loop, and its MJX loop (--mjx-envs batched environments at
+# the official ratio of one update per transition)
+IMPLS = ("official", "tdmpc2_jax", "tdmpc2_jax_mjx")
+# (implementation, reference) pairs the report compares where both have runs
+COMPARISONS = (("tdmpc2_jax", "official"), ("tdmpc2_jax_mjx", "tdmpc2_jax"), ("tdmpc2_jax_mjx", "official"))
+COLORS = {"official": "C1", "tdmpc2_jax": "C0", "tdmpc2_jax_mjx": "C2"}
 # (file, text, replacement, occurrences): the official training code on a CPU-only machine
 CPU_PATCHES = (
     ("train.py", "\tassert torch.cuda.is_available()\n", "", 1),
@@ -118,11 +127,15 @@ def official_eval_rows(work: pathlib.Path, run: Run) -> list[dict]:
 # ------------------------------------------------------------------------------------------- ours
 
 
-def our_command(run: Run, agent_steps: int, work: pathlib.Path, overrides: dict[str, str]) -> list[str]:
+def our_command(run: Run, agent_steps: int, work: pathlib.Path, overrides: dict[str, str], mjx_envs: int) -> list[str]:
+    """The host loop (configs/dmc.py) or, for tdmpc2_jax_mjx, the MJX loop with `mjx_envs` environments."""
     values = [f"--config.{k}={v}" for k, v in overrides.items()]
-    return [sys.executable, "-m", "tdmpc2_jax.train", f"--config={ROOT / 'configs' / 'dmc.py'}:{run.task}",
+    config_file, extra = "dmc.py", []
+    if run.impl == "tdmpc2_jax_mjx":
+        config_file, extra = "mjx.py", [f"--config.num_envs={mjx_envs}"]
+    return [sys.executable, "-m", "tdmpc2_jax.train", f"--config={ROOT / 'configs' / config_file}:{run.task}",
             f"--config.seed={run.seed}", f"--config.steps={agent_steps}", f"--config.work_dir={work}",
-            *OURS_FIXED, *values]
+            *OURS_FIXED, *extra, *values]
 
 
 def our_eval_rows(work: pathlib.Path) -> list[dict]:
@@ -158,13 +171,14 @@ class Sweep:
         self.source = self.scratch / "official_src"
 
     def pending(self) -> list[Run]:
-        runs = [Run(impl, task, seed) for seed in self.args.seeds for task in self.args.tasks for impl in IMPLS]
+        runs = [Run(impl, task, seed) for seed in self.args.seeds for task in self.args.tasks
+                for impl in self.args.impls]
         return [r for r in runs if not (r.results(self.out) / "run.json").exists()]
 
     def command(self, run: Run, work: pathlib.Path) -> list[str]:
         if run.impl == "official":
             return official_command(self.args.official_python, self.source, run, self.agent_steps, self.overrides)
-        return our_command(run, self.agent_steps, work, self.overrides)
+        return our_command(run, self.agent_steps, work, self.overrides, self.args.mjx_envs)
 
     def eval_rows(self, run: Run) -> list[dict]:
         work = run.scratch(self.scratch)
@@ -214,7 +228,7 @@ class Sweep:
 
     def run(self) -> None:
         todo = self.pending()
-        print(f"{len(todo)} runs to go of {2 * len(self.args.tasks) * len(self.args.seeds)} "
+        print(f"{len(todo)} runs to go of {len(self.args.impls) * len(self.args.tasks) * len(self.args.seeds)} "
               f"({self.args.steps:,} env steps each, {self.args.jobs} at a time)", flush=True)
         if not todo:
             return
@@ -305,24 +319,24 @@ def welch_p(a: list[float], b: list[float]) -> float:
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def task_summary(rows: list[dict], task: str) -> dict:
+def task_summary(rows: list[dict], task: str, impl: str, reference: str) -> dict | None:
+    """Final return and AUC of `impl` against `reference` on one task (None if either has no runs)."""
     import numpy as np
 
-    stats: dict = {"task": task}
-    per_impl = {}
-    for impl in IMPLS:
-        runs = curves(rows, impl, task)
-        finals = [ys[-1] for _, ys in runs.values()]
-        aucs = [area_under_curve(xs, ys) for xs, ys in runs.values()]
-        per_impl[impl] = (finals, aucs)
-        stats[f"{impl}_seeds"] = len(runs)
-        stats[f"{impl}_final_mean"], stats[f"{impl}_final_std"] = _mean_std(finals)
-        stats[f"{impl}_auc_mean"], stats[f"{impl}_auc_std"] = _mean_std(aucs)
-    (our_final, our_auc), (their_final, their_auc) = per_impl["tdmpc2_jax"], per_impl["official"]
-    stats["auc_ratio"] = (float(np.mean(our_auc) / np.mean(their_auc)) if our_auc and their_auc
-                          and np.mean(their_auc) else float("nan"))
-    stats["final_welch_p"] = welch_p(our_final, their_final)
-    stats["auc_welch_p"] = welch_p(our_auc, their_auc)
+    stats: dict = {"task": task, "impl": impl, "reference": reference}
+    finals, aucs = {}, {}
+    for name, side in ((impl, "impl"), (reference, "ref")):
+        runs = curves(rows, name, task)
+        if not runs:
+            return None
+        finals[side] = [ys[-1] for _, ys in runs.values()]
+        aucs[side] = [area_under_curve(xs, ys) for xs, ys in runs.values()]
+        stats[f"{side}_seeds"] = len(runs)
+        stats[f"{side}_final_mean"], stats[f"{side}_final_std"] = _mean_std(finals[side])
+        stats[f"{side}_auc_mean"], stats[f"{side}_auc_std"] = _mean_std(aucs[side])
+    stats["auc_ratio"] = float(np.mean(aucs["impl"]) / np.mean(aucs["ref"])) if np.mean(aucs["ref"]) else float("nan")
+    stats["final_welch_p"] = welch_p(finals["impl"], finals["ref"])
+    stats["auc_welch_p"] = welch_p(aucs["impl"], aucs["ref"])
     stats["bar_met"] = bool(0.85 <= stats["auc_ratio"] <= 1.15 and stats["final_welch_p"] > 0.05)
     return stats
 
@@ -343,7 +357,7 @@ def plot_task(rows: list[dict], task: str, path: pathlib.Path, wall_minutes: dic
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     max_step = 0
-    for impl, color in zip(IMPLS, ("C1", "C0")):
+    for impl in IMPLS:
         runs = curves(rows, impl, task)
         if not runs:
             continue
@@ -351,8 +365,8 @@ def plot_task(rows: list[dict], task: str, path: pathlib.Path, wall_minutes: dic
         table = np.array([[dict(zip(xs, ys))[s] for s in steps] for xs, ys in runs.values()])
         max_step = max(max_step, steps[-1])
         label = f"{impl} ({len(runs)} seeds, {wall_minutes.get(impl, float('nan')):.0f} min/run)"
-        ax.plot(steps, table.mean(0), color=color, marker="o", ms=3, label=label)
-        ax.fill_between(steps, table.min(0), table.max(0), color=color, alpha=0.2)
+        ax.plot(steps, table.mean(0), color=COLORS[impl], marker="o", ms=3, label=label)
+        ax.fill_between(steps, table.min(0), table.max(0), color=COLORS[impl], alpha=0.2)
     reference = OFFICIAL_RESULTS / f"{task}.csv"
     if reference.exists() and max_step:
         with open(reference) as f:
@@ -377,23 +391,30 @@ def report(out: pathlib.Path) -> list[dict]:
     records = [json.loads(p.read_text()) for p in sorted(out.glob("*/*/seed*/run.json"))]
     summaries = []
     for task in sorted({r["task"] for r in rows}):
-        minutes = {impl: sum(r["wall_clock_s"] for r in records if r["task"] == task and r["impl"] == impl) / 60 /
-                   max(1, sum(1 for r in records if r["task"] == task and r["impl"] == impl)) for impl in IMPLS}
+        minutes = {}
+        for impl in IMPLS:
+            walls = [r["wall_clock_s"] for r in records if r["task"] == task and r["impl"] == impl]
+            minutes[impl] = sum(walls) / 60 / len(walls) if walls else float("nan")
         plot_task(rows, task, out / f"{task}.png", minutes)
-        summaries.append(task_summary(rows, task) | {f"{impl}_minutes_per_run": minutes[impl] for impl in IMPLS})
-    columns = tuple(summaries[0])
-    write_rows(out / "summary.csv", summaries, columns)
-    lines = ["| task | seeds (ours/official) | final return, tdmpc2_jax | final return, official | "
-             "AUC, tdmpc2_jax | AUC, official | AUC ratio | Welch p (final) | Welch p (AUC) | bar |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+        for impl, reference in COMPARISONS:
+            stats = task_summary(rows, task, impl, reference)
+            if stats is not None:
+                summaries.append(stats | dict(impl_minutes_per_run=minutes[impl],
+                                              ref_minutes_per_run=minutes[reference]))
+    if not summaries:
+        print("no task has runs of two implementations yet")
+        return []
+    write_rows(out / "summary.csv", summaries, tuple(summaries[0]))
+    lines = ["| task | implementation vs reference | seeds | final return | final return, reference | AUC | "
+             "AUC, reference | AUC ratio | Welch p (final) | Welch p (AUC) | bar |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in summaries:
         lines.append(
-            f"| {s['task']} | {s['tdmpc2_jax_seeds']}/{s['official_seeds']} | "
-            f"{s['tdmpc2_jax_final_mean']:.1f} +- {s['tdmpc2_jax_final_std']:.1f} | "
-            f"{s['official_final_mean']:.1f} +- {s['official_final_std']:.1f} | "
-            f"{s['tdmpc2_jax_auc_mean']:.1f} +- {s['tdmpc2_jax_auc_std']:.1f} | "
-            f"{s['official_auc_mean']:.1f} +- {s['official_auc_std']:.1f} | {s['auc_ratio']:.3f} | "
-            f"{s['final_welch_p']:.3f} | {s['auc_welch_p']:.3f} | {'met' if s['bar_met'] else 'NOT met'} |")
+            f"| {s['task']} | {s['impl']} vs {s['reference']} | {s['impl_seeds']}/{s['ref_seeds']} | "
+            f"{s['impl_final_mean']:.1f} +- {s['impl_final_std']:.1f} | {s['ref_final_mean']:.1f} +- "
+            f"{s['ref_final_std']:.1f} | {s['impl_auc_mean']:.1f} +- {s['impl_auc_std']:.1f} | "
+            f"{s['ref_auc_mean']:.1f} +- {s['ref_auc_std']:.1f} | {s['auc_ratio']:.3f} | {s['final_welch_p']:.3f} | "
+            f"{s['auc_welch_p']:.3f} | {'met' if s['bar_met'] else 'NOT met'} |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return summaries
@@ -421,6 +442,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=lambda s: s.split(","), default=[])
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3])
     parser.add_argument("--steps", type=int, help="environment steps per run (agent steps x 2)")
+    parser.add_argument("--impls", type=lambda s: s.split(","), default=["official", "tdmpc2_jax"],
+                        help=f"implementations to run, of {', '.join(IMPLS)}")
+    parser.add_argument("--mjx-envs", type=int, default=16, help="environments of the tdmpc2_jax_mjx runs")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each")
     parser.add_argument("--out", type=pathlib.Path, default=ROOT / "experiments" / "results" / "learning_vs_official")
     parser.add_argument("--scratch", type=pathlib.Path, default=ROOT / "runs" / "learning_vs_official",
@@ -429,8 +453,10 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="only write the tables and plots")
     args, rest = parser.parse_known_args()
     if not args.report:
-        if args.official_repo is None or not args.tasks or not args.steps:
-            parser.error("--official-repo, --tasks and --steps are required (or --report)")
+        if not args.tasks or not args.steps or ("official" in args.impls and args.official_repo is None):
+            parser.error("--tasks, --steps and (to run the official code) --official-repo are required, or --report")
+        if unknown := set(args.impls) - set(IMPLS):
+            parser.error(f"unknown implementation(s) {sorted(unknown)}; choose from {', '.join(IMPLS)}")
         if args.steps % ACTION_REPEAT:
             parser.error(f"--steps counts environment steps and must be a multiple of {ACTION_REPEAT}")
         Sweep(args, parse_overrides(rest)).run()

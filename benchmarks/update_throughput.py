@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 
 import jax
-import jax.numpy as jnp
 
 from benchmarks._timing import random_batch, report, time_calls
 from tdmpc2_jax.agent import Agent
