@@ -9,7 +9,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from tdmpc2_jax.agent import Batch
+from tdmpc2_jax.types import Batch
 from tdmpc2_jax.config import Config
 
 

@@ -15,17 +15,8 @@ import optax
 
 from tdmpc2_jax import math, optim, xla
 from tdmpc2_jax.config import Config
-from tdmpc2_jax.world_model import Params, WorldModel, sample_pair
-
-
-class Batch(NamedTuple):
-    """Sub-sequences of H+1 steps that never cross an episode boundary."""
-
-    obs: jax.Array  # [H+1, B, obs_dim]
-    action: jax.Array  # [H, B, A]   action[t] leads from obs[t] to obs[t+1]
-    reward: jax.Array  # [H, B]
-    terminated: jax.Array  # [H, B] (zeros for non-episodic tasks)
-    task: jax.Array | None = None  # [B] int32 task index (multitask only)
+from tdmpc2_jax.types import Batch, Params
+from tdmpc2_jax.world_model import WorldModel, sample_pair
 
 
 class UpdateDraws(NamedTuple):

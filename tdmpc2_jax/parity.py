@@ -19,10 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from tdmpc2_jax import math, official, optim, xla
-from tdmpc2_jax.agent import Agent, Batch, UpdateDraws, model_part
+from tdmpc2_jax.agent import Agent, UpdateDraws, model_part
 from tdmpc2_jax.checkpoints import tree_mismatches
 from tdmpc2_jax.config import Config, make_config
 from tdmpc2_jax.planner import estimate_value
+from tdmpc2_jax.types import Batch
 
 RTOL, ATOL = 1e-5, 1e-6
 

@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 
 from tdmpc2_jax import xla
-from tdmpc2_jax.world_model import Params, sample_pair
+from tdmpc2_jax.types import Params
+from tdmpc2_jax.world_model import sample_pair
 
 
 class PlanState(NamedTuple):

@@ -9,7 +9,8 @@ devices with one axis "data" it is split one of two ways:
   split (N divisible by D); the agent's state is replicated and every update is data parallel
   (the batch axis is split inside `DeviceLoop.updates`, XLA all-reduces the gradients).
 
-`jax.jit` follows the shardings of its inputs, so placing the carry once is enough.
+`jax.jit` follows the shardings of its inputs, so placing the carry once is enough
+(`loops.device.carry_shardings` gives them).
 """
 from __future__ import annotations
 
@@ -17,9 +18,7 @@ import os
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-
-from tdmpc2_jax.loops.device import Carry
+from jax.sharding import Mesh
 
 
 def make_mesh(num_devices: int | None = None) -> Mesh | None:
@@ -42,20 +41,6 @@ def split_mode(mesh: Mesh | None, members: int, num_envs: int) -> str | None:
         raise ValueError(f"num_envs={num_envs} is not divisible by the {devices} devices (and the population of "
                          f"{members} is not either): use a multiple of {devices}, or --config.num_devices")
     return "envs"
-
-
-def carry_shardings(carry: Carry, mesh: Mesh, mode: str) -> Carry:
-    """NamedShardings for a population carry (leading member axis on every leaf)."""
-    def spec(*axes):
-        return NamedSharding(mesh, P(*axes))
-
-    if mode == "members":
-        return jax.tree.map(lambda _: spec("data"), carry)
-    by_env = lambda tree: jax.tree.map(lambda _: spec(None, "data"), tree)
-    replicated = lambda tree: jax.tree.map(lambda _: spec(), tree)
-    buffer = jax.tree.map(lambda x: spec(None, None, "data") if x.ndim >= 3 else spec(), carry.buffer)
-    return Carry(replicated(carry.train_state), by_env(carry.env_state), by_env(carry.plan_state), buffer,
-                 by_env(carry.obs), replicated(carry.key), replicated(carry.agent_step))
 
 
 def fetch(tree):

@@ -13,8 +13,6 @@ concatenated to every network input, actions beyond a task's own dimensions are 
 """
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -22,8 +20,8 @@ import numpy as np
 from tdmpc2_jax import math
 from tdmpc2_jax.config import Config
 from tdmpc2_jax.networks import MLP, dense, split_first_linear
+from tdmpc2_jax.types import Params
 
-Params = dict[str, Any]
 
 
 class WorldModel:

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from tdmpc2_jax import xla
-from tdmpc2_jax.agent import Agent, Batch
+from tdmpc2_jax.agent import Agent
+from tdmpc2_jax.types import Batch
 
 
 def make_batch(cfg, key, batch_size=4, task=None):

@@ -6,6 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tdmpc2_jax.buffers import device
+from tdmpc2_jax.types import Transition
 
 
 def run_envs(capacity, num_envs, horizon, lengths, steps, seed=0):
@@ -20,7 +21,7 @@ def run_envs(capacity, num_envs, horizon, lengths, steps, seed=0):
     for _ in range(steps):
         obs = np.stack([np.arange(num_envs), episode, step], axis=1).astype(np.float32)
         next_obs = obs + np.array([0, 0, 1], np.float32)
-        buffer = insert(buffer, device.Transition(
+        buffer = insert(buffer, Transition(
             obs=jnp.asarray(obs), action=jnp.asarray(obs[:, 2:3]), reward=jnp.asarray(obs[:, 1] * 1000 + obs[:, 2]),
             next_obs=jnp.asarray(next_obs), terminated=jnp.zeros(num_envs), episode=jnp.asarray(episode),
             step=jnp.asarray(step)))
@@ -71,7 +72,7 @@ def test_overwritten_rows_break_their_windows():
 
 def test_insert_and_sample_compile_once_and_stay_on_device():
     buffer = device.init(16, 2, 3, 1)
-    lowered = jax.jit(device.insert).lower(buffer, device.Transition(
+    lowered = jax.jit(device.insert).lower(buffer, Transition(
         jnp.zeros((2, 3)), jnp.zeros((2, 1)), jnp.zeros(2), jnp.zeros((2, 3)), jnp.zeros(2),
         jnp.zeros(2, jnp.int32), jnp.zeros(2, jnp.int32)))
     assert "dynamic-update-slice" in lowered.compile().as_text() or "dynamic_update_slice" in lowered.as_text()

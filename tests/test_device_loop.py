@@ -14,6 +14,7 @@ from tdmpc2_jax.buffers import device as device_buffer
 from tdmpc2_jax.config import make_config
 from tdmpc2_jax.envs.mjx import MJXEnv
 from tdmpc2_jax.loops.device import DeviceLoop
+from tdmpc2_jax.types import Transition
 
 from toy_env import PointMass
 
@@ -56,7 +57,7 @@ def test_one_device_step_is_the_host_computation_on_the_same_inputs():
     # each call compiled on its own
     action, plan_state = xla.jit(loop.act, static_argnames="seeding")(carry, k_act, seeding=False)
     _, out = xla.jit(jax.vmap(loop.env.step))(carry.env_state, action)
-    buffer = xla.jit(device_buffer.insert)(carry.buffer, device_buffer.Transition(
+    buffer = xla.jit(device_buffer.insert)(carry.buffer, Transition(
         carry.obs, action, out.reward, out.final_obs, out.terminated, carry.env_state.episode, carry.env_state.t))
     k_sample, k_one = jax.random.split(jax.random.split(k_update, 1)[0])
     batch = xla.jit(device_buffer.sample, static_argnums=(2, 3))(buffer, k_sample, 4, 2)

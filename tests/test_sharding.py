@@ -21,7 +21,7 @@ from tdmpc2_jax import sharding, xla
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.config import make_config
 from tdmpc2_jax.envs.mjx import MJXEnv
-from tdmpc2_jax.loops.device import DeviceLoop
+from tdmpc2_jax.loops.device import DeviceLoop, carry_shardings
 
 assert jax.device_count() == 4, jax.devices()
 cfg = make_config(dict(obs_dim=5, action_dim=1, enc_dim=16, mlp_dim=16, latent_dim=16, num_q=2, batch_size=8,
@@ -33,7 +33,7 @@ for name, loop_mesh in (("unsharded", None), ("sharded", mesh)):
     loop = DeviceLoop(Agent(cfg), env, num_envs=8, seed_steps=16, buffer_capacity=12, mesh=loop_mesh)
     carry = jax.vmap(loop.init)(jax.random.split(jax.random.key(0), 1))
     if loop_mesh is not None:
-        shardings = sharding.carry_shardings(carry, mesh, sharding.split_mode(mesh, 1, 8))
+        shardings = carry_shardings(carry, mesh, sharding.split_mode(mesh, 1, 8))
         carry = jax.device_put(carry, shardings)
         assert len(carry.buffer.obs.sharding.device_set) == 4
     run = xla.jit(lambda c: jax.vmap(lambda c: loop.chunk(loop.seed_chunk(c)[0], 3))(c))
@@ -48,7 +48,7 @@ chex.assert_trees_all_close(results["sharded"], results["unsharded"], rtol=1e-5,
 loop = DeviceLoop(Agent(cfg), env, num_envs=2, seed_steps=4, buffer_capacity=12)
 run = xla.jit(lambda c: jax.vmap(lambda c: loop.chunk(loop.seed_chunk(c)[0], 3))(c))
 carry = jax.vmap(loop.init)(jax.random.split(jax.random.key(1), 4))
-split = jax.device_put(carry, sharding.carry_shardings(carry, mesh, sharding.split_mode(mesh, 4, 2)))
+split = jax.device_put(carry, carry_shardings(carry, mesh, sharding.split_mode(mesh, 4, 2)))
 together, split = jax.device_get(run(carry)[0]), run(split)[0]
 assert split.train_state.step.addressable_shards[0].data.shape == (1,)
 chex.assert_trees_all_close(jax.device_get(split.train_state.params), together.train_state.params, rtol=1e-5, atol=1e-6)

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from tdmpc2_jax.agent import Batch
+from tdmpc2_jax.types import Batch, Transition
 
 
 class DeviceBuffer(NamedTuple):
@@ -29,17 +29,6 @@ class DeviceBuffer(NamedTuple):
     cursor: jax.Array  # [] int32 next row to write
     size: jax.Array  # [] int32 rows written so far (saturates at C)
 
-
-class Transition(NamedTuple):
-    """One agent step of N environments."""
-
-    obs: jax.Array  # [N, obs_dim]
-    action: jax.Array  # [N, A]
-    reward: jax.Array  # [N]
-    next_obs: jax.Array  # [N, obs_dim] (the last obs of the episode when it ends here)
-    terminated: jax.Array  # [N]
-    episode: jax.Array  # [N] int32 episode counter of each environment
-    step: jax.Array  # [N] int32 step within the episode (0 for the first transition)
 
 
 def bytes_needed(capacity: int, num_envs: int, obs_dim: int, action_dim: int) -> int:

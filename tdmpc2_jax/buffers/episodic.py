@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tdmpc2_jax.agent import Batch
+from tdmpc2_jax.types import Batch
 
 
 class EpisodeBuffer:

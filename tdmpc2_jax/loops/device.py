@@ -20,10 +20,11 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from tdmpc2_jax.agent import Agent, Batch, TrainState
+from tdmpc2_jax.agent import Agent, TrainState
 from tdmpc2_jax.buffers import device as device_buffer
 from tdmpc2_jax.envs.mjx import EnvState, MJXEnv
 from tdmpc2_jax.planner import PlanState, init_plan_state, plan
+from tdmpc2_jax.types import Batch, Transition
 
 
 class Carry(NamedTuple):
@@ -46,6 +47,21 @@ class StepLog(NamedTuple):
 class EvalResult(NamedTuple):
     returns: jax.Array  # [E]
     lengths: jax.Array  # [E] int32
+
+
+def carry_shardings(carry: Carry, mesh: Mesh, mode: str) -> Carry:
+    """NamedShardings for a population carry (leading member axis on every leaf)."""
+    def spec(*axes):
+        return NamedSharding(mesh, PartitionSpec(*axes))
+
+    if mode == "members":
+        return jax.tree.map(lambda _: spec("data"), carry)
+    by_env = lambda tree: jax.tree.map(lambda _: spec(None, "data"), tree)
+    replicated = lambda tree: jax.tree.map(lambda _: spec(), tree)
+    buffer = jax.tree.map(lambda x: spec(None, None, "data") if x.ndim >= 3 else spec(), carry.buffer)
+    return Carry(replicated(carry.train_state), by_env(carry.env_state), by_env(carry.plan_state), buffer,
+                 by_env(carry.obs), replicated(carry.key), replicated(carry.agent_step))
+
 
 
 class DeviceLoop:
@@ -108,7 +124,7 @@ class DeviceLoop:
         key, k_act, k_update = jax.random.split(carry.key, 3)
         action, plan_state = self.act(carry, k_act, seeding)
         env_state, out = self.env.step_batch(carry.env_state, action)
-        buffer = device_buffer.insert(carry.buffer, device_buffer.Transition(
+        buffer = device_buffer.insert(carry.buffer, Transition(
             obs=carry.obs, action=action, reward=out.reward, next_obs=out.final_obs, terminated=out.terminated,
             episode=carry.env_state.episode, step=carry.env_state.t))
         train_state, metrics = carry.train_state, {}

@@ -29,7 +29,7 @@ from tdmpc2_jax.buffers import device as device_buffer
 from tdmpc2_jax.config import Config
 from tdmpc2_jax.envs.mjx import MJXEnv
 from tdmpc2_jax.logs import RunLogger
-from tdmpc2_jax.loops.device import Carry, DeviceLoop
+from tdmpc2_jax.loops.device import Carry, DeviceLoop, carry_shardings
 from tdmpc2_jax.loops.host import NonFiniteLoss, agent_config, seed_steps, work_dir_of
 
 MUST_MATCH_ON_RESUME = ("task", "batch_size", "horizon", "buffer_size", "num_envs", "impl", "updates_per_step",
@@ -110,7 +110,7 @@ class Program:
     def shardings(self):
         if self.mesh is None:
             return None
-        return sharding.carry_shardings(self.abstract_carry(), self.mesh, self.mode)
+        return carry_shardings(self.abstract_carry(), self.mesh, self.mode)
 
     def place(self, carry: Carry) -> Carry:
         shardings = self.shardings()
@@ -201,7 +201,6 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
                              f"over {len(members)} members (min {means.min():.1f}, max {means.max():.1f})")
 
     def log_chunk(logs, length: int) -> None:
-        nonlocal episodes
         logs = sharding.fetch(logs)
         metrics = {k: np.asarray(v) for k, v in logs.metrics.items()}
         for name, values in metrics.items():

@@ -25,7 +25,8 @@ import jax.numpy as jnp
 from tdmpc2_jax.planner import PlanState, plan
 from tdmpc2_jax.speculative import plan_buffer
 from tdmpc2_jax.speculative.correctors import Corrector, CorrectorInput, empty_history, push
-from tdmpc2_jax.world_model import Params, WorldModel
+from tdmpc2_jax.types import Params
+from tdmpc2_jax.world_model import WorldModel
 
 EXTENSIONS = ("prior", "plan", "none")
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from tdmpc2_jax.planner import Plan
-from tdmpc2_jax.world_model import Params
+from tdmpc2_jax.types import Params
 
 SOURCES = ("mean", "elite")
 
