@@ -78,7 +78,7 @@ def main(argv: list[str]) -> None:
     quiet_libraries()
     use_compilation_cache(config)
     from tdmpc2_jax.envs.mjx import playground_name
-    from tdmpc2_jax.loops import device_run, host
+    from tdmpc2_jax.loops import device_run, run
 
     try:
         seeds = [int(s) for s in FLAGS.seeds]
@@ -87,12 +87,12 @@ def main(argv: list[str]) -> None:
             raise ValueError(f"seeds and lrs must not repeat: {seeds}, {lrs}")
         playground_name(config.task)
         device_run.train(config, seeds, lrs)
-    except host.NonFiniteLoss as err:
+    except run.NonFiniteLoss as err:
         fail(str(err), code=1)
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
     members = device_run.population(seeds, lrs)
-    work_dir = host.work_dir_of(config)
+    work_dir = run.work_dir_of(config)
     rows = summarize(config, members)
     write_summary(rows, work_dir, config.task)
     last = max(r["step"] for r in rows)

@@ -56,9 +56,10 @@ def _evaluate_host(config, seed: int):
     from tdmpc2_jax.agent import Agent
     from tdmpc2_jax.envs.dmc import DMCEnv
     from tdmpc2_jax.loops.host import Actor, evaluate
+    from tdmpc2_jax.loops.run import eval_seed
 
     try:
-        env = DMCEnv(config.task, seed + 1_000_003, episode_length=config.episode_length)
+        env = DMCEnv(config.task, eval_seed(seed), episode_length=config.episode_length)
         cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
     except (ValueError, FileNotFoundError, ImportError) as err:
         fail(str(err))
@@ -76,6 +77,7 @@ def _evaluate_mjx(config, seed: int):
     from tdmpc2_jax.agent import Agent
     from tdmpc2_jax.envs.mjx import MJXEnv
     from tdmpc2_jax.loops.device import DeviceLoop
+    from tdmpc2_jax.loops.run import eval_seed
 
     try:
         env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
@@ -83,7 +85,7 @@ def _evaluate_mjx(config, seed: int):
     except (ValueError, FileNotFoundError, ImportError) as err:
         fail(str(err))
     loop = DeviceLoop(Agent(cfg), env, num_envs=FLAGS.episodes, seed_steps=0)
-    result = xla.jit(loop.evaluate, static_argnums=2)(params, jax.random.key(seed + 1_000_003), FLAGS.episodes)
+    result = xla.jit(loop.evaluate, static_argnums=2)(params, jax.random.key(eval_seed(seed)), FLAGS.episodes)
     return np.asarray(result.returns), [int(n) for n in np.asarray(result.lengths)]
 
 

@@ -12,7 +12,7 @@ ARCHITECTURE_KEYS = ("num_enc_layers", "enc_dim", "mlp_dim", "latent_dim", "num_
 def load_for_task(path: str, config, obs_dim: int, action_dim: int):
     """(agent Config, params) of a checkpoint, planning settings from `config`; checks the task's shapes."""
     from tdmpc2_jax import checkpoints, convert
-    from tdmpc2_jax.loops.host import agent_config
+    from tdmpc2_jax.loops.run import agent_config
 
     if os.path.isfile(path):
         ckpt_cfg, params, _ = convert.to_project(convert.read_state_dict(path))

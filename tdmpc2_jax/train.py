@@ -24,11 +24,11 @@ def main(argv: list[str]) -> None:
         fail("--config is required, e.g. --config=configs/dmc.py:cartpole-balance")
     quiet_libraries()
     use_compilation_cache(config)
-    from tdmpc2_jax.loops import host
+    from tdmpc2_jax.loops.run import NonFiniteLoss
 
     try:
         result = _train(config)
-    except host.NonFiniteLoss as err:
+    except NonFiniteLoss as err:
         fail(str(err), code=1)
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))

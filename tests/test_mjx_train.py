@@ -11,7 +11,7 @@ import pytest
 
 from tdmpc2_jax import checkpoints
 from tdmpc2_jax.agent import Agent
-from tdmpc2_jax.loops import device_run, host
+from tdmpc2_jax.loops import device_run, host, run
 
 from helpers import ROOT, load_config, rows
 
@@ -76,7 +76,7 @@ def test_a_run_logs_checkpoints_resumes_exactly_and_evaluates_on_host(tmp_path):
 
 def test_a_host_checkpoint_evaluates_on_mjx(tmp_path):
     config = tiny_config(tmp_path)
-    cfg = host.agent_config(config, 5, 1, 10)
+    cfg = run.agent_config(config, 5, 1, 10)
     agent = Agent(cfg)
     state = agent.init(jax.random.key(0))
     plan_state = host.Actor(agent).initial_state()

@@ -199,6 +199,23 @@ def test_the_scan_rollout_equals_a_python_loop_and_the_batch_equals_each_env(mod
     assert int(batch.info.replanned.sum()) == 3 * 5
 
 
+def test_speculative_returns_on_a_terminating_task_stop_at_each_episode_end(model, params):
+    from tdmpc2_jax.speculative.evaluate import run_mjx
+
+    # starts are uniform in [-1, 1]: most episodes end at once, the rest within a few steps or never
+    env = MJXEnv("toy", episode_length=8, playground_env=PointMass(terminates=True, limit=0.5))
+    speculator = Speculator(model, SpecSettings(horizon_k=2))
+    key = jax.random.key(9)
+    result = run_mjx(env, speculator, params, None, key, episodes=6)
+    rollout = xla.jit(lambda k: episodes_batch(env, speculator, params, None, k, 6, 8))(key)
+    reward, ended = np.asarray(rollout.reward), np.asarray(rollout.ended)
+    first_end = np.where(ended.any(0), ended.argmax(0), 7)
+    expected = np.asarray([reward[: first_end[n] + 1, n].sum() for n in range(6)])
+    np.testing.assert_allclose(result["returns"], expected, rtol=1e-6)
+    assert (first_end < 7).sum() >= 3  # several episodes ended early; their later rewards are not counted
+    assert np.all(reward.sum(0)[first_end < 7] > expected[first_end < 7])
+
+
 def test_a_batch_solve_gives_every_env_a_fresh_plan_unless_refresh_is_off(model, params):
     obs, keys = observations(2, seed=7), jax.random.split(jax.random.key(8), 2)
     actions, ks = {}, {}

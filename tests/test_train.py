@@ -12,7 +12,7 @@ import pytest
 
 from tdmpc2_jax import checkpoints
 from tdmpc2_jax.envs.dmc import DMCEnv
-from tdmpc2_jax.loops import host
+from tdmpc2_jax.loops import host, run
 
 from helpers import ROOT, load_config, rows
 
@@ -91,7 +91,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_p
         return state, dict(metrics, total_loss=metrics["total_loss"] * np.nan)
 
     monkeypatch.setattr(host.Agent, "update", poisoned)
-    with pytest.raises(host.NonFiniteLoss, match="non-finite loss at agent step 100"):
+    with pytest.raises(run.NonFiniteLoss, match="non-finite total_loss at agent step 100"):
         host.train(tiny_config(tmp_path, seed_steps=100, checkpoint_every=50))
     assert checkpoints.latest_step(str(tmp_path / "checkpoints")) == 100
 

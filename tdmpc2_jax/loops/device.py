@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from tdmpc2_jax import acting
 from tdmpc2_jax.agent import Agent, TrainState
 from tdmpc2_jax.buffers import device as device_buffer
 from tdmpc2_jax.envs.mjx import EnvState, MJXEnv
@@ -149,26 +150,17 @@ class DeviceLoop:
         return carry._replace(train_state=train_state, key=key), metrics
 
     def evaluate(self, params, key: jax.Array, episodes: int) -> EvalResult:
-        """`episodes` episodes at once with the planner in eval mode (one scan of episode_length steps)."""
-        cfg, env = self.agent.cfg, self.env
-        k_reset, k_plan = jax.random.split(key)
-        env_state = jax.vmap(env.reset)(jax.random.split(k_reset, episodes))
+        """`episodes` episodes at once with the planner in eval mode (one rollout of episode_length steps)."""
+        cfg = self.agent.cfg
         plan_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (episodes,) + x.shape),
                                   init_plan_state(cfg.horizon, cfg.action_dim))
 
-        def step(c, k):
-            env_state, plan_state, obs, alive, total, length = c
-            result, plan_state = self._eval_plan(params, obs, plan_state, jax.random.split(k, episodes),
-                                                 env_state.t == 0)
-            env_state, out = env.step_batch(env_state, result.action)
-            total = total + jnp.where(alive, out.reward, 0.0)
-            length = length + alive.astype(jnp.int32)
-            return (env_state, plan_state, out.obs, alive & ~out.ended, total, length), None
+        def policy(plan_state, obs, keys, t0):
+            result, plan_state = self._eval_plan(params, obs, plan_state, keys, t0)
+            return result.action, plan_state, ()
 
-        init = (env_state, plan_state, env_state.inner.obs, jnp.ones(episodes, bool), jnp.zeros(episodes),
-                jnp.zeros(episodes, jnp.int32))
-        final, _ = jax.lax.scan(step, init, jax.random.split(k_plan, env.episode_length))
-        return EvalResult(final[4], final[5])
+        result = acting.rollout(self.env, policy, plan_state, key, episodes, self.env.episode_length)
+        return EvalResult(result.returns, result.lengths)
 
     # ------------------------------------------------------------------ sharding
     def _shard_batch(self, batch: Batch) -> Batch:

@@ -30,7 +30,7 @@ from tdmpc2_jax.config import Config
 from tdmpc2_jax.envs.mjx import MJXEnv
 from tdmpc2_jax.logs import RunLogger
 from tdmpc2_jax.loops.device import Carry, DeviceLoop, carry_shardings
-from tdmpc2_jax.loops.host import NonFiniteLoss, agent_config, seed_steps, work_dir_of
+from tdmpc2_jax.loops import run
 
 MUST_MATCH_ON_RESUME = ("task", "batch_size", "horizon", "buffer_size", "num_envs", "impl", "updates_per_step",
                         "episode_length")
@@ -55,7 +55,7 @@ def population(seeds: list[int], lrs: list[float]) -> list[Member]:
 def member_dirs(config: ConfigDict, members: list[Member]) -> list[str]:
     """Where each member logs: the run's work dir for a single run, a sub-directory per member else
     (on several hosts, processes other than the first log under process<i>/)."""
-    work_dir = work_dir_of(config)
+    work_dir = run.work_dir_of(config)
     if jax.process_index():
         work_dir = os.path.join(work_dir, f"process{jax.process_index()}")
     if len(members) == 1:
@@ -71,10 +71,10 @@ class Program:
             raise ValueError(f"num_envs must be positive, got {config.num_envs}")
         self.members = members
         self.env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
-        self.cfg: Config = agent_config(config, self.env.obs_dim, self.env.action_dim, self.env.episode_length)
+        self.cfg: Config = run.agent_config(config, self.env.obs_dim, self.env.action_dim, self.env.episode_length)
         self.agent = Agent(self.cfg)
         n = config.num_envs
-        self.seed_steps = config.seed_steps or seed_steps(self.env.episode_length)
+        self.seed_steps = run.seed_steps(config, self.env.episode_length)
         capacity = max(min(config.buffer_size, config.steps) // n, self.env.episode_length + self.cfg.horizon + 1)
         self.mesh = sharding.make_mesh(config.num_devices)
         self.mode = sharding.split_mode(self.mesh, len(members), n)
@@ -149,9 +149,9 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
     members = population(seeds or [config.seed], lrs or [config.lr])
     program = program_for(config, members)
     env, cfg, n = program.env, program.cfg, config.num_envs
-    work_dir = work_dir_of(config)
+    work_dir = run.work_dir_of(config)
     ckpt_dir = os.path.join(work_dir, "checkpoints")
-    eval_key = jax.random.split(jax.random.key(config.seed + 1_000_003), len(members))
+    eval_key = jax.random.split(jax.random.key(run.eval_seed(config.seed)), len(members))
 
     carry, episodes = None, np.zeros(len(members), np.int64)
     if config.resume and checkpoints.latest_step(ckpt_dir) is not None:
@@ -173,9 +173,8 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
         f"{program.buffer_bytes / 2**20:.1f} MiB, {program.updates_per_step} updates per batched step, chunks of "
         f"{program.chunk_steps} steps, work dir {work_dir}")
     last_eval: list[dict[str, Any]] = [{} for _ in members]
-    next_eval = (batches * n // config.eval_freq) * config.eval_freq if batches == 0 else \
-        (batches * n // config.eval_freq + 1) * config.eval_freq
-    next_checkpoint = (batches * n // config.checkpoint_every + 1) * config.checkpoint_every
+    next_eval = 0 if batches == 0 else run.next_multiple(batches * n, config.eval_freq)
+    next_checkpoint = run.next_multiple(batches * n, config.checkpoint_every)
 
     def save(final: bool = False) -> None:
         meta = dict(agent_step=batches * n, batches=batches, run_config=config.to_dict(),
@@ -189,11 +188,8 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
         eval_key = keys[:, 0]
         result = sharding.fetch(program.evaluate(carry.train_state.params, keys[:, 1], config.eval_episodes))
         for i, logger in enumerate(loggers):
-            returns = result.returns[i]
-            last_eval[i] = dict(episode_reward=float(returns.mean()), episode_reward_std=float(returns.std()),
-                                episode_reward_min=float(returns.min()),
-                                episode_length=float(result.lengths[i].mean()), returns=returns.tolist())
-            logger.log("eval", batches * n, {k: v for k, v in last_eval[i].items() if k != "returns"})
+            last_eval[i] = run.episode_statistics(result.returns[i], result.lengths[i])
+            logger.log("eval", batches * n, {k: v for k, v in last_eval[i].items() if k not in ("returns", "lengths")})
             last_eval[i]["transitions"] = batches * n
         if not single:
             means = np.asarray([e["episode_reward"] for e in last_eval])
@@ -203,11 +199,7 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
     def log_chunk(logs, length: int) -> None:
         logs = sharding.fetch(logs)
         metrics = {k: np.asarray(v) for k, v in logs.metrics.items()}
-        for name, values in metrics.items():
-            if not np.isfinite(values).all():
-                bad = [members[i].name for i in np.flatnonzero(~np.isfinite(values).all(axis=1))]
-                raise NonFiniteLoss(f"non-finite {name} before transition {batches * n:,} ({', '.join(bad)}); "
-                                    f"the last good checkpoint is step {checkpoints.latest_step(ckpt_dir)} in {ckpt_dir}")
+        run.check_finite(metrics, f"before transition {batches * n:,}", ckpt_dir, [m.name for m in members])
         for i, logger in enumerate(loggers):
             ended = logs.ended[i]
             episodes[i] += int(ended.sum())
@@ -238,10 +230,10 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
             log_chunk(logs, length)
             if batches * n >= next_eval or batches == program.total_batches:
                 run_eval()
-                next_eval = (batches * n // config.eval_freq + 1) * config.eval_freq
+                next_eval = run.next_multiple(batches * n, config.eval_freq)
             if batches * n >= next_checkpoint and batches < program.total_batches:  # the end saves below
                 save()
-                next_checkpoint = (batches * n // config.checkpoint_every + 1) * config.checkpoint_every
+                next_checkpoint = run.next_multiple(batches * n, config.checkpoint_every)
         save(final=True)
     finally:
         for logger in loggers:
@@ -273,15 +265,11 @@ def run_tree(carry: Carry, eval_key: jax.Array, with_buffer: bool = True) -> dic
 def restore_run(ckpt_dir: str, config: ConfigDict, program: Program) -> tuple[Carry, jax.Array]:
     """The carry of the latest checkpoint, refused with the differing keys when it is another run's."""
     step, meta = checkpoints.read_meta(ckpt_dir)
-    saved = meta.get("run_config", {})
-    diffs = [f"{k}: run has {config[k]!r}, checkpoint has {saved.get(k)!r}" for k in MUST_MATCH_ON_RESUME
-             if k in saved and saved[k] != config[k]]
+    members = []
     if "members" in meta and [tuple(m.values()) for m in meta["members"]] != [tuple(m) for m in program.members]:
-        diffs.append(f"members: run has {[m.name for m in program.members]}, checkpoint has "
-                     f"{[Member(**m).name for m in meta['members']]}")
-    diffs += checkpoints.architecture_mismatches(program.cfg.architecture(), meta.get("architecture", {}))
-    if diffs:
-        raise ValueError(f"cannot resume from {ckpt_dir}: " + "; ".join(diffs))
+        members.append(f"members: run has {[m.name for m in program.members]}, checkpoint has "
+                       f"{[Member(**m).name for m in meta['members']]}")
+    run.check_resumable(ckpt_dir, config, program.cfg, meta, MUST_MATCH_ON_RESUME, members)
     if not meta.get("has_buffer", False):
         raise ValueError(f"{ckpt_dir} was saved without its replay buffer (save_buffer=False): it can be "
                          "evaluated but not resumed")

@@ -23,38 +23,13 @@ from ml_collections import ConfigDict
 from tdmpc2_jax import checkpoints, xla
 from tdmpc2_jax.agent import Agent, TrainState
 from tdmpc2_jax.buffers.episodic import EpisodeBuffer
-from tdmpc2_jax.config import Config, make_config
+from tdmpc2_jax.config import Config
 from tdmpc2_jax.envs.dmc import ACTION_REPEAT, DMCEnv
 from tdmpc2_jax.logs import RunLogger
+from tdmpc2_jax.loops import run
 from tdmpc2_jax.planner import PlanState, init_plan_state, make_planner
 
-RUN_KEYS = ("task", "obs", "seed", "steps", "eval_freq", "eval_episodes", "buffer_size", "exp_name", "work_dir",
-            "checkpoint_every", "resume", "save_buffer", "tensorboard", "progress", "save_csv", "save_video",
-            "save_agent", "model_size", "seed_steps", "backend", "num_envs", "impl", "updates_per_step", "chunk_steps",
-            "num_devices", "distributed", "compilation_cache")
 MUST_MATCH_ON_RESUME = ("task", "seed", "batch_size", "horizon", "buffer_size")
-
-
-class NonFiniteLoss(RuntimeError):
-    pass
-
-
-def work_dir_of(config: ConfigDict) -> str:
-    return config.work_dir or os.path.join("runs", config.task, str(config.seed), config.exp_name)
-
-
-def agent_config(config: ConfigDict, obs_dim: int, action_dim: int, episode_length: int) -> Config:
-    """The agent's Config from a run config (official keys) and the environment's dimensions."""
-    values = {k: v for k, v in config.to_dict().items() if k not in RUN_KEYS}
-    if config.obs != "state":
-        raise ValueError(f"obs={config.obs!r}: only state observations are supported")
-    values.update(obs_dim=obs_dim, action_dim=action_dim, episode_length=episode_length,
-                  model_size=config.model_size)
-    return make_config(values)
-
-
-def seed_steps(episode_length: int) -> int:
-    return max(1000, 5 * episode_length)
 
 
 @dataclasses.dataclass
@@ -106,25 +81,23 @@ def evaluate(env: DMCEnv, actor: Actor, params, key: jax.Array, episodes: int,
                 on_frame(env.render())
         returns.append(total)
         lengths.append(t)
-    return dict(episode_reward=float(np.mean(returns)), episode_reward_std=float(np.std(returns)),
-                episode_reward_min=float(np.min(returns)), episode_length=float(np.mean(lengths)),
-                returns=returns, lengths=lengths)
+    return run.episode_statistics(returns, lengths)
 
 
 def train(config: ConfigDict) -> dict[str, Any]:
     """Trains (or resumes) one agent on one DMC task; returns the last evaluation (with its `agent_step`)."""
-    work_dir = work_dir_of(config)
+    work_dir = run.work_dir_of(config)
     ckpt_dir = os.path.join(work_dir, "checkpoints")
     env = DMCEnv(config.task, config.seed, episode_length=config.episode_length)
-    eval_env = DMCEnv(config.task, config.seed + 1_000_003, episode_length=config.episode_length)
-    cfg = agent_config(config, env.obs_dim, env.action_dim, env.episode_length)
+    eval_env = DMCEnv(config.task, run.eval_seed(config.seed), episode_length=config.episode_length)
+    cfg = run.agent_config(config, env.obs_dim, env.action_dim, env.episode_length)
     agent = Agent(cfg)
     actor = Actor(agent)
     update = xla.jit(agent.update, donate_argnums=0)
     capacity_steps = min(config.buffer_size, config.steps)
     buffer = EpisodeBuffer(capacity_steps + capacity_steps // env.episode_length + 1, env.obs_dim,
                            env.action_dim, cfg.horizon)
-    num_seed_steps = config.seed_steps or seed_steps(env.episode_length)
+    num_seed_steps = run.seed_steps(config, env.episode_length)
 
     key = jax.random.key(config.seed)
     key, init_key = jax.random.split(key)
@@ -134,11 +107,11 @@ def train(config: ConfigDict) -> dict[str, Any]:
     step, episode_index, eval_next, last_eval, resumed = 0, 0, False, {}, False
 
     if config.resume and checkpoints.latest_step(ckpt_dir) is not None:
-        run = restore_run(ckpt_dir, config, cfg, state, plan_state, buffer)
-        state, plan_state, key, rng = run.state, run.plan_state, run.key, run.rng
-        step, episode_index, eval_next, resumed = run.agent_step, run.episode, run.eval_next, True
-        env.set_rng_state(run.meta["env_rng"])
-        eval_env.set_rng_state(run.meta["eval_env_rng"])
+        restored = restore_run(ckpt_dir, config, cfg, state, plan_state, buffer)
+        state, plan_state, key, rng = restored.state, restored.plan_state, restored.key, restored.rng
+        step, episode_index, eval_next, resumed = restored.agent_step, restored.episode, restored.eval_next, True
+        env.set_rng_state(restored.meta["env_rng"])
+        eval_env.set_rng_state(restored.meta["eval_env_rng"])
     os.makedirs(work_dir, exist_ok=True)
     # agent steps 0..steps inclusive, as in the official loop
     logger = RunLogger(work_dir, config.steps + 1, ACTION_REPEAT, start_step=step, tensorboard=config.tensorboard,
@@ -146,7 +119,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
     logger.message(f"{config.task}: obs {env.obs_dim}, action {env.action_dim}, agent steps {config.steps:,} "
                    f"(from {step:,}), buffer {buffer.capacity:,} rows = {buffer.nbytes / 2**20:.1f} MiB, "
                    f"work dir {work_dir}")
-    next_checkpoint = (step // config.checkpoint_every + 1) * config.checkpoint_every
+    next_checkpoint = run.next_multiple(step, config.checkpoint_every)
     metrics: dict[str, float] = {}
     episode: Episode | None = None
     episode_done = True  # the loop starts by opening an episode
@@ -178,7 +151,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
                                                     steps_per_second=step / max(logger.elapsed(), 1e-9), **metrics))
                     if step >= next_checkpoint:
                         save()
-                        next_checkpoint = (step // config.checkpoint_every + 1) * config.checkpoint_every
+                        next_checkpoint = run.next_multiple(step, config.checkpoint_every)
                 episode = Episode([env.reset()])
                 episode_done = False
 
@@ -206,9 +179,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
                     batch = jax.tree.map(jnp.asarray, buffer.sample(rng, cfg.batch_size))
                     state, device_metrics = update(state, batch, k)
                 metrics = {k_: float(v) for k_, v in device_metrics.items()}
-                if not np.isfinite(metrics["total_loss"]):
-                    raise NonFiniteLoss(f"non-finite loss at agent step {step:,} ({metrics}); the last good "
-                                        f"checkpoint is step {checkpoints.latest_step(ckpt_dir)} in {ckpt_dir}")
+                run.check_finite({"total_loss": metrics["total_loss"]}, f"at agent step {step:,}", ckpt_dir)
             step += 1
             logger.advance()
         save(final=True)
@@ -249,12 +220,7 @@ def restore_run(ckpt_dir: str, config: ConfigDict, cfg: Config, state: TrainStat
                 buffer: EpisodeBuffer) -> RunCheckpoint:
     """The latest run checkpoint, refused with the differing keys when it is another run's."""
     step, meta = checkpoints.read_meta(ckpt_dir)
-    saved = meta.get("run_config", {})
-    diffs = [f"{k}: run has {config[k]!r}, checkpoint has {saved.get(k)!r}" for k in MUST_MATCH_ON_RESUME
-             if k in saved and saved[k] != config[k]]
-    diffs += checkpoints.architecture_mismatches(cfg.architecture(), meta.get("architecture", {}))
-    if diffs:
-        raise ValueError(f"cannot resume from {ckpt_dir}: " + "; ".join(diffs))
+    run.check_resumable(ckpt_dir, config, cfg, meta, MUST_MATCH_ON_RESUME)
     like = run_tree(state, plan_state, jax.random.key(0), buffer if meta.get("has_buffer") else None)
     tree = checkpoints.restore_exact(ckpt_dir, step, like)
     if "buffer" in tree:

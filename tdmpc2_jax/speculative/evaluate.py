@@ -97,9 +97,9 @@ def run_mjx(env, speculator, params, corrector_params, key: jax.Array, episodes:
     rollout = xla.jit(lambda p, c, k: episodes_batch(env, speculator, p, c, k, episodes, env.episode_length))
     rollout = rollout.lower(params, corrector_params, key).compile()
     start = time.perf_counter()
-    trace = jax.block_until_ready(rollout(params, corrector_params, key))
+    result = jax.block_until_ready(rollout(params, corrector_params, key))
     seconds = time.perf_counter() - start
-    return summarize(np.asarray(trace.reward).sum(0), trace.info, seconds / env.episode_length,
+    return summarize(np.asarray(result.returns), result.info, seconds / env.episode_length,
                      speculator.settings.horizon_k)
 
 
@@ -215,8 +215,9 @@ def main(argv: list[str]) -> None:
             make_env = lambda: MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
         else:
             from tdmpc2_jax.envs.dmc import DMCEnv
+            from tdmpc2_jax.loops.run import eval_seed
 
-            make_env = lambda: DMCEnv(config.task, FLAGS.seed + 1_000_003, episode_length=config.episode_length)
+            make_env = lambda: DMCEnv(config.task, eval_seed(FLAGS.seed), episode_length=config.episode_length)
         env = make_env()
         cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
         correctors = {name: training.load(path, config.task, cfg.latent_dim, max(ks)) for name, path in pairs}

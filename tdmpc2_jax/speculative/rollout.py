@@ -6,6 +6,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from tdmpc2_jax import acting
 from tdmpc2_jax.envs.mjx import MJXEnv
 from tdmpc2_jax.speculative.controller import Checks, Speculator, StepInfo
 
@@ -33,21 +34,12 @@ def episode(env: MJXEnv, speculator: Speculator, params, corrector_params, key: 
 
 
 def episodes_batch(env: MJXEnv, speculator: Speculator, params, corrector_params, key: jax.Array, num_envs: int,
-                   steps: int) -> Trace:
-    """`steps` agent steps of N environments; the planner runs for the batch only when some env replans."""
-    k_reset, k_steps = jax.random.split(key)
-    env_state = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs))
+                   steps: int) -> acting.Rollout:
+    """`steps` agent steps of N environments; the planner runs for the batch only when some env replans.
+    The totals count each environment's first episode; `info` is the controller's StepInfo [T, N]."""
     state = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs,) + x.shape), speculator.init_state())
-
-    def body(carry, k):
-        env_state, state = carry
-        action, state, info = speculator.step_batch(params, corrector_params, state, env_state.inner.obs,
-                                                    jax.random.split(k, num_envs), env_state.t == 0)
-        env_state, out = env.step_batch(env_state, action)
-        return (env_state, state), Trace(out.reward, out.ended, info)
-
-    _, trace = jax.lax.scan(body, (env_state, state), jax.random.split(k_steps, steps))
-    return trace
+    policy = lambda state, obs, keys, t0: speculator.step_batch(params, corrector_params, state, obs, keys, t0)
+    return acting.rollout(env, policy, state, key, num_envs, steps)
 
 
 def watch_batch(env: MJXEnv, speculator: Speculator, params, key: jax.Array, num_envs: int, steps: int) -> Checks:

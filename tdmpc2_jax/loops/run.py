@@ -1,0 +1,82 @@
+"""Run bookkeeping shared by the host and the MJX loop: the agent's Config from a run config, the
+work directory, the official seeding schedule, evaluation seeds, schedule boundaries, the resume
+check, the non-finite-loss stop and evaluation statistics."""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+from ml_collections import ConfigDict
+
+from tdmpc2_jax import checkpoints
+from tdmpc2_jax.config import FIELD_NAMES, Config, make_config
+
+# evaluation environments and keys are seeded apart from training's
+EVAL_SEED_OFFSET = 1_000_003
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def agent_config(config: ConfigDict, obs_dim: int, action_dim: int, episode_length: int) -> Config:
+    """The agent's Config from a run config (official keys) and the environment's dimensions."""
+    if config.obs != "state":
+        raise ValueError(f"obs={config.obs!r}: only state observations are supported")
+    values = {k: v for k, v in config.to_dict().items() if k in FIELD_NAMES}
+    values.update(obs_dim=obs_dim, action_dim=action_dim, episode_length=episode_length,
+                  model_size=config.model_size)
+    return make_config(values)
+
+
+def work_dir_of(config: ConfigDict) -> str:
+    return config.work_dir or os.path.join("runs", config.task, str(config.seed), config.exp_name)
+
+
+def seed_steps(config: ConfigDict, episode_length: int) -> int:
+    """Steps of uniformly random actions before planning: the official max(1000, 5 x episode length)."""
+    return config.seed_steps or max(1000, 5 * episode_length)
+
+
+def eval_seed(seed: int) -> int:
+    return seed + EVAL_SEED_OFFSET
+
+
+def next_multiple(step: int, every: int) -> int:
+    """The first multiple of `every` after `step` (where the next eval or checkpoint is due)."""
+    return (step // every + 1) * every
+
+
+def check_resumable(ckpt_dir: str, config: ConfigDict, cfg: Config, meta: Mapping[str, Any],
+                    must_match: Iterable[str], extra: Iterable[str] = ()) -> None:
+    """Refuses, naming every difference, a checkpoint written by another run (keys in `must_match`
+    and the architecture; `extra` adds differences the caller found)."""
+    saved = meta.get("run_config", {})
+    diffs = [f"{k}: run has {config[k]!r}, checkpoint has {saved.get(k)!r}" for k in must_match
+             if k in saved and saved[k] != config[k]]
+    diffs += list(extra)
+    diffs += checkpoints.architecture_mismatches(cfg.architecture(), meta.get("architecture", {}))
+    if diffs:
+        raise ValueError(f"cannot resume from {ckpt_dir}: " + "; ".join(diffs))
+
+
+def check_finite(metrics: Mapping[str, Any], where: str, ckpt_dir: str, members: list[str] | None = None) -> None:
+    """Stops the run when a metric is not finite, naming it, the members of a population whose
+    values ([M, ...]) are not, and the last good checkpoint."""
+    for name, value in metrics.items():
+        finite = np.isfinite(np.asarray(value))
+        if finite.all():
+            continue
+        if members is not None:
+            where += " (" + ", ".join(members[i] for i in np.flatnonzero(~finite.reshape(len(members), -1).all(1))) + ")"
+        raise NonFiniteLoss(f"non-finite {name} {where}; the last good checkpoint is step "
+                            f"{checkpoints.latest_step(ckpt_dir)} in {ckpt_dir}")
+
+
+def episode_statistics(returns: Iterable[float], lengths: Iterable[int]) -> dict[str, Any]:
+    """Mean, spread and lengths of evaluation episodes, as logged to eval.csv."""
+    returns, lengths = np.asarray(list(returns), np.float64), np.asarray(list(lengths))
+    return dict(episode_reward=float(returns.mean()), episode_reward_std=float(returns.std()),
+                episode_reward_min=float(returns.min()), episode_length=float(lengths.mean()),
+                returns=returns.tolist(), lengths=lengths.tolist())
