@@ -9,8 +9,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from tdmpc2_jax.types import Batch
 from tdmpc2_jax.config import Config
+from tdmpc2_jax.types import Batch
 
 
 def random_batch(cfg: Config, batch_size: int, key: jax.Array) -> Batch:

@@ -38,6 +38,7 @@ from benchmarks.mjx_throughput import device_figures
 from tdmpc2_jax import xla
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.config import make_config
+from tdmpc2_jax.malloc import reuse_freed_memory
 from tdmpc2_jax.planner import init_plan_state, plan
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -253,6 +254,7 @@ def main() -> None:
                         "none with --smoke)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, cartpole-balance, on any backend")
     args = parser.parse_args()
+    reuse_freed_memory()  # as the command lines do (malloc.py)
     settings = SMOKE if args.smoke else FULL
     budget = args.budget_s or (float("inf") if args.smoke else 510.0)
     check = Check(args.out, budget, settings, args.smoke)

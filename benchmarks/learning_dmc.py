@@ -16,6 +16,7 @@ import time
 
 import jax
 
+from tdmpc2_jax.cli import setup_process
 from tdmpc2_jax.envs.dmc import ACTION_REPEAT
 from tdmpc2_jax.loops import host
 
@@ -69,6 +70,7 @@ def main() -> None:
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     task, env_steps, overrides = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    setup_process()
     config = load_config(task, overrides)
     results = ROOT / "experiments" / "results" / "learning"
     run_dir = results / task

@@ -23,6 +23,7 @@ from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.config import make_config
 from tdmpc2_jax.envs.mjx import MJXEnv
 from tdmpc2_jax.loops.device import DeviceLoop
+from tdmpc2_jax.malloc import reuse_freed_memory
 
 
 def device_figures(task: str, model_size: int | dict, num_envs: int, steps: int, updates: int, repeats: int,
@@ -86,6 +87,7 @@ def main() -> None:
     parser.add_argument("--host-steps", type=int, default=20, help="host-loop transitions to time (0: skip)")
     parser.add_argument("--impl", default="jax", help="MJX implementation (jax or warp)")
     args = parser.parse_args()
+    reuse_freed_memory()  # as the command lines do (malloc.py)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {args.task}, {args.model_size}M model")
     for n in args.num_envs:
         figures = device_figures(args.task, args.model_size, n, args.steps, args.updates, args.repeats, args.impl)

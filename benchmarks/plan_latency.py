@@ -13,6 +13,7 @@ import jax.numpy as jnp
 
 from benchmarks._timing import report, time_calls
 from tdmpc2_jax.config import make_config
+from tdmpc2_jax.malloc import reuse_freed_memory
 from tdmpc2_jax.planner import init_plan_state, make_planner
 from tdmpc2_jax.world_model import WorldModel
 
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("--obs-dim", type=int, default=24)
     parser.add_argument("--action-dim", type=int, default=6)
     args = parser.parse_args()
+    reuse_freed_memory()  # as the command lines do (malloc.py)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), batch {args.batch}")
     for size in args.sizes:
         cfg = make_config(dict(model_size=size, obs_dim=args.obs_dim, action_dim=args.action_dim))

@@ -11,9 +11,10 @@ import argparse
 import jax
 
 from benchmarks._timing import random_batch, report, time_calls
-from tdmpc2_jax.agent import Agent
 from tdmpc2_jax import xla
+from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.config import make_config
+from tdmpc2_jax.malloc import reuse_freed_memory
 
 
 def main() -> None:
@@ -24,6 +25,7 @@ def main() -> None:
     parser.add_argument("--obs-dim", type=int, default=24)
     parser.add_argument("--action-dim", type=int, default=6)
     args = parser.parse_args()
+    reuse_freed_memory()  # as the command lines do (malloc.py)
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), batch {args.batch_size}")
     for size in args.sizes:
         cfg = make_config(dict(model_size=size, obs_dim=args.obs_dim, action_dim=args.action_dim,

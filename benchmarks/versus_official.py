@@ -30,6 +30,7 @@ from benchmarks._timing import first_call, random_batch, spread, warm_times
 from tdmpc2_jax import xla
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.config import make_config
+from tdmpc2_jax.malloc import reuse_freed_memory
 from tdmpc2_jax.planner import init_plan_state, make_planner
 
 OBS_DIM, ACTION_DIM = 24, 6
@@ -149,6 +150,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--calls", type=int, default=5, help="calls of each program per round")
     args = parser.parse_args()
+    reuse_freed_memory()  # as the command lines do (malloc.py)
     agent_cls, presets, defaults = load_official(args.official_repo)
     import torch
 

@@ -20,7 +20,7 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tdmpc2_jax.cli import fail, parse_flags, quiet_libraries, use_compilation_cache  # noqa: E402
+from tdmpc2_jax.cli import fail, parse_flags, setup_process  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "an MJX config, e.g. configs/mjx.py:cartpole-balance",
                                           lock_config=True)
@@ -75,8 +75,7 @@ def main(argv: list[str]) -> None:
     config = _CONFIG.value
     if config is None or config.get("backend") != "mjx":
         fail("--config must be an MJX config, e.g. --config=configs/mjx.py:cartpole-balance")
-    quiet_libraries()
-    use_compilation_cache(config)
+    setup_process(config)
     from tdmpc2_jax.envs.mjx import playground_name
     from tdmpc2_jax.loops import device_run, run
 

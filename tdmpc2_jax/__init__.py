@@ -1,4 +1,3 @@
-"""TD-MPC2 in JAX. Importing the package configures memory reuse first (see `malloc.py`)."""
-from tdmpc2_jax.malloc import reuse_freed_memory
-
-reuse_freed_memory()
+"""TD-MPC2 in JAX: the world model, update and MPPI planner as pure functions, the training loops
+and their command lines. Importing it changes nothing in the process; the command lines set
+up memory reuse, logging and the compilation cache (`cli.setup_process`)."""

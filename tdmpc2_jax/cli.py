@@ -28,6 +28,17 @@ def parse_flags(argv: list[str]) -> list[str]:
         sys.exit(2)
 
 
+def setup_process(config=None) -> None:
+    """What a command line sets for its whole process before any JAX work: freed memory kept in
+    the process (malloc.py), libraries' logging at WARNING, and the compilation cache of `config`."""
+    from tdmpc2_jax.malloc import reuse_freed_memory
+
+    reuse_freed_memory()
+    logging.set_verbosity(logging.WARNING)  # orbax reports every file it writes at INFO
+    if config is not None:
+        use_compilation_cache(config)
+
+
 def use_compilation_cache(config) -> None:
     """Keep compiled programs under config.compilation_cache (a directory; "" or absent: off).
 
@@ -59,11 +70,6 @@ def _machine_tag() -> str:
         features = ""
     text = " ".join([platform.machine(), platform.processor(), features])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def quiet_libraries() -> None:
-    """Only warnings from absl-logging libraries (orbax reports every file it writes at INFO)."""
-    logging.set_verbosity(logging.WARNING)
 
 
 def fail(message: str, code: int = 2) -> None:

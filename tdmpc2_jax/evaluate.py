@@ -15,7 +15,7 @@ from __future__ import annotations
 from absl import app, flags
 from ml_collections import config_flags
 
-from tdmpc2_jax.cli import fail, parse_flags, quiet_libraries, use_compilation_cache
+from tdmpc2_jax.cli import fail, parse_flags, setup_process
 from tdmpc2_jax.loading import load_for_task
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file, e.g. configs/dmc.py:cheetah-run",
@@ -31,8 +31,7 @@ def main(argv: list[str]) -> None:
     config = _CONFIG.value
     if config is None or FLAGS.checkpoint is None:
         fail("--config and --checkpoint are required")
-    quiet_libraries()
-    use_compilation_cache(config)
+    setup_process(config)
     seed = config.seed if FLAGS.seed is None else FLAGS.seed
     if config.backend == "mjx":
         if FLAGS.video:

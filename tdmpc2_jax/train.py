@@ -11,7 +11,7 @@ from __future__ import annotations
 from absl import app
 from ml_collections import config_flags
 
-from tdmpc2_jax.cli import fail, parse_flags, quiet_libraries, use_compilation_cache
+from tdmpc2_jax.cli import fail, parse_flags, setup_process
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "config file, e.g. configs/dmc.py:cheetah-run",
                                           lock_config=True)
@@ -22,8 +22,7 @@ def main(argv: list[str]) -> None:
     config = _CONFIG.value
     if config is None:
         fail("--config is required, e.g. --config=configs/dmc.py:cartpole-balance")
-    quiet_libraries()
-    use_compilation_cache(config)
+    setup_process(config)
     from tdmpc2_jax.loops.run import NonFiniteLoss
 
     try:

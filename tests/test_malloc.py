@@ -5,7 +5,8 @@ import sys
 
 PROGRAM = """
 import resource
-import tdmpc2_jax  # configures malloc first
+from tdmpc2_jax.malloc import reuse_freed_memory
+reuse_freed_memory()  # what every command line does first (cli.setup_process)
 import jax, jax.numpy as jnp
 
 @jax.jit

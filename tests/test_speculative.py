@@ -200,7 +200,7 @@ def test_the_scan_rollout_equals_a_python_loop_and_the_batch_equals_each_env(mod
 
 
 def test_speculative_returns_on_a_terminating_task_stop_at_each_episode_end(model, params):
-    from tdmpc2_jax.speculative.evaluate import run_mjx
+    from tdmpc2_jax.speculative.modes import run_mjx
 
     # starts are uniform in [-1, 1]: most episodes end at once, the rest within a few steps or never
     env = MJXEnv("toy", episode_length=8, playground_env=PointMass(terminates=True, limit=0.5))

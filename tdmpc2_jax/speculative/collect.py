@@ -15,7 +15,7 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
-from tdmpc2_jax.cli import fail, parse_flags, quiet_libraries, use_compilation_cache
+from tdmpc2_jax.cli import fail, parse_flags, setup_process
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "an MJX config, e.g. configs/mjx.py:cartpole-balance",
                                           lock_config=True)
@@ -36,8 +36,7 @@ def main(argv: list[str]) -> None:
     config = _CONFIG.value
     if config is None or FLAGS.checkpoint is None or FLAGS.out is None:
         fail("--config, --checkpoint and --out are required")
-    quiet_libraries()
-    use_compilation_cache(config)
+    setup_process(config)
     import jax
 
     from tdmpc2_jax.envs.mjx import MJXEnv

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from tdmpc2_jax.cli import fail, parse_flags, quiet_libraries
+from tdmpc2_jax.cli import fail, parse_flags, setup_process
 
 flags.DEFINE_list("data", None, "one or more .npz files from tdmpc2_jax.speculative.collect")
 flags.DEFINE_enum("kind", "mlp", ["mlp", "transformer"], "corrector architecture")
@@ -34,7 +34,7 @@ def main(argv: list[str]) -> None:
     del argv
     if not FLAGS.data or FLAGS.out is None:
         fail("--data and --out are required")
-    quiet_libraries()
+    setup_process()
     import jax
 
     from tdmpc2_jax.speculative import data, training
