@@ -22,11 +22,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tdmpc2_jax.cli import fail, parse_flags, setup_process  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "an MJX config, e.g. configs/mjx.py:cartpole-balance",
-                                          lock_config=True)
-flags.DEFINE_list("seeds", ["1", "2"], "seeds of the population")
-flags.DEFINE_list("lrs", None, "learning rates (default: the config's lr)")
 FLAGS = flags.FLAGS
+_CONFIG = None  # the --config flag (define_flags)
+
+
+def define_flags() -> None:
+    """This command line's flags; defined when it runs, so that importing the module defines none."""
+    global _CONFIG
+    _CONFIG = config_flags.DEFINE_config_file("config", None, "an MJX config, e.g. configs/mjx.py:cartpole-balance",
+                                              lock_config=True)
+    flags.DEFINE_list("seeds", ["1", "2"], "seeds of the population")
+    flags.DEFINE_list("lrs", None, "learning rates (default: the config's lr)")
 
 
 def summarize(config, members) -> list[dict]:
@@ -102,4 +108,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=parse_flags)

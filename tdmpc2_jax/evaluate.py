@@ -18,13 +18,19 @@ from ml_collections import config_flags
 from tdmpc2_jax.cli import fail, parse_flags, setup_process
 from tdmpc2_jax.loading import load_for_task
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "config file, e.g. configs/dmc.py:cheetah-run",
-                                          lock_config=True)
-flags.DEFINE_string("checkpoint", None, "orbax checkpoint directory or official .pt file")
-flags.DEFINE_integer("episodes", 10, "number of evaluation episodes")
-flags.DEFINE_string("video", None, "write the first episode to this .mp4")
-flags.DEFINE_integer("seed", None, "evaluation seed (default: the config's seed)")
 FLAGS = flags.FLAGS
+_CONFIG = None  # the --config flag (define_flags)
+
+
+def define_flags() -> None:
+    """This command line's flags; defined when it runs, so that importing the module defines none."""
+    global _CONFIG
+    _CONFIG = config_flags.DEFINE_config_file("config", None, "config file, e.g. configs/dmc.py:cheetah-run",
+                                              lock_config=True)
+    flags.DEFINE_string("checkpoint", None, "orbax checkpoint directory or official .pt file")
+    flags.DEFINE_integer("episodes", 10, "number of evaluation episodes")
+    flags.DEFINE_string("video", None, "write the first episode to this .mp4")
+    flags.DEFINE_integer("seed", None, "evaluation seed (default: the config's seed)")
 
 def main(argv: list[str]) -> None:
     del argv
@@ -89,4 +95,5 @@ def _evaluate_mjx(config, seed: int):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=parse_flags)

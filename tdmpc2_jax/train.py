@@ -13,8 +13,14 @@ from ml_collections import config_flags
 
 from tdmpc2_jax.cli import fail, parse_flags, setup_process
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "config file, e.g. configs/dmc.py:cheetah-run",
-                                          lock_config=True)
+_CONFIG = None  # the --config flag (define_flags)
+
+
+def define_flags() -> None:
+    """This command line's flags; defined when it runs, so that importing the module defines none."""
+    global _CONFIG
+    _CONFIG = config_flags.DEFINE_config_file("config", None, "config file, e.g. configs/dmc.py:cheetah-run",
+                                              lock_config=True)
 
 
 def main(argv: list[str]) -> None:
@@ -61,4 +67,5 @@ def _train(config):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=parse_flags)

@@ -17,18 +17,24 @@ from ml_collections import config_flags
 
 from tdmpc2_jax.cli import fail, parse_flags, setup_process
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "an MJX config, e.g. configs/mjx.py:cartpole-balance",
-                                          lock_config=True)
-flags.DEFINE_string("checkpoint", None, "the trained agent (orbax checkpoint directory or official .pt)")
-flags.DEFINE_integer("k", 4, "execution horizon K")
-flags.DEFINE_integer("envs", 16, "environments rolled out at once")
-flags.DEFINE_integer("steps", 1000, "batched steps (episodes of episode_length steps follow each other)")
-flags.DEFINE_integer("history", 1, "steps of history per tuple (1 for the MLP corrector)")
-flags.DEFINE_string("corrector", None, "roll out with this corrector (DAgger round)")
-flags.DEFINE_string("out", None, "output .npz")
-flags.DEFINE_bool("append", False, "add the tuples to an existing --out file")
-flags.DEFINE_integer("seed", 0, "rollout seed")
 FLAGS = flags.FLAGS
+_CONFIG = None  # the --config flag (define_flags)
+
+
+def define_flags() -> None:
+    """This command line's flags; defined when it runs, so that importing the module defines none."""
+    global _CONFIG
+    _CONFIG = config_flags.DEFINE_config_file("config", None, "an MJX config, e.g. configs/mjx.py:cartpole-balance",
+                                              lock_config=True)
+    flags.DEFINE_string("checkpoint", None, "the trained agent (orbax checkpoint directory or official .pt)")
+    flags.DEFINE_integer("k", 4, "execution horizon K")
+    flags.DEFINE_integer("envs", 16, "environments rolled out at once")
+    flags.DEFINE_integer("steps", 1000, "batched steps (episodes of episode_length steps follow each other)")
+    flags.DEFINE_integer("history", 1, "steps of history per tuple (1 for the MLP corrector)")
+    flags.DEFINE_string("corrector", None, "roll out with this corrector (DAgger round)")
+    flags.DEFINE_string("out", None, "output .npz")
+    flags.DEFINE_bool("append", False, "add the tuples to an existing --out file")
+    flags.DEFINE_integer("seed", 0, "rollout seed")
 
 
 def main(argv: list[str]) -> None:
@@ -77,4 +83,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=parse_flags)

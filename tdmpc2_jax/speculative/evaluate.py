@@ -30,19 +30,25 @@ from tdmpc2_jax.speculative.calibration import calibration_path, read_calibratio
 from tdmpc2_jax.speculative.modes import protocol_modes, run_host, run_mjx
 from tdmpc2_jax.speculative.report import read_results, relative_to_full, write_results
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "configs/mjx.py:TASK or configs/dmc.py:TASK",
-                                          lock_config=True)
-flags.DEFINE_string("checkpoint", None, "the trained agent")
-flags.DEFINE_list("k", ["2", "3", "4", "6"], "execution horizons K")
-flags.DEFINE_list("correctors", [], "NAME=DIR pairs of trained correctors")
-flags.DEFINE_integer("episodes", 16, "episodes per mode (the same seeds for every mode)")
-flags.DEFINE_string("out", None, "directory for results.md, results.csv and results.png")
-flags.DEFINE_bool("calibrate", False, "calibrate the missing thresholds tau (and save them)")
-flags.DEFINE_float("quantile", 0.95, "quantile of e_k used as tau_k")
-flags.DEFINE_integer("seed", 0, "evaluation seed")
-flags.DEFINE_list("modes", [], "run only these modes (e.g. full,naive-2) and replace their rows in OUT/results.csv, "
-                  "keeping the others (to re-run or re-time part of the protocol)")
 FLAGS = flags.FLAGS
+_CONFIG = None  # the --config flag (define_flags)
+
+
+def define_flags() -> None:
+    """This command line's flags; defined when it runs, so that importing the module defines none."""
+    global _CONFIG
+    _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/mjx.py:TASK or configs/dmc.py:TASK",
+                                              lock_config=True)
+    flags.DEFINE_string("checkpoint", None, "the trained agent")
+    flags.DEFINE_list("k", ["2", "3", "4", "6"], "execution horizons K")
+    flags.DEFINE_list("correctors", [], "NAME=DIR pairs of trained correctors")
+    flags.DEFINE_integer("episodes", 16, "episodes per mode (the same seeds for every mode)")
+    flags.DEFINE_string("out", None, "directory for results.md, results.csv and results.png")
+    flags.DEFINE_bool("calibrate", False, "calibrate the missing thresholds tau (and save them)")
+    flags.DEFINE_float("quantile", 0.95, "quantile of e_k used as tau_k")
+    flags.DEFINE_integer("seed", 0, "evaluation seed")
+    flags.DEFINE_list("modes", [], "run only these modes (e.g. full,naive-2) and replace their rows in OUT/results.csv, "
+                      "keeping the others (to re-run or re-time part of the protocol)")
 
 
 def main(argv: list[str]) -> None:
@@ -122,4 +128,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=parse_flags)

@@ -15,19 +15,23 @@ from absl import app, flags
 
 from tdmpc2_jax.cli import fail, parse_flags, setup_process
 
-flags.DEFINE_list("data", None, "one or more .npz files from tdmpc2_jax.speculative.collect")
-flags.DEFINE_enum("kind", "mlp", ["mlp", "transformer"], "corrector architecture")
-flags.DEFINE_string("out", None, "output checkpoint directory")
-flags.DEFINE_integer("epochs", 200, "maximum epochs")
-flags.DEFINE_integer("batch", 256, "batch size")
-flags.DEFINE_float("lr", 1e-3, "Adam learning rate")
-flags.DEFINE_float("delta_penalty", 1e-3, "weight of ||delta||^2")
-flags.DEFINE_float("val_fraction", 0.1, "held-out fraction")
-flags.DEFINE_integer("patience", 10, "epochs without validation improvement before stopping")
-flags.DEFINE_integer("hidden", 256, "hidden width")
-flags.DEFINE_bool("use_std", False, "give the corrector the plan's std at step k")
-flags.DEFINE_integer("seed", 0, "seed for the split, init and shuffling")
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """This command line's flags; defined when it runs, so that importing the module defines none."""
+    flags.DEFINE_list("data", None, "one or more .npz files from tdmpc2_jax.speculative.collect")
+    flags.DEFINE_enum("kind", "mlp", ["mlp", "transformer"], "corrector architecture")
+    flags.DEFINE_string("out", None, "output checkpoint directory")
+    flags.DEFINE_integer("epochs", 200, "maximum epochs")
+    flags.DEFINE_integer("batch", 256, "batch size")
+    flags.DEFINE_float("lr", 1e-3, "Adam learning rate")
+    flags.DEFINE_float("delta_penalty", 1e-3, "weight of ||delta||^2")
+    flags.DEFINE_float("val_fraction", 0.1, "held-out fraction")
+    flags.DEFINE_integer("patience", 10, "epochs without validation improvement before stopping")
+    flags.DEFINE_integer("hidden", 256, "hidden width")
+    flags.DEFINE_bool("use_std", False, "give the corrector the plan's std at step k")
+    flags.DEFINE_integer("seed", 0, "seed for the split, init and shuffling")
 
 
 def main(argv: list[str]) -> None:
@@ -67,4 +71,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main, flags_parser=parse_flags)
