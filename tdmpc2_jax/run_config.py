@@ -1,0 +1,68 @@
+"""The run config of the command lines (official key names): the agent's settings with the defaults
+of `config.Config`, the run's own keys, and the MJX loop's. configs/dmc.py and configs/mjx.py start
+from these; a `--config.key=value` override reaches the agent through `loops.run.agent_config`."""
+from __future__ import annotations
+
+import dataclasses
+
+from ml_collections import config_dict
+
+from tdmpc2_jax.config import SIZE_KEYS, Config
+
+# Config fields a run derives instead of reading them (from the environment, or from the task set)
+DERIVED = ("obs_dim", "action_dim", "multitask", "tasks", "obs_dims", "action_dims", "episode_lengths", "task_dim")
+
+
+def base_config(task: str) -> config_dict.ConfigDict:
+    """Every key of a run on host MuJoCo (`backend="dmc"`)."""
+    c = config_dict.ConfigDict()
+    c.task = task
+    c.backend = "dmc"  # "dmc": host MuJoCo (configs/dmc.py); "mjx": batched MJX (configs/mjx.py)
+    c.obs = "state"
+    # the agent: Config's defaults, the official ones; model_size fills the size keys left unset
+    # (a size key set explicitly wins)
+    for field in dataclasses.fields(Config):
+        if field.name in DERIVED:
+            continue
+        if field.name in SIZE_KEYS:
+            setattr(c, field.name, config_dict.placeholder(int))
+        else:
+            setattr(c, field.name, field.default)
+    c.model_size = 5
+    c.seed_steps = config_dict.placeholder(int)  # default max(1000, 5 * episode_length); episode_length in agent steps
+    # evaluation and training budget, in agent steps (transitions on MJX)
+    c.eval_episodes = 10
+    c.eval_freq = 50_000
+    c.steps = 10_000_000
+    c.buffer_size = 1_000_000
+    c.exp_name = "default"
+    c.seed = 1
+    c.save_csv = True
+    c.save_video = False
+    c.save_agent = True
+    # this project's run keys
+    c.work_dir = config_dict.placeholder(str)  # default: runs/<task>/<seed>/<exp_name>
+    c.checkpoint_every = 50_000  # agent steps; checkpoints land on the next episode boundary
+    c.resume = False
+    c.save_buffer = True  # include the replay buffer in checkpoints (needed for exact resume)
+    c.tensorboard = True
+    c.progress = True
+    # compiled XLA programs kept on disk, so a run that compiles what an earlier run compiled (same
+    # model, shapes, jax version) loads it instead: "" turns this off
+    c.compilation_cache = "~/.cache/tdmpc2_jax/xla"
+    return c
+
+
+def mjx_config(task: str) -> config_dict.ConfigDict:
+    """A run on batched MJX environments (`backend="mjx"`): counts are transitions over all of them."""
+    c = base_config(task)
+    c.backend = "mjx"
+    c.num_envs = 64  # environments stepped together
+    c.impl = "jax"  # MJX implementation: "jax" (runs everywhere) or "warp" (NVIDIA GPUs)
+    # updates per batched step of num_envs transitions; default num_envs, the official ratio of one
+    # update per transition (fewer trade samples for speed)
+    c.updates_per_step = config_dict.placeholder(int)
+    c.chunk_steps = config_dict.placeholder(int)  # batched steps per compiled chunk; default from eval_freq
+    c.num_devices = config_dict.placeholder(int)  # devices to split over; default all JAX sees
+    c.distributed = False  # several hosts: call jax.distributed.initialize() first (one process per host)
+    return c
