@@ -1,4 +1,5 @@
-"""Run logs: eval.csv and train.csv (official column names), TensorBoard scalars, a progress bar.
+"""Run logs: eval.csv and train.csv (official column names), TensorBoard scalars, evaluation videos,
+a progress bar.
 
 `step` counts environment steps like the official result CSVs (agent steps x action repeat);
 `agent_step` counts agent steps. On resume, rows past the checkpoint are dropped so a resumed run
@@ -55,14 +56,16 @@ class RunLogger:
     """Everything a run reports: CSVs, TensorBoard, the progress bar."""
 
     def __init__(self, work_dir: str, total_steps: int, action_repeat: int, start_step: int = 0,
-                 tensorboard: bool = True, progress: bool = True, echo: bool = True):
+                 tensorboard: bool = True, progress: bool = True, echo: bool = True, csv: bool = True):
         os.makedirs(work_dir, exist_ok=True)
-        self.action_repeat, self.echo = action_repeat, echo
-        self.eval = CsvLog(os.path.join(work_dir, "eval.csv"), EVAL_COLUMNS)
-        self.train = CsvLog(os.path.join(work_dir, "train.csv"), TRAIN_COLUMNS)
-        if start_step:
-            self.eval.truncate_after(start_step)
-            self.train.truncate_after(start_step)
+        self.work_dir, self.action_repeat, self.echo = work_dir, action_repeat, echo
+        self.eval = self.train = None
+        if csv:
+            self.eval = CsvLog(os.path.join(work_dir, "eval.csv"), EVAL_COLUMNS)
+            self.train = CsvLog(os.path.join(work_dir, "train.csv"), TRAIN_COLUMNS)
+            if start_step:
+                self.eval.truncate_after(start_step)
+                self.train.truncate_after(start_step)
         self._writer = None
         if tensorboard:
             from tensorboardX import SummaryWriter
@@ -82,7 +85,9 @@ class RunLogger:
     def log(self, category: str, agent_step: int, values: Mapping[str, Any]) -> None:
         row = {"step": agent_step * self.action_repeat, "agent_step": agent_step,
                "elapsed_time": self.elapsed(), **values}
-        (self.eval if category == "eval" else self.train).write(row)
+        table = self.eval if category == "eval" else self.train
+        if table is not None:
+            table.write(row)
         if self._writer is not None:
             for key, value in values.items():
                 if isinstance(value, (int, float)):
@@ -93,6 +98,16 @@ class RunLogger:
         if category == "eval" and self.echo:
             self.message(f"eval at {agent_step:,} agent steps: return {self.last_eval:.1f} "
                          f"(std {values.get('episode_reward_std', 0.0):.1f}, min {values.get('episode_reward_min', 0.0):.1f})")
+
+    def video(self, agent_step: int, frames: list) -> str:
+        """Writes the frames [T][H, W, 3] of an evaluation episode to eval_video/<env step>.mp4."""
+        import imageio
+
+        directory = os.path.join(self.work_dir, "eval_video")
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, f"{agent_step * self.action_repeat}.mp4")
+        imageio.mimsave(path, frames, fps=30)
+        return path
 
     def advance(self, agent_steps: int = 1) -> None:
         if self._bar is not None:

@@ -46,6 +46,21 @@ def test_tiny_run_trains_end_to_end_and_writes_logs_and_checkpoints(tmp_path):
     assert (tmp_path / "tb").is_dir()
 
 
+def test_official_save_keys_turn_off_csvs_and_checkpoints_and_record_eval_videos(tmp_path):
+    host.train(tiny_config(tmp_path, steps=150, save_csv=False, save_agent=False, save_video=True, tensorboard=False))
+    assert not (tmp_path / "eval.csv").exists() and not (tmp_path / "train.csv").exists()
+    assert not (tmp_path / "checkpoints").exists()
+    videos = sorted(p.name for p in (tmp_path / "eval_video").iterdir())
+    assert videos == ["0.mp4", "300.mp4"]  # named by env step, one per evaluation
+    assert all((tmp_path / "eval_video" / v).stat().st_size > 1000 for v in videos)
+    with pytest.raises(ValueError, match="resume=True needs the checkpoints that save_agent=False turns off"):
+        host.train(tiny_config(tmp_path, resume=True, save_agent=False))
+    mjx = load_config("mjx.py", "cartpole-balance")
+    mjx.update(dict(save_video=True, work_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="save_video records evaluation episodes rendered on host MuJoCo"):
+        run.check_run_keys(mjx)
+
+
 def final_params(work_dir):
     _, params, target = checkpoints.load_model(str(pathlib.Path(work_dir) / "checkpoints"))
     return params, target

@@ -146,6 +146,7 @@ def program_for(config: ConfigDict, members: list[Member], keep: int = 2) -> Pro
 def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] | None = None) -> list[dict[str, Any]]:
     """Trains (or resumes) a population on one MJX task; returns each member's last evaluation
     (with its `transitions`)."""
+    run.check_run_keys(config)
     members = population(seeds or [config.seed], lrs or [config.lr])
     program = program_for(config, members)
     env, cfg, n = program.env, program.cfg, config.num_envs
@@ -163,7 +164,7 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
 
     single = len(members) == 1
     loggers = [RunLogger(d, config.steps, env.action_repeat, start_step=batches * n, tensorboard=config.tensorboard,
-                         progress=config.progress and i == 0, echo=single)
+                         progress=config.progress and i == 0, echo=single, csv=config.save_csv)
                for i, d in enumerate(member_dirs(config, members))]
     main_log = loggers[0]
     main_log.message(
@@ -177,6 +178,8 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
     next_checkpoint = run.next_multiple(batches * n, config.checkpoint_every)
 
     def save(final: bool = False) -> None:
+        if not config.save_agent:
+            return
         meta = dict(agent_step=batches * n, batches=batches, run_config=config.to_dict(),
                     members=[m._asdict() for m in members], episodes=episodes.tolist(), final=final,
                     has_buffer=bool(config.save_buffer))

@@ -86,6 +86,7 @@ def evaluate(env: DMCEnv, actor: Actor, params, key: jax.Array, episodes: int,
 
 def train(config: ConfigDict) -> dict[str, Any]:
     """Trains (or resumes) one agent on one DMC task; returns the last evaluation (with its `agent_step`)."""
+    run.check_run_keys(config)
     work_dir = run.work_dir_of(config)
     ckpt_dir = os.path.join(work_dir, "checkpoints")
     env = DMCEnv(config.task, config.seed, episode_length=config.episode_length)
@@ -115,7 +116,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
     os.makedirs(work_dir, exist_ok=True)
     # agent steps 0..steps inclusive, as in the official loop
     logger = RunLogger(work_dir, config.steps + 1, ACTION_REPEAT, start_step=step, tensorboard=config.tensorboard,
-                       progress=config.progress)
+                       progress=config.progress, csv=config.save_csv)
     logger.message(f"{config.task}: obs {env.obs_dim}, action {env.action_dim}, agent steps {config.steps:,} "
                    f"(from {step:,}), buffer {buffer.capacity:,} rows = {buffer.nbytes / 2**20:.1f} MiB, "
                    f"work dir {work_dir}")
@@ -125,6 +126,8 @@ def train(config: ConfigDict) -> dict[str, Any]:
     episode_done = True  # the loop starts by opening an episode
 
     def save(final: bool = False) -> None:
+        if not config.save_agent:
+            return
         meta = dict(agent_step=step, episode=episode_index, eval_next=eval_next, has_buffer=bool(config.save_buffer),
                     rng=rng.bit_generator.state, env_rng=env.get_rng_state(), eval_env_rng=eval_env.get_rng_state(),
                     run_config=config.to_dict(), final=final)
@@ -139,8 +142,12 @@ def train(config: ConfigDict) -> dict[str, Any]:
             if episode_done:
                 if eval_next:
                     key, k = jax.random.split(key)
-                    last_eval = evaluate(eval_env, actor, state.params, k, config.eval_episodes)
+                    frames = [] if config.save_video else None
+                    last_eval = evaluate(eval_env, actor, state.params, k, config.eval_episodes,
+                                         on_frame=None if frames is None else frames.append)
                     logger.log("eval", step, {k_: v for k_, v in last_eval.items() if k_ not in ("returns", "lengths")})
+                    if frames:
+                        logger.video(step, frames)
                     last_eval["agent_step"] = step
                     eval_next = False
                 if episode is not None:

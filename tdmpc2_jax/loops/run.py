@@ -30,6 +30,15 @@ def agent_config(config: ConfigDict, obs_dim: int, action_dim: int, episode_leng
     return make_config(values)
 
 
+def check_run_keys(config: ConfigDict) -> None:
+    """Refuses combinations of the official run keys that cannot work, with what to change."""
+    if config.resume and not config.save_agent:
+        raise ValueError("resume=True needs the checkpoints that save_agent=False turns off")
+    if config.save_video and config.backend != "dmc":
+        raise ValueError("save_video records evaluation episodes rendered on host MuJoCo: train with "
+                         f"--config=configs/dmc.py:{config.task}, or evaluate an MJX checkpoint there with --video")
+
+
 def work_dir_of(config: ConfigDict) -> str:
     return config.work_dir or os.path.join("runs", config.task, str(config.seed), config.exp_name)
 
