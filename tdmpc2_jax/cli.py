@@ -43,7 +43,7 @@ def use_compilation_cache(config) -> None:
     """Keep compiled programs under config.compilation_cache (a directory; "" or absent: off).
 
     JAX stores every program that took over a second to compile there and loads it in later runs
-    (the 5M update: 7-9 s of compiling become about 0.5 s of loading). Each kind of machine gets
+    (a second's load instead of many seconds of compiling). Each kind of machine gets
     its own subdirectory, so a home directory shared by hosts with other CPUs never hands one of
     them code built for another's instruction set.
     """

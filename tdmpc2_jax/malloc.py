@@ -1,10 +1,11 @@
 """Keep freed memory in the process, so that compiled CPU programs do not page-fault on every call.
 
-An XLA:CPU program allocates its temporary buffer on every call (112 MB for one 5M-preset update).
-glibc serves such a request with a fresh `mmap` and unmaps it on free, so every call touches about
-28,000 new pages: 90 ms of kernel time per update on a 2-core CPU. Here glibc never maps or trims
-(large blocks come from the main heap and stay there), and CPU programs run on the calling thread,
-whose heap that is (a worker thread's heap is capped at 64 MB, and glibc maps anything larger).
+An XLA:CPU program allocates its temporary buffer on every call (over a hundred megabytes for one
+5M-preset update). glibc serves such a request with a fresh `mmap` and unmaps it on free, so every
+call touches tens of thousands of new pages (the README gives the kernel time this costs). Here
+glibc never maps or trims (large blocks come from the main heap and stay there), and CPU programs
+run on the calling thread, whose heap that is (a worker thread's heap is capped, and glibc maps
+anything larger).
 
 Set TDMPC2_JAX_MALLOC=system to keep glibc's and JAX's defaults.
 """

@@ -1,4 +1,4 @@
-"""MPPI planning in the latent space of the world model (SPEC section 5), as pure jittable functions.
+"""MPPI planning in the latent space of the world model, as pure jittable functions.
 
 `plan` plans one action for ONE observation; `jax.vmap` it over observations, states and keys to
 plan for many environments at once (`make_planner(..., batched=True)` does that). The warm start

@@ -7,11 +7,10 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-# CPU only. LLVM optimisation level 1 instead of 3 cuts compile time by 40-45% with the same or
-# better run time (5M update: 11.2 s -> 6.5 s first call; plan: 5.8 s -> 3.2 s). Matrix products by
-# XLA's own kernels and only reductions by YNNPACK: the same or faster warm calls (5M plan -6 to
-# -8%, 5M update -4%, 1M plan and update -5 to -10%) and a first run 0.1-0.25 s shorter, since each
-# YNNPACK call is set up on its first run.
+# CPU only. LLVM optimisation level 1 instead of 3: much less compile time for the same run time.
+# Matrix products by XLA's own kernels and only reductions by YNNPACK: the same or faster warm calls
+# and a shorter first run, since each YNNPACK call is set up on its first run. (Measured gains: the
+# README's Benchmarks section.)
 _CPU_OPTIONS = {
     "xla_backend_optimization_level": 1,
     "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE",
