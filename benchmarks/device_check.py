@@ -174,7 +174,7 @@ def update_figures(sizes: dict, repeats: int) -> dict:
 
 def learning_run(check: Check, out: pathlib.Path) -> dict:
     """MJX training at one update per transition for the time left (less a margin for compiling)."""
-    from tdmpc2_jax.loops import device_run
+    from tdmpc2_jax.loops import mjx_run
 
     s = check.settings
     n = s.learn_envs
@@ -191,7 +191,7 @@ def learning_run(check: Check, out: pathlib.Path) -> dict:
                        save_buffer=False, tensorboard=False, progress=False, compilation_cache=""))
     config.update(s.learn_overrides)
     start = time.monotonic()
-    last = device_run.train(config)[0]
+    last = mjx_run.train(config)[0]
     wall = time.monotonic() - start
     with open(out / "learning" / "eval.csv") as f:
         evals = [line.strip().split(",")[:3] for line in f.readlines()[1:]]

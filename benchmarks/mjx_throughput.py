@@ -53,21 +53,21 @@ def device_figures(task: str, model_size: int | dict, num_envs: int, steps: int,
 
 def host_figures(task: str, model_size: int, steps: int) -> None:
     from tdmpc2_jax.envs.dmc import DMCEnv
-    from tdmpc2_jax.loops.host import Actor
+    from tdmpc2_jax.loops.host import Planners
 
     env = DMCEnv(task, seed=0)
     cfg = make_config(dict(model_size=model_size, obs_dim=env.obs_dim, action_dim=env.action_dim))
     agent = Agent(cfg)
-    actor, params = Actor(agent), agent.init(jax.random.key(0)).params
-    obs, plan_state = env.reset(), actor.initial_state()
+    planners, params = Planners(agent), agent.init(jax.random.key(0)).params
+    obs, plan_state = env.reset(), planners.initial_state()
     keys = iter(jax.random.split(jax.random.key(1), steps + 1))
     start = time.perf_counter()
-    actor.act(params, obs, plan_state, next(keys), True, eval_mode=False)
+    planners.act(params, obs, plan_state, next(keys), True, eval_mode=False)
     first = time.perf_counter() - start
     times = []
     for t in range(steps):
         start = time.perf_counter()
-        action, plan_state = actor.act(params, obs, plan_state, next(keys), t == 0, eval_mode=False)
+        action, plan_state = planners.act(params, obs, plan_state, next(keys), t == 0, eval_mode=False)
         result = env.step(action)
         obs = env.reset() if result.done else result.obs
         times.append(time.perf_counter() - start)

@@ -39,7 +39,7 @@ def summarize(config, members) -> list[dict]:
     """Mean, std and count of the eval return over seeds, per (lr, env step)."""
     import numpy as np
 
-    from tdmpc2_jax.loops.device_run import member_dirs
+    from tdmpc2_jax.loops.mjx_run import member_dirs
 
     returns: dict[tuple[float, int], list[float]] = defaultdict(list)
     for member, directory in zip(members, member_dirs(config, members)):
@@ -83,7 +83,7 @@ def main(argv: list[str]) -> None:
         fail("--config must be an MJX config, e.g. --config=configs/mjx.py:cartpole-balance")
     setup_process(config)
     from tdmpc2_jax.envs.mjx import playground_name
-    from tdmpc2_jax.loops import device_run, run
+    from tdmpc2_jax.loops import mjx_run, run
 
     try:
         seeds = [int(s) for s in FLAGS.seeds]
@@ -91,12 +91,12 @@ def main(argv: list[str]) -> None:
         if len(set(seeds)) != len(seeds) or len(set(lrs)) != len(lrs):
             raise ValueError(f"seeds and lrs must not repeat: {seeds}, {lrs}")
         playground_name(config.task)
-        device_run.train(config, seeds, lrs)
+        mjx_run.train(config, seeds, lrs)
     except run.NonFiniteLoss as err:
         fail(str(err), code=1)
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
-    members = device_run.population(seeds, lrs)
+    members = mjx_run.population(seeds, lrs)
     work_dir = run.work_dir_of(config)
     rows = summarize(config, members)
     write_summary(rows, work_dir, config.task)

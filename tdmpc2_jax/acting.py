@@ -1,15 +1,19 @@
-"""Acting in batched MJX environments: one rollout for every policy (the planner in eval mode, a
-speculative controller), and episode totals that stop counting where an episode ends.
+"""Acting: one rollout of batched MJX environments and one episode runner on host MuJoCo, for
+every policy (the planner in eval mode, a speculative controller, calibration, the corrector's
+teacher), with episode totals that stop counting where an episode ends.
 
-A policy is `policy(state, obs [N, obs_dim], keys [N], t0 [N]) -> (action [N, A], state, info)`;
-`info` is any pytree the caller wants per step (stacked to leaves [T, N, ...]).
+On MJX a policy is `policy(state, obs [N, obs_dim], keys [N], t0 [N]) -> (action [N, A], state,
+info)`; on host the same for one observation. `info` is any pytree the caller wants per step
+(stacked to leaves [T, N, ...] or [steps, ...]).
 """
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from tdmpc2_jax.envs.mjx import MJXEnv
 
@@ -47,3 +51,38 @@ def rollout(env: MJXEnv, policy: Policy, policy_state: Any, key: jax.Array, num_
     _, (reward, ended, info) = jax.lax.scan(step, (env_state, policy_state), jax.random.split(k_steps, steps))
     returns, lengths = first_episode_totals(reward, ended)
     return Rollout(returns, lengths, reward, ended, info)
+
+
+class HostEpisodes(NamedTuple):
+    returns: np.ndarray  # [E]
+    lengths: list[int]  # [E]
+    info: Any  # the policy's info of every step, leaves [steps, ...] (episodes one after another)
+    seconds: list[float]  # [steps] wall-clock of each policy call, until its action was on the host
+
+
+def host_episodes(env, policy: Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[jax.Array, Any, Any]],
+                  initial_state: Callable[[], Any], key: jax.Array, episodes: int,
+                  on_frame: Callable[[np.ndarray], None] | None = None) -> HostEpisodes:
+    """`episodes` episodes of a host environment (`envs.dmc.DMCEnv`) one after another.
+
+    `policy(state, obs [obs_dim], key, t0) -> (action [A], state, info)` is one jitted call per
+    step; `initial_state()` starts each episode. `on_frame` receives the rendered frames of the
+    first episode.
+    """
+    returns, lengths, infos, seconds = [], [], [], []
+    for e in range(episodes):
+        obs, state, total, t, done = env.reset(), initial_state(), 0.0, 0, False
+        while not done:
+            key, k = jax.random.split(key)
+            start = time.perf_counter()
+            action, state, info = policy(state, jnp.asarray(obs), k, jnp.asarray(t == 0))
+            action = np.asarray(action)
+            seconds.append(time.perf_counter() - start)
+            step = env.step(action)
+            obs, total, t, done = step.obs, total + step.reward, t + 1, step.done
+            infos.append(info)
+            if on_frame is not None and e == 0:
+                on_frame(env.render())
+        returns.append(total)
+        lengths.append(t)
+    return HostEpisodes(np.asarray(returns), lengths, jax.tree.map(lambda *x: np.stack(x), *infos), seconds)

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tdmpc2_jax import math, optim, xla
+from tdmpc2_jax import ops, optim, xla
 from tdmpc2_jax.config import Config
 from tdmpc2_jax.types import Batch, Params
 from tdmpc2_jax.world_model import WorldModel, sample_pair
@@ -162,7 +162,7 @@ class Agent:
         policy = m.pi(params, zs, eps, task)
         q = m.q_pair(params["qs"], zs, policy.action, pair, task, reduce="avg", params=params,
                      dropout_key=dropout_key)  # [H+1, B]
-        scale = math.update_scale(scale, jax.lax.stop_gradient(q[0]), cfg.tau)
+        scale = ops.update_scale(scale, jax.lax.stop_gradient(q[0]), cfg.tau)
         rho = cfg.rho ** jnp.arange(cfg.horizon + 1, dtype=jnp.float32)
         per_step = jnp.mean(-(cfg.entropy_coef * policy.scaled_entropy + q / scale), axis=1)
         return jnp.mean(per_step * rho), (scale, policy)
@@ -204,7 +204,7 @@ class Agent:
         params = {**params, "pi": pi_params}
 
         # 5. Target Q heads follow the online heads.
-        target_qs = jax.tree.map(lambda t, o: math.lerp(t, o, cfg.tau), state.target_qs, params["qs"])
+        target_qs = jax.tree.map(lambda t, o: ops.lerp(t, o, cfg.tau), state.target_qs, params["qs"])
 
         new_state = TrainState(params, target_qs, model_opt_state, pi_opt_state, scale, state.step + 1, task_emb_grad)
         metrics = dict(info, grad_norm=grad_norm, pi_loss=pi_loss, pi_grad_norm=pi_grad_norm,

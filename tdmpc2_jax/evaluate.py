@@ -60,7 +60,7 @@ def _evaluate_host(config, seed: int):
 
     from tdmpc2_jax.agent import Agent
     from tdmpc2_jax.envs.dmc import DMCEnv
-    from tdmpc2_jax.loops.host import Actor, evaluate
+    from tdmpc2_jax.loops.host import Planners, evaluate
     from tdmpc2_jax.loops.run import eval_seed
 
     try:
@@ -69,7 +69,7 @@ def _evaluate_host(config, seed: int):
     except (ValueError, FileNotFoundError, ImportError) as err:
         fail(str(err))
     frames: list[np.ndarray] = []
-    result = evaluate(env, Actor(Agent(cfg)), params, jax.random.key(seed), FLAGS.episodes,
+    result = evaluate(env, Planners(Agent(cfg)), params, jax.random.key(seed), FLAGS.episodes,
                       on_frame=frames.append if FLAGS.video else None)
     return np.asarray(result["returns"]), [int(n) for n in result["lengths"]], frames
 

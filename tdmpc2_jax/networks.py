@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tdmpc2_jax import math
+from tdmpc2_jax import ops
 
 # Official init: trunc_normal_(std=0.02) truncates at +-2 in absolute units (100 std), which never
 # binds, so it is a plain normal; biases are zero.
@@ -21,7 +21,7 @@ weight_init = nn.initializers.normal(stddev=0.02)
 
 
 class LayerNorm(nn.Module):
-    """torch.nn.LayerNorm(features) (eps 1e-5) with a hand-written backward pass (math.layer_norm)."""
+    """torch.nn.LayerNorm(features) (eps 1e-5) with a hand-written backward pass (ops.layer_norm)."""
 
     features: int
 
@@ -29,7 +29,7 @@ class LayerNorm(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         scale = self.param("scale", nn.initializers.ones, (self.features,))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
-        return math.layer_norm(x, scale, bias, 1e-5)
+        return ops.layer_norm(x, scale, bias, 1e-5)
 
 
 def _mix32(x: jax.Array) -> jax.Array:
@@ -67,7 +67,7 @@ class NormedLinear(nn.Module):
     """Linear -> (Dropout) -> LayerNorm -> activation."""
 
     features: int
-    activation: Callable[[jax.Array], jax.Array] = math.mish
+    activation: Callable[[jax.Array], jax.Array] = ops.mish
     dropout_rate: float = 0.0
 
     def setup(self):
@@ -104,7 +104,7 @@ class MLP(nn.Module):
             for i, dim in enumerate(self.hidden_dims)
         ]
         if self.simnorm_dim:
-            layers.append(NormedLinear(self.out_dim, activation=lambda x: math.simnorm(x, self.simnorm_dim)))
+            layers.append(NormedLinear(self.out_dim, activation=lambda x: ops.simnorm(x, self.simnorm_dim)))
         else:
             init = nn.initializers.zeros if self.zero_head else weight_init
             layers.append(nn.Dense(self.out_dim, kernel_init=init, bias_init=nn.initializers.zeros))

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tdmpc2_jax import math, official, optim, xla
+from tdmpc2_jax import ops, official, optim, xla
 from tdmpc2_jax.agent import Agent, UpdateDraws, model_part
 from tdmpc2_jax.checkpoints import tree_mismatches
 from tdmpc2_jax.config import Config, make_config
@@ -115,21 +115,21 @@ def _task(arrays: dict, key: str = "task"):
 
 def check_math(cfg: Config, m: dict) -> Iterator[Row]:
     args = (cfg.num_bins, cfg.vmin, cfg.vmax)
-    yield compare("math/symlog", math.symlog(m["x"]), m["symlog"])
-    yield compare("math/symexp", math.symexp(m["x"]), m["symexp"])
-    yield compare("math/two_hot", math.two_hot(m["x"], *args), m["two_hot"])
-    yield compare("math/two_hot_inv", math.two_hot_inv(m["logits"], *args), m["two_hot_inv"])
-    yield compare("math/soft_ce", math.soft_ce(m["logits"], m["targets"][..., 0], *args), m["soft_ce"])
-    yield compare("math/targets_two_hot", math.two_hot(m["targets"][..., 0], *args), m["targets_two_hot"])
-    yield compare("math/dreg_bins", math.bins(*args), m["dreg_bins"])
+    yield compare("math/symlog", ops.symlog(m["x"]), m["symlog"])
+    yield compare("math/symexp", ops.symexp(m["x"]), m["symexp"])
+    yield compare("math/two_hot", ops.two_hot(m["x"], *args), m["two_hot"])
+    yield compare("math/two_hot_inv", ops.two_hot_inv(m["logits"], *args), m["two_hot_inv"])
+    yield compare("math/soft_ce", ops.soft_ce(m["logits"], m["targets"][..., 0], *args), m["soft_ce"])
+    yield compare("math/targets_two_hot", ops.two_hot(m["targets"][..., 0], *args), m["targets_two_hot"])
+    yield compare("math/dreg_bins", ops.bins(*args), m["dreg_bins"])
     scale = jnp.ones((), jnp.float32)
     for i in (1, 2):
         x = jnp.asarray(m[f"scale_x{i}"])
-        yield compare(f"math/scale_percentiles{i}", math.percentiles_5_95(x), m[f"scale_percentiles{i}"])
-        scale = math.update_scale(scale, x, cfg.tau)
+        yield compare(f"math/scale_percentiles{i}", ops.percentiles_5_95(x), m[f"scale_percentiles{i}"])
+        scale = ops.update_scale(scale, x, cfg.tau)
         yield compare(f"math/scale_value{i}", scale, m[f"scale_value{i}"])
         yield compare(f"math/scale_out{i}", x / scale, m[f"scale_out{i}"])
-    yield compare("math/log_std", math.log_std(m["logstd_x"], cfg.log_std_min, cfg.log_std_max - cfg.log_std_min),
+    yield compare("math/log_std", ops.log_std(m["logstd_x"], cfg.log_std_min, cfg.log_std_max - cfg.log_std_min),
                   m["logstd_out"])
 
 
@@ -156,7 +156,7 @@ def check_forward(agent: Agent, params, target_qs, f: dict) -> Iterator[Row]:
     checks = dict(pi_action=policy.action, pi_mean=policy.mean, pi_log_std=policy.log_std,
                   pi_entropy=policy.entropy, pi_scaled_entropy=policy.scaled_entropy,
                   pi_head_out=head, pi_mean_pre_tanh=head[..., : agent.cfg.action_dim] * m.action_mask(task),
-                  pi_gaussian_logprob_pre_squash=math.gaussian_logprob(eps, policy.log_std))
+                  pi_gaussian_logprob_pre_squash=ops.gaussian_logprob(eps, policy.log_std))
     if agent.cfg.episodic:
         termination = m.termination(params, z, task)
         checks.update(termination_logits=termination, termination=jax.nn.sigmoid(termination))
@@ -297,7 +297,7 @@ def optimizer_on_reference(agent: Agent, state, u: dict) -> official.StateDict:
     params = {**state.params, **trainable}
     params["pi"], _ = agent.pi_optimizer.step(state.params["pi"], optim.ravel(pi_grads["pi"]), state.pi_opt_state)
     after_qs, _, _ = official.to_params({k[len("after/"):]: v for k, v in u.items() if k.startswith("after/_Qs.")})
-    target_qs = jax.tree.map(lambda t, o: math.lerp(t, o, cfg.tau), state.target_qs, after_qs["qs"])
+    target_qs = jax.tree.map(lambda t, o: ops.lerp(t, o, cfg.tau), state.target_qs, after_qs["qs"])
     return official.from_params(params, target_qs, cfg)
 
 

@@ -58,10 +58,10 @@ def _train(config):
 
             jax.distributed.initialize()
         from tdmpc2_jax.envs.mjx import playground_name
-        from tdmpc2_jax.loops import device_run
+        from tdmpc2_jax.loops import mjx_run
 
         playground_name(config.task)
-        return device_run.train(config)[0]
+        return mjx_run.train(config)[0]
     raise ValueError(f"backend={config.backend!r}: use --config=configs/dmc.py:TASK (host MuJoCo) or "
                      "--config=configs/mjx.py:TASK (MJX)")
 

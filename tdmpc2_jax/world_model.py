@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tdmpc2_jax import math
+from tdmpc2_jax import ops
 from tdmpc2_jax.config import Config
 from tdmpc2_jax.networks import MLP, dense, split_first_linear
 from tdmpc2_jax.types import Params
@@ -122,19 +122,19 @@ class WorldModel:
         x = self.with_task(params, z, task)
         return self.termination_net.apply({"params": params["termination"]}, x)[..., 0]
 
-    def pi(self, params: Params, z: jax.Array, eps: jax.Array, task: jax.Array | None = None) -> math.SquashedGaussian:
+    def pi(self, params: Params, z: jax.Array, eps: jax.Array, task: jax.Array | None = None) -> ops.SquashedGaussian:
         """Policy prior sample with the given N(0, 1) draws eps [..., A] (raw, masked here)."""
         self._check_last(z, self.cfg.latent_dim, "z")
         out = self.pi_net.apply({"params": params["pi"]}, self.with_task(params, z, task))
         mean, raw_log_std = jnp.split(out, 2, axis=-1)
-        log_std = math.log_std(raw_log_std, self.cfg.log_std_min, self.cfg.log_std_max - self.cfg.log_std_min)
+        log_std = ops.log_std(raw_log_std, self.cfg.log_std_min, self.cfg.log_std_max - self.cfg.log_std_min)
         if self.cfg.multitask:
             mask = self.action_mask(task)
             mean, log_std, eps = mean * mask, log_std * mask, eps * mask
             action_dims = jnp.broadcast_to(jnp.sum(mask, axis=-1), mean.shape[:-1])
         else:
             action_dims = self.cfg.action_dim
-        return math.squashed_gaussian(mean, log_std, eps, action_dims)
+        return ops.squashed_gaussian(mean, log_std, eps, action_dims)
 
     def q_logits(self, qs: Params, z: jax.Array, a: jax.Array, task: jax.Array | None = None, *,
                  params: Params | None = None, dropout_key: jax.Array | None = None) -> jax.Array:
@@ -197,10 +197,10 @@ class WorldModel:
 
     def to_value(self, logits: jax.Array) -> jax.Array:
         """Two-hot logits [..., num_bins] -> scalars [...]."""
-        return math.two_hot_inv(logits, self.cfg.num_bins, self.cfg.vmin, self.cfg.vmax)
+        return ops.two_hot_inv(logits, self.cfg.num_bins, self.cfg.vmin, self.cfg.vmax)
 
     def soft_ce(self, logits: jax.Array, target: jax.Array) -> jax.Array:
-        return math.soft_ce(logits, target, self.cfg.num_bins, self.cfg.vmin, self.cfg.vmax)
+        return ops.soft_ce(logits, target, self.cfg.num_bins, self.cfg.vmin, self.cfg.vmax)
 
     @staticmethod
     def _check_last(x: jax.Array, dim: int, name: str) -> None:

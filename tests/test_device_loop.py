@@ -32,12 +32,12 @@ def test_seed_phase_burst_and_training_chunk():
     assert loop.seed_batches == 2
     carry = loop.init(jax.random.key(0))
     carry, seed_logs = xla.jit(loop.seed_chunk)(carry)
-    assert int(carry.agent_step) == 2 and int(carry.buffer.size) == 2 and int(carry.train_state.step) == 0
+    assert int(carry.batched_steps) == 2 and int(carry.buffer.size) == 2 and int(carry.train_state.step) == 0
     assert seed_logs.metrics == {}
     carry, _ = xla.jit(loop.pretrain, static_argnums=1)(carry, 3)
     assert int(carry.train_state.step) == 3
     carry, logs = xla.jit(loop.chunk, static_argnums=1)(carry, 4)
-    assert int(carry.agent_step) == 6 and int(carry.train_state.step) == 7  # one update per batched step
+    assert int(carry.batched_steps) == 6 and int(carry.train_state.step) == 7  # one update per batched step
     # episodes are 5 agent steps: the 5th step (index 4 overall, index 2 in this chunk) ends them
     np.testing.assert_array_equal(np.asarray(logs.ended)[:, 0], [0, 0, 1, 0])
     assert np.all(np.asarray(logs.episode_length)[2] == 5)

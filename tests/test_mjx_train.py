@@ -11,7 +11,7 @@ import pytest
 
 from tdmpc2_jax import checkpoints
 from tdmpc2_jax.agent import Agent
-from tdmpc2_jax.loops import device_run, host, run
+from tdmpc2_jax.loops import mjx_run, host, run
 
 from helpers import ROOT, load_config, rows
 
@@ -34,7 +34,9 @@ def run_cli(module, config_file, task, *flags):
 
 def test_a_run_logs_checkpoints_resumes_exactly_and_evaluates_on_host(tmp_path):
     straight = tmp_path / "straight"
-    result = device_run.train(tiny_config(straight))[0]
+    config = tiny_config(straight)
+    program = mjx_run.CompiledRun(config, mjx_run.population([config.seed], [config.lr]))
+    result = mjx_run.train(config, program=program)[0]
     evals = rows(straight / "eval.csv")
     # seed phase: 2 batched steps (8 transitions), then chunks of 5 (20 transitions): boundaries at 28, 48, 68;
     # evals at 0, at the first boundary at or after 40, and at the end; a checkpoint at 48 and at the end
@@ -53,7 +55,7 @@ def test_a_run_logs_checkpoints_resumes_exactly_and_evaluates_on_host(tmp_path):
     shutil.copytree(straight, split)
     shutil.rmtree(split / "checkpoints" / "68")
     assert checkpoints.latest_step(str(split / "checkpoints")) == 48
-    device_run.train(tiny_config(split, resume=True))
+    mjx_run.train(tiny_config(split, resume=True), program=program)  # another work dir: the same programs
     _, params_a, target_a = checkpoints.load_model(str(straight / "checkpoints"))
     _, params_b, target_b = checkpoints.load_model(str(split / "checkpoints"))
     chex.assert_trees_all_equal((params_a, target_a), (params_b, target_b))
@@ -62,9 +64,11 @@ def test_a_run_logs_checkpoints_resumes_exactly_and_evaluates_on_host(tmp_path):
     assert [(r["agent_step"], r["episode"]) for r in rows(split / "train.csv")] == \
         [(r["agent_step"], r["episode"]) for r in train]
 
+    with pytest.raises(ValueError, match="the CompiledRun given was built for another config"):
+        mjx_run.train(tiny_config(split, resume=True, lr=1e-3), program=program)
     # another config's checkpoint is refused, naming the difference
     with pytest.raises(ValueError, match="num_envs: run has 2, checkpoint has 4"):
-        device_run.train(tiny_config(split, resume=True, num_envs=2))
+        mjx_run.train(tiny_config(split, resume=True, num_envs=2))
 
     # the MJX-trained model evaluates on host dm_control
     out = run_cli("evaluate", "dmc.py", "cartpole-balance", f"--checkpoint={straight / 'checkpoints'}",
@@ -79,7 +83,7 @@ def test_a_host_checkpoint_evaluates_on_mjx(tmp_path):
     cfg = run.agent_config(config, 5, 1, 10)
     agent = Agent(cfg)
     state = agent.init(jax.random.key(0))
-    plan_state = host.Actor(agent).initial_state()
+    plan_state = host.Planners(agent).initial_state()
     checkpoints.save(str(tmp_path / "checkpoints"), 1, host.run_tree(state, plan_state, jax.random.key(1), None), cfg)
     out = run_cli("evaluate", "mjx.py", "cartpole-balance", f"--checkpoint={tmp_path / 'checkpoints'}", "--episodes=3",
                   "--config.episode_length=10", "--config.num_samples=16", "--config.num_elites=4",
@@ -91,12 +95,12 @@ def test_a_host_checkpoint_evaluates_on_mjx(tmp_path):
 def test_updates_per_step_defaults_to_the_official_one_update_per_transition():
     config = load_config("mjx.py", "cartpole-balance")
     assert config.updates_per_step is None
-    assert device_run.updates_per_step(config) == config.num_envs == 64
+    assert mjx_run.updates_per_step(config) == config.num_envs == 64
     config.num_envs = 16
-    assert device_run.updates_per_step(config) == 16
+    assert mjx_run.updates_per_step(config) == 16
     for explicit in (0, 1, 4):  # lower ratios stay available
         config.updates_per_step = explicit
-        assert device_run.updates_per_step(config) == explicit
+        assert mjx_run.updates_per_step(config) == explicit
 
 
 @pytest.mark.parametrize("task, flags, message", [

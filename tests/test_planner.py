@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tdmpc2_jax import math
+from tdmpc2_jax import ops
 from tdmpc2_jax.config import make_config
 from tdmpc2_jax.planner import (estimate_value, init_plan_state, make_planner, plan, rollout, terminal_value,
                                 warm_start)
@@ -27,7 +27,7 @@ class TrackingModel:
 
     def pi(self, params, z, eps, task=None):
         action = jnp.tanh(eps)
-        return math.SquashedGaussian(action, action, action, action[..., 0], action[..., 0])
+        return ops.SquashedGaussian(action, action, action, action[..., 0], action[..., 0])
 
     def next(self, params, z, a, task=None):
         return z + 1.0

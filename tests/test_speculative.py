@@ -104,7 +104,7 @@ def test_watching_full_replanning_measures_each_plans_prediction_error(model, pa
     t0 = [True, False, False, False, True, False, False, False]  # a new episode at step 4
     plain, _ = run_steps(Speculator(model, SpecSettings(horizon_k=1)), params, obs, t0)
     speculator = Speculator(model, SpecSettings(horizon_k=3))
-    watch, state = xla.jit(speculator.watch_step), speculator.init_watch_state()
+    watch, state = xla.jit(speculator.calibration_step), speculator.init_calibration_state()
     actions, ks, errors, predicted = [], [], [], []
     for t, key in enumerate(jax.random.split(jax.random.key(2), 8)):  # run_steps' keys
         action, state, checks = watch(params, state, obs[t], key, jnp.asarray(t0[t]))

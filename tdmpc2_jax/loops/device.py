@@ -35,7 +35,7 @@ class Carry(NamedTuple):
     buffer: device_buffer.DeviceBuffer
     obs: jax.Array  # [N, obs_dim] observations to act on
     key: jax.Array
-    agent_step: jax.Array  # [] int32 batched steps taken (transitions = agent_step * N)
+    batched_steps: jax.Array  # [] int32 batched steps taken (transitions = batched_steps * N)
 
 
 class StepLog(NamedTuple):
@@ -61,7 +61,7 @@ def carry_shardings(carry: Carry, mesh: Mesh, mode: str) -> Carry:
     replicated = lambda tree: jax.tree.map(lambda _: spec(), tree)
     buffer = jax.tree.map(lambda x: spec(None, None, "data") if x.ndim >= 3 else spec(), carry.buffer)
     return Carry(replicated(carry.train_state), by_env(carry.env_state), by_env(carry.plan_state), buffer,
-                 by_env(carry.obs), replicated(carry.key), replicated(carry.agent_step))
+                 by_env(carry.obs), replicated(carry.key), replicated(carry.batched_steps))
 
 
 
@@ -131,7 +131,7 @@ class DeviceLoop:
         train_state, metrics = carry.train_state, {}
         if not seeding and self.updates_per_step:
             train_state, metrics = self.updates(train_state, buffer, k_update, self.updates_per_step)
-        carry = Carry(train_state, env_state, plan_state, buffer, out.obs, key, carry.agent_step + 1)
+        carry = Carry(train_state, env_state, plan_state, buffer, out.obs, key, carry.batched_steps + 1)
         return carry, StepLog(out.ended, out.episode_return, out.episode_length, metrics)
 
     # ------------------------------------------------------------------ programs (jit these)

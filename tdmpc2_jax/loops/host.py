@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from tdmpc2_jax import checkpoints, xla
+from tdmpc2_jax import acting, checkpoints, xla
 from tdmpc2_jax.agent import Agent, TrainState
 from tdmpc2_jax.buffers.episodic import EpisodeBuffer
 from tdmpc2_jax.config import Config
@@ -45,7 +45,7 @@ class Episode:
         return float(np.sum(self.rewards))
 
 
-class Actor:
+class Planners:
     """Jitted planners for acting (training noise) and evaluation."""
 
     def __init__(self, agent: Agent):
@@ -62,26 +62,18 @@ class Actor:
         return np.asarray(result.action), plan_state
 
 
-def evaluate(env: DMCEnv, actor: Actor, params, key: jax.Array, episodes: int,
+def evaluate(env: DMCEnv, planners: Planners, params, key: jax.Array, episodes: int,
              on_frame: Callable[[np.ndarray], None] | None = None) -> dict[str, Any]:
     """Runs `episodes` episodes with the planner in eval mode: returns, lengths and their statistics.
 
     `on_frame` receives the rendered frames of the first episode.
     """
-    returns, lengths = [], []
-    plan_state = actor.initial_state()
-    for e in range(episodes):
-        obs, total, t, done = env.reset(), 0.0, 0, False
-        while not done:
-            key, k = jax.random.split(key)
-            action, plan_state = actor.act(params, obs, plan_state, k, t == 0, eval_mode=True)
-            step = env.step(action)
-            obs, total, t, done = step.obs, total + step.reward, t + 1, step.done
-            if on_frame is not None and e == 0:
-                on_frame(env.render())
-        returns.append(total)
-        lengths.append(t)
-    return run.episode_statistics(returns, lengths)
+    def policy(plan_state, obs, k, t0):
+        result, plan_state = planners.eval_plan(params, obs, plan_state, k, t0)
+        return result.action, plan_state, ()
+
+    episodes_run = acting.host_episodes(env, policy, planners.initial_state, key, episodes, on_frame)
+    return run.episode_statistics(episodes_run.returns, episodes_run.lengths)
 
 
 def train(config: ConfigDict) -> dict[str, Any]:
@@ -93,7 +85,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
     eval_env = DMCEnv(config.task, run.eval_seed(config.seed), episode_length=config.episode_length)
     cfg = run.agent_config(config, env.obs_dim, env.action_dim, env.episode_length)
     agent = Agent(cfg)
-    actor = Actor(agent)
+    planners = Planners(agent)
     update = xla.jit(agent.update, donate_argnums=0)
     capacity_steps = min(config.buffer_size, config.steps)
     buffer = EpisodeBuffer(capacity_steps + capacity_steps // env.episode_length + 1, env.obs_dim,
@@ -103,7 +95,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
     key = jax.random.key(config.seed)
     key, init_key = jax.random.split(key)
     state = agent.init(init_key)
-    plan_state = actor.initial_state()
+    plan_state = planners.initial_state()
     rng = np.random.default_rng(config.seed)
     step, episode_index, eval_next, last_eval, resumed = 0, 0, False, {}, False
 
@@ -143,7 +135,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
                 if eval_next:
                     key, k = jax.random.split(key)
                     frames = [] if config.save_video else None
-                    last_eval = evaluate(eval_env, actor, state.params, k, config.eval_episodes,
+                    last_eval = evaluate(eval_env, planners, state.params, k, config.eval_episodes,
                                          on_frame=None if frames is None else frames.append)
                     logger.log("eval", step, {k_: v for k_, v in last_eval.items() if k_ not in ("returns", "lengths")})
                     if frames:
@@ -164,7 +156,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
 
             if step > num_seed_steps:
                 key, k = jax.random.split(key)
-                action, plan_state = actor.act(state.params, episode.obs[-1], plan_state, k,
+                action, plan_state = planners.act(state.params, episode.obs[-1], plan_state, k,
                                                len(episode.actions) == 0, eval_mode=False)
             else:
                 action = env.random_action(rng)

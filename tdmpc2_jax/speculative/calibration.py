@@ -10,10 +10,9 @@ import json
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from tdmpc2_jax import xla
+from tdmpc2_jax import acting, xla
 
 CALIBRATION_FILE = "speculative_calibration.json"
 
@@ -41,22 +40,15 @@ def write_calibration(checkpoint: str, task: str, k: int, tau: np.ndarray, quant
     os.replace(tmp, path)
 
 
-def watch_mjx(env, speculator, params, key: jax.Array, episodes: int):
+def calibration_mjx(env, speculator, params, key: jax.Array, episodes: int):
     """Checks [T, E, K-1] of full-replanning episodes, all at once."""
-    from tdmpc2_jax.speculative.rollout import watch_batch
+    from tdmpc2_jax.speculative.rollout import calibration_batch
 
-    return xla.jit(lambda p, k: watch_batch(env, speculator, p, k, episodes, env.episode_length))(params, key)
+    return xla.jit(lambda p, k: calibration_batch(env, speculator, p, k, episodes, env.episode_length))(params, key)
 
 
-def watch_host(env, speculator, params, key: jax.Array, episodes: int):
+def calibration_host(env, speculator, params, key: jax.Array, episodes: int):
     """Checks [steps, K-1] of full-replanning episodes on host MuJoCo, one after another."""
-    step, checks = xla.jit(speculator.watch_step), []
-    for _ in range(episodes):
-        obs, state, t, done = env.reset(), speculator.init_watch_state(), 0, False
-        while not done:
-            key, k = jax.random.split(key)
-            action, state, check = step(params, state, jnp.asarray(obs), k, jnp.asarray(t == 0))
-            result = env.step(np.asarray(action))
-            obs, t, done = result.obs, t + 1, result.done
-            checks.append(check)
-    return jax.tree.map(lambda *x: np.stack(x), *checks)
+    step = xla.jit(speculator.calibration_step)
+    policy = lambda state, obs, k, t0: step(params, state, obs, k, t0)
+    return acting.host_episodes(env, policy, speculator.init_calibration_state, key, episodes).info

@@ -56,7 +56,7 @@ class StepInfo(NamedTuple):
     fallback: jax.Array  # [] bool: e_k > tau_k caused the replan
 
 
-class WatchState(NamedTuple):
+class CalibrationState(NamedTuple):
     """Full replanning that keeps the predictions of the last K plans (for `calibrate_tau`)."""
 
     predictions: jax.Array  # [K, K, L] latents predicted by the plans made 1..K steps ago (row j: j+1 ago)
@@ -184,13 +184,13 @@ class Speculator:
 
 
     # ------------------------------------------------------------------ calibration
-    def init_watch_state(self) -> WatchState:
+    def init_calibration_state(self) -> CalibrationState:
         cfg, k = self.model.cfg, self.settings.horizon_k
-        return WatchState(jnp.zeros((k, k, cfg.latent_dim)), jnp.zeros((k,), bool),
+        return CalibrationState(jnp.zeros((k, k, cfg.latent_dim)), jnp.zeros((k,), bool),
                           jnp.zeros((self.plan_model.cfg.horizon, cfg.action_dim)))
 
-    def watch_step(self, params: Params, state: WatchState, obs: jax.Array, key: jax.Array,
-                   t0: jax.Array) -> tuple[jax.Array, WatchState, Checks]:
+    def calibration_step(self, params: Params, state: CalibrationState, obs: jax.Array, key: jax.Array,
+                   t0: jax.Array) -> tuple[jax.Array, CalibrationState, Checks]:
         """One step of full replanning (a solve at every step, as K = 1) that also measures e_k, for
         k = 1..K-1, between this observation and the latent the plan made k steps ago predicted for
         it (that plan's buffer, built as for execution horizon K). These are the mismatches of
@@ -203,13 +203,13 @@ class Speculator:
         action, buffer, mean = self._solve(params, state.plan_mean, jnp.ones((), jnp.int32), obs, key, t0)
         predictions = jnp.concatenate([buffer.latents[None], state.predictions[:-1]])
         valid = jnp.concatenate([jnp.ones((1,), bool), state.valid[:-1] & ~t0])
-        return action, WatchState(predictions, valid, mean), Checks(jnp.where(seen, ks, -1), mismatch)
+        return action, CalibrationState(predictions, valid, mean), Checks(jnp.where(seen, ks, -1), mismatch)
 
 
 def calibrate_tau(k: jax.Array, mismatch: jax.Array, horizon_k: int, quantile: float = 0.95) -> jax.Array:
     """tau [K]: per k, the `quantile` of e_k over the checks made at that k (1 <= k < K); tau_0 = inf.
 
-    k, mismatch: [...] from `Speculator.watch_step` over full-replanning rollouts (Checks), or from
+    k, mismatch: [...] from `Speculator.calibration_step` over full-replanning rollouts (Checks), or from
     StepInfo of speculative rollouts; entries with k outside 1..K-1 are ignored, and a k with no
     checks gets inf (never falls back).
     """

@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from tdmpc2_jax import math
+from tdmpc2_jax import ops
 
 KINDS = ("mlp", "transformer")
 
@@ -73,7 +73,7 @@ class GatedTwoTower(nn.Module):
 
         def tower(h, name):
             for i in range(2):
-                h = math.mish(nn.LayerNorm(name=f"{name}_ln{i}")(nn.Dense(s.hidden, name=f"{name}_{i}")(h)))
+                h = ops.mish(nn.LayerNorm(name=f"{name}_ln{i}")(nn.Dense(s.hidden, name=f"{name}_{i}")(h)))
             return h
 
         h_latent, h_plan = tower(latent, "latent"), tower(plan, "plan")
@@ -99,7 +99,7 @@ class TemporalTransformer(nn.Module):
             h = nn.LayerNorm(name=f"ln_attn{i}")(tokens)
             tokens = tokens + nn.MultiHeadDotProductAttention(s.heads, name=f"attn{i}")(h, h, mask=mask)
             h = nn.LayerNorm(name=f"ln_mlp{i}")(tokens)
-            tokens = tokens + nn.Dense(s.hidden, name=f"mlp{i}_out")(math.mish(nn.Dense(2 * s.hidden, name=f"mlp{i}_in")(h)))
+            tokens = tokens + nn.Dense(s.hidden, name=f"mlp{i}_out")(ops.mish(nn.Dense(2 * s.hidden, name=f"mlp{i}_in")(h)))
         last = nn.LayerNorm(name="ln_out")(tokens[-1])
         return nn.Dense(s.action_dim, kernel_init=nn.initializers.zeros, name="out")(last)
 

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tdmpc2_jax import xla
+from tdmpc2_jax import acting, xla
 from tdmpc2_jax.envs.mjx import MJXEnv
 from tdmpc2_jax.planner import init_plan_state, plan
 from tdmpc2_jax.speculative.controller import Speculator
@@ -38,20 +38,16 @@ def collect(env: MJXEnv, speculator: Speculator, params, corrector_params, key: 
     def run(key, params, corrector_params):
         teacher = jax.vmap(lambda o, s, k, t: plan(model, params, o, s, k, t, eval_mode=True))
 
-        def body(carry, key):
-            env_state, state, teacher_state = carry
-            k_act, k_teach = jax.random.split(key)
-            obs, t0 = env_state.inner.obs, env_state.t == 0
-            action, state, info = speculator.step_batch(params, corrector_params, state, obs,
-                                                        jax.random.split(k_act, num_envs), t0)
-            label, teacher_state = teacher(obs, teacher_state, jax.random.split(k_teach, num_envs), t0)
-            env_state, _ = env.step_batch(env_state, action)
-            return (env_state, state, teacher_state), (state.history, label.mean[:, 0], ~info.replanned)
+        def policy(states, obs, keys, t0):
+            state, teacher_state = states
+            pairs = jax.vmap(jax.random.split)(keys)  # [N, 2]
+            k_act, k_teach = pairs[:, 0], pairs[:, 1]
+            action, state, info = speculator.step_batch(params, corrector_params, state, obs, k_act, t0)
+            label, teacher_state = teacher(obs, teacher_state, k_teach, t0)
+            return action, (state, teacher_state), (state.history, label.mean[:, 0], ~info.replanned)
 
-        k_reset, k_steps = jax.random.split(key)
-        env_state = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs))
-        init = (env_state, broadcast(speculator.init_state()), broadcast(init_plan_state(cfg.horizon, cfg.action_dim)))
-        return jax.lax.scan(body, init, jax.random.split(k_steps, steps))[1]
+        states = (broadcast(speculator.init_state()), broadcast(init_plan_state(cfg.horizon, cfg.action_dim)))
+        return acting.rollout(env, policy, states, key, num_envs, steps).info
 
     history, label, keep = xla.jit(run)(key, params, corrector_params)
     keep = np.asarray(keep).reshape(-1)

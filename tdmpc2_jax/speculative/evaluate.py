@@ -25,7 +25,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from tdmpc2_jax.cli import fail, parse_flags, setup_process
-from tdmpc2_jax.speculative.calibration import calibration_path, read_calibration, watch_host, watch_mjx, \
+from tdmpc2_jax.speculative.calibration import calibration_path, read_calibration, calibration_host, calibration_mjx, \
     write_calibration
 from tdmpc2_jax.speculative.modes import protocol_modes, run_host, run_mjx
 from tdmpc2_jax.speculative.report import read_results, relative_to_full, write_results
@@ -102,7 +102,7 @@ def main(argv: list[str]) -> None:
         k_max = max(missing)
         print(f"calibrating tau for K={missing} (full replanning, quantile {FLAGS.quantile}) ...", flush=True)
         watcher = Speculator(model, SpecSettings(horizon_k=k_max))
-        checks = (watch_mjx if mjx else watch_host)(env, watcher, params, jax.random.fold_in(key, 7), FLAGS.episodes)
+        checks = (calibration_mjx if mjx else calibration_host)(env, watcher, params, jax.random.fold_in(key, 7), FLAGS.episodes)
         for k in missing:
             taus[k] = np.asarray(calibrate_tau(checks.k, checks.mismatch, k, FLAGS.quantile)).tolist()
             write_calibration(FLAGS.checkpoint, config.task, k, np.asarray(taus[k]), FLAGS.quantile, FLAGS.episodes)

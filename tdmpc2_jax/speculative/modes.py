@@ -6,10 +6,9 @@ import time
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from tdmpc2_jax import xla
+from tdmpc2_jax import acting, xla
 
 
 class Mode(NamedTuple):
@@ -45,21 +44,9 @@ def host_episodes(env, speculator, params, corrector_params, key: jax.Array, epi
     """Episodes one after another on host MuJoCo: (returns [E], StepInfo [steps], seconds per step
     of the jitted speculative step, encoder included, without the first (compiling) call)."""
     step = xla.jit(speculator.step)
-    returns, infos, times = [], [], []
-    for e in range(episodes):
-        obs, state, total, t, done = env.reset(), speculator.init_state(), 0.0, 0, False
-        while not done:
-            key, k = jax.random.split(key)
-            start = time.perf_counter()
-            action, state, info = step(params, corrector_params, state, jnp.asarray(obs), k, jnp.asarray(t == 0))
-            action = np.asarray(action)
-            if e or t:  # the first call compiles
-                times.append(time.perf_counter() - start)
-            result = env.step(action)
-            obs, total, t, done = result.obs, total + result.reward, t + 1, result.done
-            infos.append(info)
-        returns.append(total)
-    return np.asarray(returns), jax.tree.map(lambda *x: np.stack(x), *infos), times
+    policy = lambda state, obs, k, t0: step(params, corrector_params, state, obs, k, t0)
+    result = acting.host_episodes(env, policy, speculator.init_state, key, episodes)
+    return result.returns, result.info, result.seconds[1:]  # the first call compiles
 
 
 def run_host(env, speculator, params, corrector_params, key: jax.Array, episodes: int) -> dict[str, Any]:

@@ -42,20 +42,10 @@ def episodes_batch(env: MJXEnv, speculator: Speculator, params, corrector_params
     return acting.rollout(env, policy, state, key, num_envs, steps)
 
 
-def watch_batch(env: MJXEnv, speculator: Speculator, params, key: jax.Array, num_envs: int, steps: int) -> Checks:
+def calibration_batch(env: MJXEnv, speculator: Speculator, params, key: jax.Array, num_envs: int, steps: int) -> Checks:
     """Full replanning on N environments for `steps` steps: the mismatch checks [T, N, K-1] of
-    `Speculator.watch_step` (for calibration)."""
-    k_reset, k_steps = jax.random.split(key)
-    env_state = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs))
-    state = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs,) + x.shape), speculator.init_watch_state())
-    watch = jax.vmap(speculator.watch_step, in_axes=(None, 0, 0, 0, 0))
-
-    def body(carry, k):
-        env_state, state = carry
-        action, state, checks = watch(params, state, env_state.inner.obs, jax.random.split(k, num_envs),
-                                      env_state.t == 0)
-        env_state, _ = env.step_batch(env_state, action)
-        return (env_state, state), checks
-
-    _, checks = jax.lax.scan(body, (env_state, state), jax.random.split(k_steps, steps))
-    return checks
+    `Speculator.calibration_step` (for calibration)."""
+    state = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs,) + x.shape), speculator.init_calibration_state())
+    watch = jax.vmap(speculator.calibration_step, in_axes=(None, 0, 0, 0, 0))
+    policy = lambda state, obs, keys, t0: watch(params, state, obs, keys, t0)
+    return acting.rollout(env, policy, state, key, num_envs, steps).info

@@ -12,9 +12,7 @@ and checkpoints land on the first chunk boundary at or after their step.
 """
 from __future__ import annotations
 
-import collections
 import itertools
-import json
 import os
 from typing import Any, NamedTuple
 
@@ -34,9 +32,9 @@ from tdmpc2_jax.loops import run
 
 MUST_MATCH_ON_RESUME = ("task", "batch_size", "horizon", "buffer_size", "num_envs", "impl", "updates_per_step",
                         "episode_length")
-# Keys a Program never reads: runs whose configs differ only in these share one Program.
+# Keys a CompiledRun never reads: runs whose configs differ only in these can share one CompiledRun.
 RUN_ONLY_KEYS = ("work_dir", "exp_name", "resume", "save_buffer", "tensorboard", "progress", "checkpoint_every",
-                 "compilation_cache")
+                 "compilation_cache", "save_csv", "save_agent", "save_video")
 
 
 class Member(NamedTuple):
@@ -63,13 +61,13 @@ def member_dirs(config: ConfigDict, members: list[Member]) -> list[str]:
     return [os.path.join(work_dir, m.name) for m in members]
 
 
-class Program:
+class CompiledRun:
     """The compiled pieces for one config: env, agent, loop and their vmapped, jitted programs."""
 
     def __init__(self, config: ConfigDict, members: list[Member]):
         if config.num_envs < 1:
             raise ValueError(f"num_envs must be positive, got {config.num_envs}")
-        self.members = members
+        self.members, self.settings = list(members), settings_of(config)
         self.env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
         self.cfg: Config = run.agent_config(config, self.env.obs_dim, self.env.action_dim, self.env.episode_length)
         self.agent = Agent(self.cfg)
@@ -93,6 +91,11 @@ class Program:
         self.chunk = xla.jit(jax.vmap(self.loop.chunk, in_axes=(0, None)), static_argnums=1, **donate)
         self.pretrain = xla.jit(jax.vmap(self.loop.pretrain, in_axes=(0, None)), static_argnums=1, **donate)
         self.evaluate = xla.jit(jax.vmap(self.loop.evaluate, in_axes=(0, 0, None)), static_argnums=2)
+
+    def serves(self, config: ConfigDict, members: list[Member]) -> bool:
+        """Whether this CompiledRun computes the run `config` with `members` (configs that differ only in
+        RUN_ONLY_KEYS, such as a resume into another work dir, share one)."""
+        return settings_of(config) == self.settings and list(members) == self.members
 
     def initial_carry(self) -> Carry:
         keys = jnp.stack([jax.random.key_data(jax.random.key(m.seed)) for m in self.members])
@@ -126,29 +129,21 @@ def updates_per_step(config: ConfigDict) -> int:
     return count
 
 
-_PROGRAMS: collections.OrderedDict[str, Program] = collections.OrderedDict()
+def settings_of(config: ConfigDict) -> dict[str, Any]:
+    return {k: v for k, v in config.to_dict().items() if k not in RUN_ONLY_KEYS}
 
 
-def program_for(config: ConfigDict, members: list[Member], keep: int = 2) -> Program:
-    """The Program for `config` and `members`, reused by later runs in this process that differ only
-    in RUN_ONLY_KEYS (a resume, another work dir): they skip tracing and compiling again. The last
-    `keep` Programs are kept."""
-    settings = {k: v for k, v in config.to_dict().items() if k not in RUN_ONLY_KEYS}
-    key = json.dumps([settings, [list(m) for m in members]], sort_keys=True, default=repr)
-    if key not in _PROGRAMS:
-        _PROGRAMS[key] = Program(config, members)
-        while len(_PROGRAMS) > keep:
-            _PROGRAMS.popitem(last=False)
-    _PROGRAMS.move_to_end(key)
-    return _PROGRAMS[key]
-
-
-def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] | None = None) -> list[dict[str, Any]]:
+def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] | None = None,
+          program: CompiledRun | None = None) -> list[dict[str, Any]]:
     """Trains (or resumes) a population on one MJX task; returns each member's last evaluation
-    (with its `transitions`)."""
+    (with its `transitions`). `program`: a CompiledRun built earlier for this config, to skip tracing and
+    compiling again (a resume in the same process)."""
     run.check_run_keys(config)
     members = population(seeds or [config.seed], lrs or [config.lr])
-    program = program_for(config, members)
+    if program is None:
+        program = CompiledRun(config, members)
+    elif not program.serves(config, members):
+        raise ValueError("the CompiledRun given was built for another config or population")
     env, cfg, n = program.env, program.cfg, config.num_envs
     work_dir = run.work_dir_of(config)
     ckpt_dir = os.path.join(work_dir, "checkpoints")
@@ -160,30 +155,30 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
         episodes = np.asarray(checkpoints.read_meta(ckpt_dir)[1]["episodes"], np.int64)
     if carry is None:
         carry = program.initial_carry()
-    batches = int(carry.agent_step[0])
+    batched_steps = int(carry.batched_steps[0])
 
     single = len(members) == 1
-    loggers = [RunLogger(d, config.steps, env.action_repeat, start_step=batches * n, tensorboard=config.tensorboard,
+    loggers = [RunLogger(d, config.steps, env.action_repeat, start_step=batched_steps * n, tensorboard=config.tensorboard,
                          progress=config.progress and i == 0, echo=single, csv=config.save_csv)
                for i, d in enumerate(member_dirs(config, members))]
     main_log = loggers[0]
     main_log.message(
         f"{config.task} on MJX ({config.impl}): obs {env.obs_dim}, action {env.action_dim}, {n} envs x "
         f"{len(members)} member(s){'' if program.mesh is None else f' on {program.mesh.devices.size} devices split by ' + program.mode}, "
-        f"{config.steps:,} transitions (from {batches * n:,}), buffer {program.loop.capacity:,} rows/env = "
+        f"{config.steps:,} transitions (from {batched_steps * n:,}), buffer {program.loop.capacity:,} rows/env = "
         f"{program.buffer_bytes / 2**20:.1f} MiB, {program.updates_per_step} updates per batched step, chunks of "
         f"{program.chunk_steps} steps, work dir {work_dir}")
     last_eval: list[dict[str, Any]] = [{} for _ in members]
-    next_eval = 0 if batches == 0 else run.next_multiple(batches * n, config.eval_freq)
-    next_checkpoint = run.next_multiple(batches * n, config.checkpoint_every)
+    next_eval = 0 if batched_steps == 0 else run.next_multiple(batched_steps * n, config.eval_freq)
+    next_checkpoint = run.next_multiple(batched_steps * n, config.checkpoint_every)
 
     def save(final: bool = False) -> None:
         if not config.save_agent:
             return
-        meta = dict(agent_step=batches * n, batches=batches, run_config=config.to_dict(),
+        meta = dict(agent_step=batched_steps * n, batched_steps=batched_steps, run_config=config.to_dict(),
                     members=[m._asdict() for m in members], episodes=episodes.tolist(), final=final,
                     has_buffer=bool(config.save_buffer))
-        checkpoints.save(ckpt_dir, batches * n, run_tree(carry, eval_key, config.save_buffer), cfg, extra_meta=meta)
+        checkpoints.save(ckpt_dir, batched_steps * n, run_tree(carry, eval_key, config.save_buffer), cfg, extra_meta=meta)
 
     def run_eval() -> None:
         nonlocal eval_key
@@ -192,51 +187,51 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
         result = sharding.fetch(program.evaluate(carry.train_state.params, keys[:, 1], config.eval_episodes))
         for i, logger in enumerate(loggers):
             last_eval[i] = run.episode_statistics(result.returns[i], result.lengths[i])
-            logger.log("eval", batches * n, {k: v for k, v in last_eval[i].items() if k not in ("returns", "lengths")})
-            last_eval[i]["transitions"] = batches * n
+            logger.log("eval", batched_steps * n, {k: v for k, v in last_eval[i].items() if k not in ("returns", "lengths")})
+            last_eval[i]["transitions"] = batched_steps * n
         if not single:
             means = np.asarray([e["episode_reward"] for e in last_eval])
-            main_log.message(f"eval at {batches * n:,} transitions: return {means.mean():.1f} +- {means.std():.1f} "
+            main_log.message(f"eval at {batched_steps * n:,} transitions: return {means.mean():.1f} +- {means.std():.1f} "
                              f"over {len(members)} members (min {means.min():.1f}, max {means.max():.1f})")
 
     def log_chunk(logs, length: int) -> None:
         logs = sharding.fetch(logs)
         metrics = {k: np.asarray(v) for k, v in logs.metrics.items()}
-        run.check_finite(metrics, f"before transition {batches * n:,}", ckpt_dir, [m.name for m in members])
+        run.check_finite(metrics, f"before transition {batched_steps * n:,}", ckpt_dir, [m.name for m in members])
         for i, logger in enumerate(loggers):
             ended = logs.ended[i]
             episodes[i] += int(ended.sum())
             row: dict[str, Any] = dict(episode=int(episodes[i]),
-                                       steps_per_second=batches * n / max(logger.elapsed(), 1e-9))
+                                       steps_per_second=batched_steps * n / max(logger.elapsed(), 1e-9))
             if ended.any():
                 row.update(episode_reward=float(logs.episode_return[i][ended].mean()),
                            episode_length=float(logs.episode_length[i][ended].mean()))
             row.update({k: float(v[i].mean()) for k, v in metrics.items()})
-            logger.log("train", batches * n, row)
+            logger.log("train", batched_steps * n, row)
         main_log.advance(length * n)
 
     try:
-        if batches * n >= next_eval:
+        if batched_steps * n >= next_eval:
             run_eval()
             next_eval += config.eval_freq
-        if batches < program.loop.seed_batches:
+        if batched_steps < program.loop.seed_batches:
             main_log.message(f"seed phase: {program.loop.seed_batches} steps x {n} envs of random actions, then "
                              f"{program.seed_steps:,} pretraining updates ...")
             carry, logs = program.seed_chunk(carry)
-            batches = program.loop.seed_batches
+            batched_steps = program.loop.seed_batches
             carry, _ = program.pretrain(carry, program.seed_steps)
-            log_chunk(logs, batches)
-        while batches < program.total_batches:
-            length = min(program.chunk_steps, program.total_batches - batches)
+            log_chunk(logs, batched_steps)
+        while batched_steps < program.total_batches:
+            length = min(program.chunk_steps, program.total_batches - batched_steps)
             carry, logs = program.chunk(carry, length)
-            batches += length
+            batched_steps += length
             log_chunk(logs, length)
-            if batches * n >= next_eval or batches == program.total_batches:
+            if batched_steps * n >= next_eval or batched_steps == program.total_batches:
                 run_eval()
-                next_eval = run.next_multiple(batches * n, config.eval_freq)
-            if batches * n >= next_checkpoint and batches < program.total_batches:  # the end saves below
+                next_eval = run.next_multiple(batched_steps * n, config.eval_freq)
+            if batched_steps * n >= next_checkpoint and batched_steps < program.total_batches:  # the end saves below
                 save()
-                next_checkpoint = run.next_multiple(batches * n, config.checkpoint_every)
+                next_checkpoint = run.next_multiple(batched_steps * n, config.checkpoint_every)
         save(final=True)
     finally:
         for logger in loggers:
@@ -265,7 +260,7 @@ def run_tree(carry: Carry, eval_key: jax.Array, with_buffer: bool = True) -> dic
             "eval_key": _storable(eval_key)}
 
 
-def restore_run(ckpt_dir: str, config: ConfigDict, program: Program) -> tuple[Carry, jax.Array]:
+def restore_run(ckpt_dir: str, config: ConfigDict, program: CompiledRun) -> tuple[Carry, jax.Array]:
     """The carry of the latest checkpoint, refused with the differing keys when it is another run's."""
     step, meta = checkpoints.read_meta(ckpt_dir)
     members = []
