@@ -70,8 +70,16 @@ def test_overwritten_rows_break_their_windows():
     assert set(starts[:, 1].tolist()) <= {0.0, 1.0, 2.0}
 
 
-def test_insert_and_sample_compile_once_and_stay_on_device():
+def test_insert_and_sample_trace_once_and_update_the_buffer_in_place():
     buffer = device.init(16, 2, 3, 1)
+    insert = jax.jit(chex.assert_max_traces(device.insert, n=1))
+    sample = jax.jit(chex.assert_max_traces(device.sample, n=1), static_argnums=(2, 3))
+    for i in range(6):  # new values of the same shapes: no retrace (assert_max_traces raises on a second)
+        step = jnp.full(2, i, jnp.int32)
+        buffer = insert(buffer, Transition(jnp.full((2, 3), float(i)), jnp.zeros((2, 1)), jnp.ones(2),
+                                           jnp.full((2, 3), i + 1.0), jnp.zeros(2), jnp.zeros(2, jnp.int32), step))
+        if i >= 2:
+            chex.assert_shape(sample(buffer, jax.random.key(i), 4, 2).obs, (3, 4, 3))
     lowered = jax.jit(device.insert).lower(buffer, Transition(
         jnp.zeros((2, 3)), jnp.zeros((2, 1)), jnp.zeros(2), jnp.zeros((2, 3)), jnp.zeros(2),
         jnp.zeros(2, jnp.int32), jnp.zeros(2, jnp.int32)))
