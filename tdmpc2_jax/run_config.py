@@ -64,5 +64,10 @@ def mjx_config(task: str) -> config_dict.ConfigDict:
     c.updates_per_step = config_dict.placeholder(int)
     c.chunk_steps = config_dict.placeholder(int)  # batched steps per compiled chunk; default from eval_freq
     c.num_devices = config_dict.placeholder(int)  # devices to split over; default all JAX sees
-    c.distributed = False  # several hosts: call jax.distributed.initialize() first (one process per host)
+    # several hosts: one process per host, jax.distributed.initialize() first; the address, count and
+    # id come from these keys, else from the cluster (SLURM, Cloud TPU, ...) or JAX_COORDINATOR_ADDRESS
+    c.distributed = False
+    c.coordinator_address = config_dict.placeholder(str)  # host:port of process 0
+    c.num_processes = config_dict.placeholder(int)
+    c.process_id = config_dict.placeholder(int)
     return c

@@ -54,9 +54,9 @@ def _train(config):
         return host.train(config)
     if config.backend == "mjx" and "num_envs" in config:
         if config.distributed:
-            import jax
+            from tdmpc2_jax.sharding import initialize_distributed
 
-            jax.distributed.initialize()
+            initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)
         from tdmpc2_jax.envs.mjx import playground_name
         from tdmpc2_jax.loops import mjx_run
 

@@ -34,7 +34,7 @@ MUST_MATCH_ON_RESUME = ("task", "batch_size", "horizon", "buffer_size", "num_env
                         "episode_length")
 # Keys a CompiledRun never reads: runs whose configs differ only in these can share one CompiledRun.
 RUN_ONLY_KEYS = ("work_dir", "exp_name", "resume", "save_buffer", "tensorboard", "progress", "checkpoint_every",
-                 "compilation_cache", "save_csv", "save_agent", "save_video")
+                 "compilation_cache", "save_csv", "save_agent", "save_video", "coordinator_address", "process_id")
 
 
 class Member(NamedTuple):
