@@ -1,6 +1,6 @@
 """The speculative workflow end to end on MJX cartpole with a tiny agent: collect, train a
 corrector, run the protocol with on-the-fly calibration; and its clear errors (the protocol on host
-MuJoCo: test_speculative.py)."""
+MuJoCo: test_protocol.py)."""
 import csv
 
 from helpers import ROOT, SMALL, tiny_agent

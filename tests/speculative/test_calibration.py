@@ -1,0 +1,41 @@
+"""Calibration: full replanning measures each plan's prediction error, and tau_k is its per-k quantile."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tdmpc2_jax import xla
+from tdmpc2_jax.speculative.controller import SpecSettings, Speculator, calibrate_tau
+
+from speculative_helpers import observations, run_steps
+
+
+def test_watching_full_replanning_measures_each_plans_prediction_error(model, params):
+    obs = observations(8, seed=9)
+    t0 = [True, False, False, False, True, False, False, False]  # a new episode at step 4
+    plain, _ = run_steps(Speculator(model, SpecSettings(horizon_k=1)), params, obs, t0)
+    speculator = Speculator(model, SpecSettings(horizon_k=3))
+    watch, state = xla.jit(speculator.calibration_step), speculator.init_calibration_state()
+    actions, ks, errors, predicted = [], [], [], []
+    for t, key in enumerate(jax.random.split(jax.random.key(2), 8)):  # run_steps' keys
+        action, state, checks = watch(params, state, obs[t], key, jnp.asarray(t0[t]))
+        actions.append(action)
+        ks.append(checks.k)
+        errors.append(checks.mismatch)
+        predicted.append(state.predictions[0])  # [K, L] of the plan made at t
+    np.testing.assert_allclose(np.stack(actions), plain, atol=1e-5)  # the full planner's actions
+    ks, errors = np.stack(ks), np.stack(errors)
+    np.testing.assert_array_equal(ks, [[-1, -1], [1, -1], [1, 2], [1, 2], [-1, -1], [1, -1], [1, 2], [1, 2]])
+    z = np.asarray(jax.vmap(lambda o: model.encode(params, o))(obs))
+    for t, j in zip(*np.nonzero(ks > 0)):
+        k = j + 1
+        np.testing.assert_allclose(errors[t, j], np.linalg.norm(z[t] - np.asarray(predicted[t - k][k])), rtol=1e-5)
+    tau = calibrate_tau(ks, errors, 3, quantile=1.0)
+    np.testing.assert_allclose(tau[1:], [errors[ks == 1].max(), errors[ks == 2].max()], rtol=1e-6)
+
+
+def test_calibrated_tau_is_the_per_k_quantile():
+    k = jnp.asarray([1, 2, 1, 2, 1, 0, 3])
+    e = jnp.asarray([1.0, 10.0, 2.0, 20.0, 3.0, 99.0, 5.0])
+    tau = calibrate_tau(k, e, 4, quantile=0.5)
+    np.testing.assert_allclose(np.asarray(tau), [np.inf, 2.0, 15.0, 5.0])
+    assert np.isinf(calibrate_tau(k, e, 5)[4])  # never observed: never falls back
