@@ -16,11 +16,10 @@ import sys
 from collections import defaultdict
 
 from absl import app, flags
-from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tdmpc2_jax.cli import fail, parse_flags, setup_process  # noqa: E402
+from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, setup_process  # noqa: E402
 
 FLAGS = flags.FLAGS
 _CONFIG = None  # the --config flag (define_flags)
@@ -29,8 +28,7 @@ _CONFIG = None  # the --config flag (define_flags)
 def define_flags() -> None:
     """This command line's flags; defined when it runs, so that importing the module defines none."""
     global _CONFIG
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "an MJX config, e.g. configs/mjx.py:cartpole-balance",
-                                              lock_config=True)
+    _CONFIG = define_config_flags("an MJX config, e.g. configs/mjx.py:cartpole-balance")
     flags.DEFINE_list("seeds", ["1", "2"], "seeds of the population")
     flags.DEFINE_list("lrs", None, "learning rates (default: the config's lr)")
 

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 
 from absl import app, flags
-from ml_collections import config_flags
 
-from tdmpc2_jax.cli import fail, parse_flags, setup_process
+from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, setup_process
 from tdmpc2_jax.loading import load_for_task
 
 FLAGS = flags.FLAGS
@@ -25,9 +24,8 @@ _CONFIG = None  # the --config flag (define_flags)
 def define_flags() -> None:
     """This command line's flags; defined when it runs, so that importing the module defines none."""
     global _CONFIG
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "config file, e.g. configs/dmc.py:cheetah-run",
-                                              lock_config=True)
-    flags.DEFINE_string("checkpoint", None, "orbax checkpoint directory or official .pt file")
+    _CONFIG = define_config_flags("config file, e.g. configs/dmc.py:cheetah-run",
+                                  "orbax checkpoint directory or official .pt file")
     flags.DEFINE_integer("episodes", 10, "number of evaluation episodes")
     flags.DEFINE_string("video", None, "write the first episode to this .mp4")
     flags.DEFINE_integer("seed", None, "evaluation seed (default: the config's seed)")

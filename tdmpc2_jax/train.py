@@ -9,9 +9,8 @@ Writes eval.csv, train.csv, TensorBoard scalars and orbax checkpoints under work
 from __future__ import annotations
 
 from absl import app
-from ml_collections import config_flags
 
-from tdmpc2_jax.cli import fail, parse_flags, setup_process
+from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, setup_process
 
 _CONFIG = None  # the --config flag (define_flags)
 
@@ -19,8 +18,7 @@ _CONFIG = None  # the --config flag (define_flags)
 def define_flags() -> None:
     """This command line's flags; defined when it runs, so that importing the module defines none."""
     global _CONFIG
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "config file, e.g. configs/dmc.py:cheetah-run",
-                                              lock_config=True)
+    _CONFIG = define_config_flags("config file, e.g. configs/dmc.py:cheetah-run")
 
 
 def main(argv: list[str]) -> None:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import os
 
 from absl import app, flags
-from ml_collections import config_flags
 
-from tdmpc2_jax.cli import fail, parse_flags, setup_process
+from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, setup_process
 
 FLAGS = flags.FLAGS
 _CONFIG = None  # the --config flag (define_flags)
@@ -24,9 +23,8 @@ _CONFIG = None  # the --config flag (define_flags)
 def define_flags() -> None:
     """This command line's flags; defined when it runs, so that importing the module defines none."""
     global _CONFIG
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "an MJX config, e.g. configs/mjx.py:cartpole-balance",
-                                              lock_config=True)
-    flags.DEFINE_string("checkpoint", None, "the trained agent (orbax checkpoint directory or official .pt)")
+    _CONFIG = define_config_flags("an MJX config, e.g. configs/mjx.py:cartpole-balance",
+                                  "the trained agent (orbax checkpoint directory or official .pt)")
     flags.DEFINE_integer("k", 4, "execution horizon K")
     flags.DEFINE_integer("envs", 16, "environments rolled out at once")
     flags.DEFINE_integer("steps", 1000, "batched steps (episodes of episode_length steps follow each other)")

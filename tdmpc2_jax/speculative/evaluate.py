@@ -22,9 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
-from ml_collections import config_flags
 
-from tdmpc2_jax.cli import fail, parse_flags, setup_process
+from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, setup_process
 from tdmpc2_jax.speculative.calibration import calibration_path, read_calibration, calibration_host, calibration_mjx, \
     write_calibration
 from tdmpc2_jax.speculative.modes import protocol_modes, run_host, run_mjx
@@ -37,9 +36,8 @@ _CONFIG = None  # the --config flag (define_flags)
 def define_flags() -> None:
     """This command line's flags; defined when it runs, so that importing the module defines none."""
     global _CONFIG
-    _CONFIG = config_flags.DEFINE_config_file("config", None, "configs/mjx.py:TASK or configs/dmc.py:TASK",
-                                              lock_config=True)
-    flags.DEFINE_string("checkpoint", None, "the trained agent")
+    _CONFIG = define_config_flags("configs/mjx.py:TASK or configs/dmc.py:TASK",
+                                  "the trained agent")
     flags.DEFINE_list("k", ["2", "3", "4", "6"], "execution horizons K")
     flags.DEFINE_list("correctors", [], "NAME=DIR pairs of trained correctors")
     flags.DEFINE_integer("episodes", 16, "episodes per mode (the same seeds for every mode)")
