@@ -1,5 +1,5 @@
-"""Run logs: eval.csv and train.csv (official column names), TensorBoard scalars, evaluation videos,
-a progress bar.
+"""Run logs: eval.csv and train.csv (official column names), TensorBoard scalars, Weights & Biases
+(optional, like the official code), evaluation videos, a progress bar.
 
 `step` counts environment steps like the official result CSVs (agent steps x action repeat);
 `agent_step` counts agent steps. On resume, rows past the checkpoint are dropped so a resumed run
@@ -56,7 +56,8 @@ class RunLogger:
     """Everything a run reports: CSVs, TensorBoard, the progress bar."""
 
     def __init__(self, work_dir: str, total_steps: int, action_repeat: int, start_step: int = 0,
-                 tensorboard: bool = True, progress: bool = True, echo: bool = True, csv: bool = True):
+                 tensorboard: bool = True, progress: bool = True, echo: bool = True, csv: bool = True,
+                 wandb: Mapping[str, Any] | None = None):
         os.makedirs(work_dir, exist_ok=True)
         self.work_dir, self.action_repeat, self.echo = work_dir, action_repeat, echo
         self.eval = self.train = None
@@ -71,6 +72,7 @@ class RunLogger:
             from tensorboardX import SummaryWriter
 
             self._writer = SummaryWriter(os.path.join(work_dir, "tb"), purge_step=start_step * action_repeat or None)
+        self._wandb = _start_wandb(work_dir, wandb) if wandb else None
         self._bar = None
         if progress:
             from tqdm import tqdm
@@ -93,6 +95,9 @@ class RunLogger:
                 if isinstance(value, (int, float)):
                     self._writer.add_scalar(f"{category}/{key}", value, row["step"])
             self._writer.flush()
+        if self._wandb is not None:
+            numbers = {f"{category}/{k}": v for k, v in values.items() if isinstance(v, (int, float))}
+            self._wandb.log(numbers, step=row["step"])
         if category == "eval":
             self.last_eval = float(values["episode_reward"])
         if category == "eval" and self.echo:
@@ -107,6 +112,8 @@ class RunLogger:
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, f"{agent_step * self.action_repeat}.mp4")
         imageio.mimsave(path, frames, fps=30)
+        if self._wandb is not None:
+            self._wandb.log({"eval/video": self._wandb.Video(path, format="mp4")}, step=agent_step * self.action_repeat)
         return path
 
     def advance(self, agent_steps: int = 1) -> None:
@@ -126,3 +133,19 @@ class RunLogger:
             self._bar.close()
         if self._writer is not None:
             self._writer.close()
+        if self._wandb is not None:
+            self._wandb.finish()
+
+
+def _start_wandb(work_dir: str, settings: Mapping[str, Any]):
+    """A Weights & Biases run (`settings`: project, entity, name, group, config, silent). WANDB_MODE=offline
+    keeps it on disk under work_dir/wandb (`wandb sync` uploads it later)."""
+    try:
+        import wandb
+    except ImportError as err:
+        raise ValueError("enable_wandb=True needs the wandb package: pip install wandb") from err
+    os.environ["WANDB_SILENT"] = "true" if settings.get("silent") else "false"
+    wandb.init(project=settings["project"], entity=settings.get("entity"), name=settings.get("name"),
+               group=settings.get("group"), config=dict(settings.get("config", {})), dir=work_dir,
+               resume="allow", id=settings.get("id"))
+    return wandb

@@ -40,6 +40,11 @@ def base_config(task: str) -> config_dict.ConfigDict:
     c.save_csv = True
     c.save_video = False
     c.save_agent = True
+    # Weights & Biases, like the official code (off by default here; WANDB_MODE=offline needs no network)
+    c.enable_wandb = False
+    c.wandb_project = config_dict.placeholder(str)
+    c.wandb_entity = config_dict.placeholder(str)
+    c.wandb_silent = False
     # this project's run keys
     c.work_dir = config_dict.placeholder(str)  # default: runs/<task>/<seed>/<exp_name>
     c.checkpoint_every = 50_000  # agent steps; checkpoints land on the next episode boundary

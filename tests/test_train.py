@@ -61,6 +61,19 @@ def test_official_save_keys_turn_off_csvs_and_checkpoints_and_record_eval_videos
         run.check_run_keys(mjx)
 
 
+def test_weights_and_biases_logs_the_run_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    host.train(tiny_config(tmp_path, steps=150, enable_wandb=True, wandb_project="tdmpc2-jax-test", wandb_silent=True,
+                           tensorboard=False))
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    logged = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
+    for key in (b"eval/episode_reward", b"train/total_loss", b"tdmpc2-jax-test"):
+        assert key in logged, key
+    with pytest.raises(ValueError, match="enable_wandb=True needs --config.wandb_project"):
+        host.train(tiny_config(tmp_path / "other", enable_wandb=True))
+
+
 def final_params(work_dir):
     _, params, target = checkpoints.load_model(str(pathlib.Path(work_dir) / "checkpoints"))
     return params, target

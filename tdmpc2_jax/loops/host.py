@@ -108,7 +108,8 @@ def train(config: ConfigDict) -> dict[str, Any]:
     os.makedirs(work_dir, exist_ok=True)
     # agent steps 0..steps inclusive, as in the official loop
     logger = RunLogger(work_dir, config.steps + 1, ACTION_REPEAT, start_step=step, tensorboard=config.tensorboard,
-                       progress=config.progress, csv=config.save_csv)
+                       progress=config.progress, csv=config.save_csv,
+                       wandb=run.wandb_settings(config, work_dir))
     logger.message(f"{config.task}: obs {env.obs_dim}, action {env.action_dim}, agent steps {config.steps:,} "
                    f"(from {step:,}), buffer {buffer.capacity:,} rows = {buffer.nbytes / 2**20:.1f} MiB, "
                    f"work dir {work_dir}")

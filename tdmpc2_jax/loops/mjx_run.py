@@ -34,7 +34,8 @@ MUST_MATCH_ON_RESUME = ("task", "batch_size", "horizon", "buffer_size", "num_env
                         "episode_length")
 # Keys a CompiledRun never reads: runs whose configs differ only in these can share one CompiledRun.
 RUN_ONLY_KEYS = ("work_dir", "exp_name", "resume", "save_buffer", "tensorboard", "progress", "checkpoint_every",
-                 "compilation_cache", "save_csv", "save_agent", "save_video", "coordinator_address", "process_id")
+                 "compilation_cache", "save_csv", "save_agent", "save_video", "coordinator_address", "process_id",
+                 "enable_wandb", "wandb_project", "wandb_entity", "wandb_silent")
 
 
 class Member(NamedTuple):
@@ -158,9 +159,12 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
     batched_steps = int(carry.batched_steps[0])
 
     single = len(members) == 1
+    def wandb(work_dir: str, member: Member):  # the first process reports to W&B, one run per member
+        return None if jax.process_index() else run.wandb_settings(config, work_dir, None if single else member.name)
+
     loggers = [RunLogger(d, config.steps, env.action_repeat, start_step=batched_steps * n, tensorboard=config.tensorboard,
-                         progress=config.progress and i == 0, echo=single, csv=config.save_csv)
-               for i, d in enumerate(member_dirs(config, members))]
+                         progress=config.progress and i == 0, echo=single, csv=config.save_csv, wandb=wandb(d, m))
+               for i, (d, m) in enumerate(zip(member_dirs(config, members), members))]
     main_log = loggers[0]
     main_log.message(
         f"{config.task} on MJX ({config.impl}): obs {env.obs_dim}, action {env.action_dim}, {n} envs x "

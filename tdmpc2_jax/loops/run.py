@@ -3,6 +3,7 @@ work directory, the official seeding schedule, evaluation seeds, schedule bounda
 check, the non-finite-loss stop and evaluation statistics."""
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Any, Iterable, Mapping
 
@@ -37,6 +38,20 @@ def check_run_keys(config: ConfigDict) -> None:
     if config.save_video and config.backend != "dmc":
         raise ValueError("save_video records evaluation episodes rendered on host MuJoCo: train with "
                          f"--config=configs/dmc.py:{config.task}, or evaluate an MJX checkpoint there with --video")
+
+
+def wandb_settings(config: ConfigDict, work_dir: str, name: str | None = None) -> dict[str, Any] | None:
+    """What RunLogger needs for a Weights & Biases run (None with enable_wandb off): one run per
+    work dir (a resume continues it), named by seed (or population member), grouped by task and
+    experiment like the official runs."""
+    if not config.enable_wandb:
+        return None
+    if not config.wandb_project:
+        raise ValueError("enable_wandb=True needs --config.wandb_project (and usually --config.wandb_entity)")
+    run_id = hashlib.sha256(os.path.abspath(work_dir).encode()).hexdigest()[:16]
+    return dict(project=config.wandb_project, entity=config.wandb_entity, name=name or str(config.seed),
+                group=f"{config.task}-{config.exp_name}", config=config.to_dict(), silent=config.wandb_silent,
+                id=run_id)
 
 
 def work_dir_of(config: ConfigDict) -> str:
