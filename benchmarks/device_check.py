@@ -43,6 +43,7 @@ from tdmpc2_jax.planner import init_plan_state, plan
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OBS_DIM, ACTION_DIM = 24, 6
+LEARN_COMPILE_S = 90.0  # kept free for compiling the learning run's programs
 
 
 class Settings(dict):
@@ -54,12 +55,12 @@ class Settings(dict):
 FULL = Settings(sizes={"1M": dict(model_size=1), "5M": dict(model_size=5), "48M": dict(model_size=48),
                        "317M": dict(model_size=317)},
                 batched_plan=("5M", 1024), task="cheetah-run", mjx_model=dict(model_size=5), mjx_envs=(1024, 256, 4096),
-                mjx_steps=10, mjx_updates=20, repeats=20, learn_envs=256, learn_reserve_s=200.0, eval_episodes=16,
-                learn_overrides={})
+                mjx_steps=10, mjx_updates=20, repeats=20, learn_envs=256, learn_steps=None, learn_reserve_s=200.0,
+                eval_episodes=16, learn_overrides={})
 TINY = dict(num_enc_layers=1, enc_dim=16, mlp_dim=16, latent_dim=16, num_q=2, num_samples=16, num_elites=4,
             num_pi_trajs=2, iterations=2, batch_size=8)
 SMOKE = Settings(sizes={"tiny": TINY}, batched_plan=("tiny", 8), task="cartpole-balance", mjx_model=TINY,
-                 mjx_envs=(2,), mjx_steps=2, mjx_updates=2, repeats=2, learn_envs=2, learn_reserve_s=0.0,
+                 mjx_envs=(2,), mjx_steps=2, mjx_updates=2, repeats=2, learn_envs=2, learn_steps=40, learn_reserve_s=0.0,
                  eval_episodes=2, learn_overrides=dict(TINY, episode_length=10, seed_steps=8, buffer_size=200))
 
 
@@ -178,13 +179,13 @@ def learning_run(check: Check, out: pathlib.Path) -> dict:
 
     s = check.settings
     n = s.learn_envs
-    rate = check.results["mjx"].get(str(n), {})
-    update_s = (check.results["core"].get("update 5M", {}).get("median_ms", 10.0) / 1e3 if not s.learn_overrides
-                else 0.0)
-    per_transition = update_s + (1.0 / rate["transitions_per_s"] if rate.get("transitions_per_s") else 0.002)
-    compile_margin = 90.0 if not s.learn_overrides else 0.0
-    affordable = int(max(check.left() - compile_margin, 0) / max(per_transition, 1e-6))
-    steps = max(n * 8, min(affordable, 2_000_000)) // n * n if not s.learn_overrides else n * 20
+    steps = s.learn_steps
+    if steps is None:  # as many transitions as the measured update and acting rates allow in the time left
+        update_s = check.results["core"].get("update 5M", {}).get("median_ms", 10.0) / 1e3
+        acting = check.results["mjx"].get(str(n), {}).get("transitions_per_s")
+        per_transition = update_s + (1.0 / acting if acting else 0.002)
+        affordable = int(max(check.left() - LEARN_COMPILE_S, 0.0) / per_transition)
+        steps = max(n * 8, min(affordable, 2_000_000)) // n * n
     config = load_mjx_config(s.task)
     config.update(dict(model_size=5, num_envs=n, steps=steps, eval_freq=max(n, steps // 4) // n * n,
                        eval_episodes=s.eval_episodes, work_dir=str(out / "learning"), checkpoint_every=10**12,

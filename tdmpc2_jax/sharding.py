@@ -66,8 +66,8 @@ def fetch(tree):
 
 
 def free_memory_bytes() -> int:
-    """Free memory of the first device (host RAM on CPU, where JAX reports no device statistics)."""
-    stats = jax.devices()[0].memory_stats()
+    """Free memory of this process's first device (host RAM on CPU, where JAX reports no device statistics)."""
+    stats = jax.local_devices()[0].memory_stats()
     if stats and "bytes_limit" in stats:
         return int(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
