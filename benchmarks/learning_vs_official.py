@@ -341,6 +341,13 @@ def task_summary(rows: list[dict], task: str, impl: str, reference: str) -> dict
     return stats
 
 
+def bar_verdict(stats: dict) -> str:
+    """The issue's bar: AUC ratio in 0.85-1.15 and Welch p > 0.05 on the final return (2+ seeds a side)."""
+    if min(stats["impl_seeds"], stats["ref_seeds"]) < 2:
+        return "open (2+ seeds a side needed)"
+    return "met" if stats["bar_met"] else "NOT met"
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     import numpy as np
 
@@ -364,7 +371,7 @@ def plot_task(rows: list[dict], task: str, path: pathlib.Path, wall_minutes: dic
         steps = sorted(set.intersection(*(set(xs) for xs, _ in runs.values())))
         table = np.array([[dict(zip(xs, ys))[s] for s in steps] for xs, ys in runs.values()])
         max_step = max(max_step, steps[-1])
-        label = f"{impl} ({len(runs)} seeds, {wall_minutes.get(impl, float('nan')):.0f} min/run)"
+        label = f"{impl} ({len(runs)} seed{'s' if len(runs) > 1 else ''}, {wall_minutes.get(impl, float('nan')):.0f} min/run)"
         ax.plot(steps, table.mean(0), color=COLORS[impl], marker="o", ms=3, label=label)
         ax.fill_between(steps, table.min(0), table.max(0), color=COLORS[impl], alpha=0.2)
     reference = OFFICIAL_RESULTS / f"{task}.csv"
@@ -414,7 +421,7 @@ def report(out: pathlib.Path) -> list[dict]:
             f"{s['impl_final_mean']:.1f} +- {s['impl_final_std']:.1f} | {s['ref_final_mean']:.1f} +- "
             f"{s['ref_final_std']:.1f} | {s['impl_auc_mean']:.1f} +- {s['impl_auc_std']:.1f} | "
             f"{s['ref_auc_mean']:.1f} +- {s['ref_auc_std']:.1f} | {s['auc_ratio']:.3f} | {s['final_welch_p']:.3f} | "
-            f"{s['auc_welch_p']:.3f} | {'met' if s['bar_met'] else 'NOT met'} |")
+            f"{s['auc_welch_p']:.3f} | {bar_verdict(s)} |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return summaries
