@@ -210,8 +210,9 @@ class Sweep:
         dest = run.results(self.out)
         dest.mkdir(parents=True, exist_ok=True)
         write_rows(dest / "eval.csv", rows, ("env_step", "agent_step", "episode_reward"))
+        command = [relative_to_root(part) for part in process.command]
         record = dict(impl=run.impl, task=run.task, seed=run.seed, env_steps=self.args.steps,
-                      agent_steps=self.agent_steps, overrides=self.overrides, command=process.command,
+                      agent_steps=self.agent_steps, overrides=self.overrides, command=command,
                       wall_clock_s=round(time.time() - process.started, 1), machine=machine(),
                       finished=time.strftime("%Y-%m-%d %H:%M:%S"))
         (dest / "run.json").write_text(json.dumps(record, indent=1) + "\n")
@@ -259,6 +260,11 @@ class Sweep:
         finally:
             for process in running.values():
                 process.terminate()
+
+
+def relative_to_root(part: str) -> str:
+    """A command-line word with this checkout's absolute paths written relative to it."""
+    return part.replace(f"{ROOT}{os.sep}", "")
 
 
 def git_head(repo: pathlib.Path) -> str:
