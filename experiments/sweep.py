@@ -22,13 +22,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, setup_process  # noqa: E402
 
 FLAGS = flags.FLAGS
-_CONFIG = None  # the --config flag (define_flags)
 
 
 def define_flags() -> None:
     """This command line's flags; defined when it runs, so that importing the module defines none."""
-    global _CONFIG
-    _CONFIG = define_config_flags("an MJX config, e.g. configs/mjx.py:cartpole-balance")
+    define_config_flags("an MJX config, e.g. configs/mjx.py:cartpole-balance")
     flags.DEFINE_list("seeds", ["1", "2"], "seeds of the population")
     flags.DEFINE_list("lrs", None, "learning rates (default: the config's lr)")
 
@@ -76,7 +74,7 @@ def write_summary(rows: list[dict], work_dir: str, task: str) -> None:
 
 def main(argv: list[str]) -> None:
     del argv
-    config = _CONFIG.value
+    config = FLAGS.config
     if config is None or config.get("backend") != "mjx":
         fail("--config must be an MJX config, e.g. --config=configs/mjx.py:cartpole-balance")
     setup_process(config)

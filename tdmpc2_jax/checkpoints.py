@@ -54,6 +54,9 @@ def save(directory: str, step: int, state: Any, cfg: Config, extra_meta: Mapping
          max_to_keep: int | None = 3) -> None:
     """Writes `state` and its metadata as checkpoint `step` (atomically: orbax commits by rename)."""
     meta = {"config": config_to_json(cfg), "architecture": cfg.architecture(), **(extra_meta or {})}
+    if jax.process_count() > 1:  # orbax writes arrays of the whole mesh together, and this process's own as values
+        state = jax.tree.map(lambda x: np.asarray(x) if isinstance(x, jax.Array) and x.is_fully_addressable else x,
+                             state)
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
     with ocp.CheckpointManager(os.path.abspath(directory), options=options) as manager:
         manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
@@ -112,10 +115,12 @@ def restore_exact(directory: str, step: int, like: Any) -> Any:
     """The `state` item restored into exactly the structure, shapes and dtypes of `like`, as numpy arrays.
 
     Host arrays, so that the caller's `jnp.asarray` gives uncommitted device arrays like a fresh run's:
-    orbax's committed arrays would make every jitted program compile once more on resume.
+    orbax's committed arrays would make every jitted program compile once more on resume. In a run
+    over several processes, every process reads the whole values onto its own device.
     """
+    local = {} if jax.process_count() == 1 else dict(sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype
-                                                           if not hasattr(x, "dtype") else x.dtype), like)
+                                                           if not hasattr(x, "dtype") else x.dtype, **local), like)
     with ocp.CheckpointManager(os.path.abspath(directory)) as manager:
         try:
             tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]

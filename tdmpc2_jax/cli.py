@@ -28,15 +28,14 @@ def parse_flags(argv: list[str]) -> list[str]:
         sys.exit(2)
 
 
-def define_config_flags(config_help: str, checkpoint_help: str | None = None):
-    """--config (a configs/*.py:TASK file, official keys overridable as --config.key=value) and, for a
-    command that reads a trained agent, --checkpoint; returns the --config flag's holder."""
+def define_config_flags(config_help: str, checkpoint_help: str | None = None) -> None:
+    """--config (a configs/*.py:TASK file, official keys overridable as --config.key=value; its
+    value is `flags.FLAGS.config`) and, for a command that reads a trained agent, --checkpoint."""
     from ml_collections import config_flags
 
-    holder = config_flags.DEFINE_config_file("config", None, config_help, lock_config=True)
+    config_flags.DEFINE_config_file("config", None, config_help, lock_config=True)
     if checkpoint_help:
         flags.DEFINE_string("checkpoint", None, checkpoint_help)
-    return holder
 
 
 def setup_process(config=None) -> None:

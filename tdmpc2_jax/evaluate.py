@@ -18,13 +18,11 @@ from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, setup_process
 from tdmpc2_jax.loading import load_for_task
 
 FLAGS = flags.FLAGS
-_CONFIG = None  # the --config flag (define_flags)
 
 
 def define_flags() -> None:
     """This command line's flags; defined when it runs, so that importing the module defines none."""
-    global _CONFIG
-    _CONFIG = define_config_flags("config file, e.g. configs/dmc.py:cheetah-run",
+    define_config_flags("config file, e.g. configs/dmc.py:cheetah-run",
                                   "orbax checkpoint directory or official .pt file")
     flags.DEFINE_integer("episodes", 10, "number of evaluation episodes")
     flags.DEFINE_string("video", None, "write the first episode to this .mp4")
@@ -32,7 +30,7 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> None:
     del argv
-    config = _CONFIG.value
+    config = FLAGS.config
     if config is None or FLAGS.checkpoint is None:
         fail("--config and --checkpoint are required")
     setup_process(config)
@@ -63,11 +61,11 @@ def _evaluate_host(config, seed: int):
 
     try:
         env = DMCEnv(config.task, eval_seed(seed), episode_length=config.episode_length)
-        cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
+        agent_cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
     except (ValueError, FileNotFoundError, ImportError) as err:
         fail(str(err))
     frames: list[np.ndarray] = []
-    result = evaluate(env, Planners(Agent(cfg)), params, jax.random.key(seed), FLAGS.episodes,
+    result = evaluate(env, Planners(Agent(agent_cfg)), params, jax.random.key(seed), FLAGS.episodes,
                       on_frame=frames.append if FLAGS.video else None)
     return np.asarray(result["returns"]), [int(n) for n in result["lengths"]], frames
 
@@ -84,10 +82,10 @@ def _evaluate_mjx(config, seed: int):
 
     try:
         env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
-        cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
+        agent_cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
     except (ValueError, FileNotFoundError, ImportError) as err:
         fail(str(err))
-    loop = DeviceLoop(Agent(cfg), env, num_envs=FLAGS.episodes, seed_steps=0)
+    loop = DeviceLoop(Agent(agent_cfg), env, num_envs=FLAGS.episodes, seed_steps=0)
     result = xla.jit(loop.evaluate, static_argnums=2)(params, jax.random.key(eval_seed(seed)), FLAGS.episodes)
     return np.asarray(result.returns), [int(n) for n in np.asarray(result.lengths)]
 

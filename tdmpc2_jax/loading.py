@@ -23,6 +23,6 @@ def load_for_task(path: str, config, obs_dim: int, action_dim: int):
                          f"{config.task} has obs {obs_dim} / action {action_dim}")
     if ckpt_cfg.multitask:
         raise ValueError(f"checkpoint {path} is multitask; evaluate runs single-task checkpoints")
-    cfg = agent_config(config, obs_dim, action_dim, config.episode_length)
-    cfg = cfg.replace(**{k: getattr(ckpt_cfg, k) for k in ARCHITECTURE_KEYS})
-    return cfg, jax.tree.map(jax.numpy.asarray, params)
+    agent_cfg = agent_config(config, obs_dim, action_dim, config.episode_length)
+    agent_cfg = agent_cfg.replace(**{k: getattr(ckpt_cfg, k) for k in ARCHITECTURE_KEYS})
+    return agent_cfg, jax.tree.map(jax.numpy.asarray, params)

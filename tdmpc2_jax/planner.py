@@ -1,7 +1,7 @@
 """MPPI planning in the latent space of the world model, as pure jittable functions.
 
-`plan` plans one action for ONE observation; `jax.vmap` it over observations, states and keys to
-plan for many environments at once (`make_planner(..., batched=True)` does that). The warm start
+`plan` plans one action for ONE observation; `plan_batch` is it vmapped over observations, states
+and keys, to plan for many environments at once. The warm start
 (the previous MPPI mean) is carried explicitly in `PlanState`.
 
 The model is any object with the WorldModel methods used here (encode, pi, next, step,
@@ -130,7 +130,7 @@ def plan(model, params: Params, obs: jax.Array, state: PlanState, key: jax.Array
     cfg = model.cfg
     if obs.shape != (cfg.obs_dim,):
         raise ValueError(f"plan takes one observation of shape ({cfg.obs_dim},), got {tuple(obs.shape)}; "
-                         "vmap it (make_planner(..., batched=True)) for a batch")
+                         "plan_batch plans for a batch")
     if state.mean.shape != (cfg.horizon, cfg.action_dim):
         raise ValueError(f"the plan state's mean must have shape (horizon, action_dim) = "
                          f"({cfg.horizon}, {cfg.action_dim}), got {tuple(state.mean.shape)}")
@@ -182,16 +182,14 @@ def plan(model, params: Params, obs: jax.Array, state: PlanState, key: jax.Array
     return Plan(jnp.clip(action, -1.0, 1.0), mean, std, sequence, z), PlanState(mean)
 
 
-def make_planner(model, *, eval_mode: bool, batched: bool = False) -> Callable[..., Any]:
-    """jitted plan(params, obs, state, key, t0, task=None).
-
-    batched=True plans for a batch: obs [N, obs_dim], state.mean [N, H, A], key [N, 2], t0 [N], task [N].
-    """
+def plan_batch(model, params: Params, obs: jax.Array, state: PlanState, key: jax.Array, t0: jax.Array,
+               task: jax.Array | None = None, *, eval_mode: bool = False) -> tuple[Plan, PlanState]:
+    """`plan` for N observations with one set of parameters: obs [N, obs_dim], state.mean [N, H, A],
+    key [N] keys, t0 [N], task [N] or None; every field of the Plan and PlanState gets a leading [N]."""
     single = functools.partial(plan, model, eval_mode=eval_mode)
+    return jax.vmap(single, in_axes=(None, 0, 0, 0, 0, 0))(params, obs, state, key, t0, task)
 
-    def fn(params, obs, state, key, t0, task=None):
-        if batched:
-            return jax.vmap(single, in_axes=(None, 0, 0, 0, 0, 0))(params, obs, state, key, t0, task)
-        return single(params, obs, state, key, t0, task)
 
-    return xla.jit(fn)
+def make_planner(model, *, eval_mode: bool, batched: bool = False) -> Callable[..., Any]:
+    """jitted plan(params, obs, state, key, t0, task=None); batched=True: `plan_batch`."""
+    return xla.jit(functools.partial(plan_batch if batched else plan, model, eval_mode=eval_mode))

@@ -46,12 +46,13 @@ def split_mode(mesh: Mesh | None, members: int, num_envs: int) -> str | None:
 def initialize_distributed(coordinator_address: str | None, num_processes: int | None,
                            process_id: int | None) -> None:
     """jax.distributed.initialize (unset arguments come from the cluster or JAX_COORDINATOR_ADDRESS),
-    then one collective over every device. The collectives' context between processes is made at the
-    first collective and waits only a short while for the other processes; here they all arrive
-    together, while a first collective inside a training program would wait for the slowest
-    process to finish compiling it."""
+    then one collective over every device. CPU devices of several processes talk through gloo. The
+    collectives' context between processes is made at the first collective and waits only a short
+    while for the other processes; here they all arrive together, while a first collective inside a
+    training program would wait for the slowest process to finish compiling it."""
     from jax.experimental import multihost_utils
 
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
     multihost_utils.sync_global_devices("tdmpc2_jax: every process started")
 

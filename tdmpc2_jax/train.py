@@ -8,22 +8,21 @@ Writes eval.csv, train.csv, TensorBoard scalars and orbax checkpoints under work
 """
 from __future__ import annotations
 
-from absl import app
+from absl import app, flags
 
 from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, setup_process
 
-_CONFIG = None  # the --config flag (define_flags)
+FLAGS = flags.FLAGS
 
 
 def define_flags() -> None:
     """This command line's flags; defined when it runs, so that importing the module defines none."""
-    global _CONFIG
-    _CONFIG = define_config_flags("config file, e.g. configs/dmc.py:cheetah-run")
+    define_config_flags("config file, e.g. configs/dmc.py:cheetah-run")
 
 
 def main(argv: list[str]) -> None:
     del argv
-    config = _CONFIG.value
+    config = FLAGS.config
     if config is None:
         fail("--config is required, e.g. --config=configs/dmc.py:cartpole-balance")
     setup_process(config)

@@ -7,24 +7,24 @@ import pathlib
 import jax
 import pytest
 
-from tdmpc2_jax.config import Config, make_config
+import tiny
+from tdmpc2_jax.config import Config
 
 # the official single-task fixture (a copy of shared/parity, made by the official code)
 PARITY_DIR = pathlib.Path(__file__).resolve().parent / "fixtures" / "parity_official"
-
-TINY = dict(obs_dim=5, action_dim=2, num_enc_layers=2, enc_dim=16, mlp_dim=16, latent_dim=16, num_q=3,
-            dropout=0.01, batch_size=4, horizon=3, num_samples=32, num_pi_trajs=4, num_elites=8, iterations=3)
+# the model tests' agent: two actions, three Q heads and dropout, so that every path of the update runs
+MODEL = dict(action_dim=2, num_q=3, dropout=0.01)
 
 
 @pytest.fixture
 def tiny_cfg() -> Config:
-    return make_config(TINY)
+    return tiny.agent_config(**MODEL)
 
 
 @pytest.fixture
 def tiny_multitask_cfg() -> Config:
-    return make_config(dict(TINY, obs_dim=6, action_dim=3, multitask=True, tasks=["a", "b"], action_dims=[3, 1],
-                            episode_lengths=[500, 100], task_dim=4))
+    return tiny.agent_config(**dict(MODEL, obs_dim=6, action_dim=3, multitask=True, tasks=["a", "b"],
+                                    action_dims=[3, 1], episode_lengths=[500, 100], task_dim=4))
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +50,7 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 # The slowest files first (xdist deals whole files out in collection order, see setup.cfg), so the
 # two CI workers do not end on one long file while the other idles.
 SLOWEST_FIRST = ["test_command_lines.py", "test_mjx_train.py", "test_device_check.py",
-                 "test_sharding.py", "test_device_loop.py", "test_rollout.py", "test_data_and_training.py",
+                 "test_sharding.py", "test_device_loop.py", "test_rollout.py", "test_dataset_and_fitting.py",
                  "test_mjx_env.py", "test_train.py", "test_parity.py"]
 
 

@@ -11,20 +11,18 @@ import numpy as np
 from tdmpc2_jax import xla
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.buffers import device as device_buffer
-from tdmpc2_jax.config import make_config
 from tdmpc2_jax.envs.mjx import MJXEnv
 from tdmpc2_jax.loops.device import DeviceLoop
 from tdmpc2_jax.types import Transition
 
+import tiny
 from toy_env import PointMass
 
-TINY = dict(obs_dim=5, action_dim=1, enc_dim=16, mlp_dim=16, latent_dim=16, num_q=2, batch_size=4, horizon=2,
-            num_samples=16, num_pi_trajs=2, num_elites=4, iterations=2, episode_length=5)
-
-
 def make_loop(**overrides):
+    """A loop of 2 toy envs with 5-step episodes (a 2-step horizon fits in them)."""
     env = MJXEnv("toy", episode_length=5, playground_env=PointMass())
-    return DeviceLoop(Agent(make_config(dict(TINY, **overrides))), env, num_envs=2, seed_steps=4, buffer_capacity=12)
+    cfg = tiny.agent_config(batch_size=4, horizon=2, episode_length=5, **overrides)
+    return DeviceLoop(Agent(cfg), env, num_envs=2, seed_steps=4, buffer_capacity=12)
 
 
 def test_seed_phase_burst_and_training_chunk():

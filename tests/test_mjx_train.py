@@ -13,18 +13,12 @@ from tdmpc2_jax import checkpoints
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.loops import mjx_run, host, run
 
-from helpers import ROOT, load_config, rows
-
-# 4 envs x 10-step episodes; 8 seed transitions; chunks of 5 batched steps (20 transitions)
-TINY = dict(num_envs=4, steps=68, seed_steps=8, episode_length=10, eval_freq=40, eval_episodes=2, chunk_steps=5,
-            buffer_size=40, checkpoint_every=40, mlp_dim=16, latent_dim=16, enc_dim=16, num_q=2, num_samples=16,
-            num_pi_trajs=2, num_elites=4, iterations=2, batch_size=8, progress=False, tensorboard=False)
+import tiny
+from helpers import ROOT, SMALL, rows
 
 
 def tiny_config(work_dir, task="cartpole-balance", **changes):
-    config = load_config("mjx.py", task)
-    config.update(dict(TINY, work_dir=str(work_dir), **changes))
-    return config
+    return tiny.run_config("mjx.py", task, work_dir, **changes)
 
 
 def run_cli(module, config_file, task, *flags):
@@ -72,8 +66,7 @@ def test_a_run_logs_checkpoints_resumes_exactly_and_evaluates_on_host(tmp_path):
 
     # the MJX-trained model evaluates on host dm_control
     out = run_cli("evaluate", "dmc.py", "cartpole-balance", f"--checkpoint={straight / 'checkpoints'}",
-                  "--episodes=1", "--config.episode_length=10", "--config.num_samples=16", "--config.num_elites=4",
-                  "--config.num_pi_trajs=2", "--config.iterations=2")
+                  "--episodes=1", *SMALL)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "cartpole-balance: 1 episodes" in out.stdout and "episode lengths [10]" in out.stdout
 
@@ -86,14 +79,13 @@ def test_a_host_checkpoint_evaluates_on_mjx(tmp_path):
     plan_state = host.Planners(agent).initial_state()
     checkpoints.save(str(tmp_path / "checkpoints"), 1, host.run_tree(state, plan_state, jax.random.key(1), None), cfg)
     out = run_cli("evaluate", "mjx.py", "cartpole-balance", f"--checkpoint={tmp_path / 'checkpoints'}", "--episodes=3",
-                  "--config.episode_length=10", "--config.num_samples=16", "--config.num_elites=4",
-                  "--config.num_pi_trajs=2", "--config.iterations=2")
+                  *SMALL)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "cartpole-balance: 3 episodes" in out.stdout and "episode lengths [10]" in out.stdout
 
 
 def test_updates_per_step_defaults_to_the_official_one_update_per_transition():
-    config = load_config("mjx.py", "cartpole-balance")
+    config = tiny.load_config("mjx.py", "cartpole-balance")
     assert config.updates_per_step is None
     assert mjx_run.updates_per_step(config) == config.num_envs == 64
     config.num_envs = 16

@@ -164,7 +164,7 @@ def test_program_size_does_not_grow_with_iterations_or_horizon(tiny_cfg):
 def test_a_batch_given_to_the_single_planner_is_a_clear_error(tiny_model):
     model, params = tiny_model
     state = init_plan_state(model.cfg.horizon, model.cfg.action_dim)
-    with pytest.raises(ValueError, match="vmap it"):
+    with pytest.raises(ValueError, match="plan_batch plans for a batch"):
         plan(model, params, jnp.ones((4, model.cfg.obs_dim)), state, jax.random.key(0), jnp.array(True),
              eval_mode=True)
 

@@ -16,16 +16,15 @@ import sys
 sys.path.insert(0, sys.argv[1])
 import jax, jax.numpy as jnp, numpy as np
 import chex
+import tiny
 from toy_env import PointMass
 from tdmpc2_jax import sharding, xla
 from tdmpc2_jax.agent import Agent
-from tdmpc2_jax.config import make_config
 from tdmpc2_jax.envs.mjx import MJXEnv
 from tdmpc2_jax.loops.device import DeviceLoop, carry_shardings
 
 assert jax.device_count() == 4, jax.devices()
-cfg = make_config(dict(obs_dim=5, action_dim=1, enc_dim=16, mlp_dim=16, latent_dim=16, num_q=2, batch_size=8,
-                       horizon=2, mpc=False, episode_length=5))
+cfg = tiny.agent_config(horizon=2, mpc=False, episode_length=5)
 env = MJXEnv("toy", episode_length=5, playground_env=PointMass())
 mesh = sharding.make_mesh()
 results = {}

@@ -14,22 +14,17 @@ from tdmpc2_jax import checkpoints
 from tdmpc2_jax.envs.dmc import DMCEnv
 from tdmpc2_jax.loops import host, run
 
-from helpers import ROOT, load_config, rows
-
-TINY = dict(steps=300, seed_steps=100, episode_length=50, eval_freq=150, eval_episodes=1, mlp_dim=32, latent_dim=32,
-            enc_dim=32, num_q=2, num_samples=32, num_pi_trajs=4, num_elites=8, iterations=2, batch_size=16,
-            checkpoint_every=100, progress=False)
+import tiny
+from helpers import ROOT, rows
 
 
 def tiny_config(work_dir, task="cartpole-balance", **changes):
-    config = load_config("dmc.py", task)
-    config.update(dict(TINY, work_dir=str(work_dir), **changes))
-    return config
+    return tiny.run_config("dmc.py", task, work_dir, **changes)
 
 
 def cli(module, task, work_dir, **changes):
     args = [sys.executable, "-m", f"tdmpc2_jax.{module}", f"--config={ROOT / 'configs' / 'dmc.py'}:{task}"]
-    return args + [f"--config.{k}={v}" for k, v in dict(TINY, work_dir=work_dir, **changes).items()]
+    return args + tiny.flags(tiny.AGENT, tiny.HOST_RUN, work_dir=work_dir, **changes)
 
 
 def test_tiny_run_trains_end_to_end_and_writes_logs_and_checkpoints(tmp_path):
@@ -42,7 +37,7 @@ def test_tiny_run_trains_end_to_end_and_writes_logs_and_checkpoints(tmp_path):
     assert result["episode_length"] == 50 and result["agent_step"] == 300
     assert checkpoints.latest_step(str(tmp_path / "checkpoints")) == 301
     cfg, params, _ = checkpoints.load_model(str(tmp_path / "checkpoints"))
-    assert cfg.latent_dim == 32 and params["qs"]["layers_0"]["linear"]["kernel"].shape[0] == 2
+    assert cfg.latent_dim == tiny.AGENT["latent_dim"] and params["qs"]["layers_0"]["linear"]["kernel"].shape[0] == 2
     assert (tmp_path / "tb").is_dir()
 
 
@@ -55,7 +50,7 @@ def test_official_save_keys_turn_off_csvs_and_checkpoints_and_record_eval_videos
     assert all((tmp_path / "eval_video" / v).stat().st_size > 1000 for v in videos)
     with pytest.raises(ValueError, match="resume=True needs the checkpoints that save_agent=False turns off"):
         host.train(tiny_config(tmp_path, resume=True, save_agent=False))
-    mjx = load_config("mjx.py", "cartpole-balance")
+    mjx = tiny.load_config("mjx.py", "cartpole-balance")
     mjx.update(dict(save_video=True, work_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="save_video records evaluation episodes rendered on host MuJoCo"):
         run.check_run_keys(mjx)
@@ -107,7 +102,7 @@ def test_kill_9_then_resume_ends_with_the_same_parameters(tmp_path):
 
 def test_resume_refuses_another_runs_checkpoint(tmp_path):
     host.train(tiny_config(tmp_path, steps=120))
-    with pytest.raises(ValueError, match="cannot resume.*latent_dim: model has 64, checkpoint has 32"):
+    with pytest.raises(ValueError, match="cannot resume.*latent_dim: model has 64, checkpoint has 16"):
         host.train(tiny_config(tmp_path, steps=120, latent_dim=64, resume=True))
 
 
@@ -159,8 +154,7 @@ def test_evaluate_cli_reports_returns_and_writes_a_video(tmp_path):
     host.train(tiny_config(tmp_path, steps=120))
     video = tmp_path / "eval.mp4"
     args = [sys.executable, "-m", "tdmpc2_jax.evaluate", f"--config={ROOT / 'configs' / 'dmc.py'}:cartpole-balance",
-            "--config.episode_length=50", "--config.num_samples=32", "--config.num_pi_trajs=4",
-            "--config.num_elites=8", "--config.iterations=2", "--checkpoint", str(tmp_path / "checkpoints"),
+            *tiny.flags(tiny.PLANNER, episode_length=50), "--checkpoint", str(tmp_path / "checkpoints"),
             "--episodes", "2", "--video", str(video)]
     out = subprocess.run(args, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -174,8 +168,7 @@ def test_evaluate_cli_reports_returns_and_writes_a_video(tmp_path):
 def test_evaluate_runs_an_official_pt_checkpoint(parity_dir):
     """The parity weights are an official walker-run model (obs 24, action 6): evaluate converts them on the fly."""
     args = [sys.executable, "-m", "tdmpc2_jax.evaluate", f"--config={ROOT / 'configs' / 'dmc.py'}:walker-run",
-            "--config.episode_length=30", "--config.num_samples=32", "--config.num_pi_trajs=4",
-            "--config.num_elites=8", "--config.iterations=2", "--checkpoint", str(parity_dir / "model_state.pt"),
+            *tiny.flags(tiny.PLANNER, episode_length=30), "--checkpoint", str(parity_dir / "model_state.pt"),
             "--episodes", "2"]
     out = subprocess.run(args, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]

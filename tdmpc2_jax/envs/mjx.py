@@ -76,6 +76,22 @@ def _strong(tree):
     return jax.tree.map(fix, tree)
 
 
+def _place_locally(env: Any, impl: str) -> None:
+    """Puts a Playground environment's mjx.Model on this process's first device.
+
+    MJX puts a model on `jax.devices()[0]`, the first device of the whole cluster: in a run over
+    several processes that device belongs to process 0, and the other processes cannot read it.
+    Every Playground environment keeps its model in `_mjx_model`, made from `mj_model`.
+    """
+    if jax.process_count() == 1:
+        return
+    from mujoco import mjx
+
+    env._mjx_model = mjx.put_model(env.mj_model, impl=impl, device=jax.local_devices()[0])
+    if not all(x.is_fully_addressable for x in jax.tree.leaves(vars(env)) if isinstance(x, jax.Array)):
+        raise RuntimeError(f"{type(env).__name__} holds arrays on another process's device")
+
+
 class MJXEnv:
     """One Playground task under the TD-MPC2 protocol (pure functions over EnvState)."""
 
@@ -88,6 +104,7 @@ class MJXEnv:
             from mujoco_playground import registry
 
             playground_env = registry.load(playground_name(task), config_overrides={"impl": impl})
+            _place_locally(playground_env, impl)
         self._env = playground_env
         # Tracing MJX physics is slow Python; as nested jits, each of these is traced once per
         # process and reused by every program that steps or resets this environment.

@@ -24,7 +24,7 @@ from tdmpc2_jax import acting
 from tdmpc2_jax.agent import Agent, TrainState
 from tdmpc2_jax.buffers import device as device_buffer
 from tdmpc2_jax.envs.mjx import EnvState, MJXEnv
-from tdmpc2_jax.planner import PlanState, init_plan_state, plan
+from tdmpc2_jax.planner import PlanState, init_plan_state, plan_batch
 from tdmpc2_jax.types import Batch, Transition
 
 
@@ -64,7 +64,6 @@ def carry_shardings(carry: Carry, mesh: Mesh, mode: str) -> Carry:
                  by_env(carry.obs), replicated(carry.key), replicated(carry.batched_steps))
 
 
-
 class DeviceLoop:
     """The pure functions of the on-device loop for one agent, environment and batch size."""
 
@@ -81,8 +80,8 @@ class DeviceLoop:
         if self.capacity < env.episode_length + cfg.horizon:
             raise ValueError(f"buffer capacity {self.capacity} per env must hold an episode "
                              f"({env.episode_length}) plus a window ({cfg.horizon})")
-        self._plan = jax.vmap(functools.partial(plan, agent.model, eval_mode=False), in_axes=(None, 0, 0, 0, 0))
-        self._eval_plan = jax.vmap(functools.partial(plan, agent.model, eval_mode=True), in_axes=(None, 0, 0, 0, 0))
+        self._plan = functools.partial(plan_batch, agent.model, eval_mode=False)
+        self._eval_plan = functools.partial(plan_batch, agent.model, eval_mode=True)
 
     # ------------------------------------------------------------------ state
     def init(self, key: jax.Array, lr: jax.Array | None = None) -> Carry:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -39,10 +39,29 @@ class Episode:
     obs: list
     actions: list = dataclasses.field(default_factory=list)
     rewards: list = dataclasses.field(default_factory=list)
+    done: bool = False
 
-    @property
-    def reward(self) -> float:
-        return float(np.sum(self.rewards))
+    def statistics(self) -> dict[str, float]:
+        return dict(episode_reward=float(np.sum(self.rewards)), episode_length=len(self.actions))
+
+
+@dataclasses.dataclass
+class RunState:
+    """What a run checkpoint restores: the learner, the planner's warm start, the random states and
+    the counters (agent steps taken, episodes finished, whether an evaluation waits for the next
+    episode boundary)."""
+
+    train_state: TrainState
+    plan_state: PlanState
+    key: jax.Array
+    rng: np.random.Generator
+    step: int = 0
+    episode: int = 0
+    eval_next: bool = False
+
+    def next_key(self) -> jax.Array:
+        self.key, key = jax.random.split(self.key)
+        return key
 
 
 class Planners:
@@ -83,109 +102,110 @@ def train(config: ConfigDict) -> dict[str, Any]:
     ckpt_dir = os.path.join(work_dir, "checkpoints")
     env = DMCEnv(config.task, config.seed, episode_length=config.episode_length)
     eval_env = DMCEnv(config.task, run.eval_seed(config.seed), episode_length=config.episode_length)
-    cfg = run.agent_config(config, env.obs_dim, env.action_dim, env.episode_length)
-    agent = Agent(cfg)
-    planners = Planners(agent)
-    update = xla.jit(agent.update, donate_argnums=0)
-    capacity_steps = min(config.buffer_size, config.steps)
-    buffer = EpisodeBuffer(capacity_steps + capacity_steps // env.episode_length + 1, env.obs_dim,
-                           env.action_dim, cfg.horizon)
+    agent = Agent(run.agent_config(config, env.obs_dim, env.action_dim, env.episode_length))
+    planners, update = Planners(agent), xla.jit(agent.update, donate_argnums=0)
+    buffer = make_buffer(config, env, agent.cfg.horizon)
     num_seed_steps = run.seed_steps(config, env.episode_length)
-
-    key = jax.random.key(config.seed)
-    key, init_key = jax.random.split(key)
-    state = agent.init(init_key)
-    plan_state = planners.initial_state()
-    rng = np.random.default_rng(config.seed)
-    step, episode_index, eval_next, last_eval, resumed = 0, 0, False, {}, False
-
-    if config.resume and checkpoints.latest_step(ckpt_dir) is not None:
-        restored = restore_run(ckpt_dir, config, cfg, state, plan_state, buffer)
-        state, plan_state, key, rng = restored.state, restored.plan_state, restored.key, restored.rng
-        step, episode_index, eval_next, resumed = restored.agent_step, restored.episode, restored.eval_next, True
-        env.set_rng_state(restored.meta["env_rng"])
-        eval_env.set_rng_state(restored.meta["eval_env_rng"])
-    os.makedirs(work_dir, exist_ok=True)
-    # agent steps 0..steps inclusive, as in the official loop
-    logger = RunLogger(work_dir, config.steps + 1, ACTION_REPEAT, start_step=step, tensorboard=config.tensorboard,
-                       progress=config.progress, csv=config.save_csv,
-                       wandb=run.wandb_settings(config, work_dir))
+    run_state = initial_run_state(config, agent, planners)
+    resumed = config.resume and checkpoints.latest_step(ckpt_dir) is not None
+    if resumed:
+        run_state = restore_run(ckpt_dir, config, agent.cfg, run_state, buffer, (env, eval_env))
+    logger = make_logger(config, work_dir, run_state.step)
     logger.message(f"{config.task}: obs {env.obs_dim}, action {env.action_dim}, agent steps {config.steps:,} "
-                   f"(from {step:,}), buffer {buffer.capacity:,} rows = {buffer.nbytes / 2**20:.1f} MiB, "
+                   f"(from {run_state.step:,}), buffer {buffer.capacity:,} rows = {buffer.nbytes / 2**20:.1f} MiB, "
                    f"work dir {work_dir}")
-    next_checkpoint = run.next_multiple(step, config.checkpoint_every)
-    metrics: dict[str, float] = {}
-    episode: Episode | None = None
-    episode_done = True  # the loop starts by opening an episode
-
-    def save(final: bool = False) -> None:
-        if not config.save_agent:
-            return
-        meta = dict(agent_step=step, episode=episode_index, eval_next=eval_next, has_buffer=bool(config.save_buffer),
-                    rng=rng.bit_generator.state, env_rng=env.get_rng_state(), eval_env_rng=eval_env.get_rng_state(),
-                    run_config=config.to_dict(), final=final)
-        tree = run_tree(state, plan_state, key, buffer if config.save_buffer else None)
-        checkpoints.save(ckpt_dir, step, tree, cfg, extra_meta=meta)
-
+    save = lambda final=False: save_run(ckpt_dir, config, agent.cfg, run_state, buffer, (env, eval_env), final)
+    next_checkpoint = run.next_multiple(run_state.step, config.checkpoint_every)
+    metrics, episode, last_eval = {}, None, {}
     try:
-        while step <= config.steps:
-            if step % config.eval_freq == 0 and not resumed:  # a checkpoint already holds this step's flag
-                eval_next = True
+        while run_state.step <= config.steps:
+            if run_state.step % config.eval_freq == 0 and not resumed:  # a checkpoint already holds this step's flag
+                run_state.eval_next = True
             resumed = False
-            if episode_done:
-                if eval_next:
-                    key, k = jax.random.split(key)
-                    frames = [] if config.save_video else None
-                    last_eval = evaluate(eval_env, planners, state.params, k, config.eval_episodes,
-                                         on_frame=None if frames is None else frames.append)
-                    logger.log("eval", step, {k_: v for k_, v in last_eval.items() if k_ not in ("returns", "lengths")})
-                    if frames:
-                        logger.video(step, frames)
-                    last_eval["agent_step"] = step
-                    eval_next = False
+            if episode is None or episode.done:
+                if run_state.eval_next:
+                    last_eval = evaluate_and_log(config, eval_env, planners, run_state, logger)
+                    run_state.eval_next = False
                 if episode is not None:
-                    finish_episode(episode, buffer, cfg.horizon)
-                    episode_index += 1
-                    logger.log("train", step, dict(episode=episode_index, episode_reward=episode.reward,
-                                                    episode_length=len(episode.actions),
-                                                    steps_per_second=step / max(logger.elapsed(), 1e-9), **metrics))
-                    if step >= next_checkpoint:
+                    finish_episode(episode, buffer, agent.cfg.horizon)
+                    run_state.episode += 1
+                    logger.log("train", run_state.step, dict(episode=run_state.episode, **episode.statistics(),
+                                                      steps_per_second=run_state.step / max(logger.elapsed(), 1e-9),
+                                                      **metrics))
+                    if run_state.step >= next_checkpoint:
                         save()
-                        next_checkpoint = run.next_multiple(step, config.checkpoint_every)
+                        next_checkpoint = run.next_multiple(run_state.step, config.checkpoint_every)
                 episode = Episode([env.reset()])
-                episode_done = False
 
-            if step > num_seed_steps:
-                key, k = jax.random.split(key)
-                action, plan_state = planners.act(state.params, episode.obs[-1], plan_state, k,
-                                               len(episode.actions) == 0, eval_mode=False)
+            if run_state.step > num_seed_steps:
+                action, run_state.plan_state = planners.act(run_state.train_state.params, episode.obs[-1],
+                                                            run_state.plan_state, run_state.next_key(),
+                                                            not episode.actions, eval_mode=False)
             else:
-                action = env.random_action(rng)
+                action = env.random_action(run_state.rng)
             result = env.step(action)
             if result.physics_error:
-                logger.message(f"physics became unstable at agent step {step:,} (episode {episode_index + 1}); "
-                               "the episode ends there and training goes on")
+                logger.message(f"physics became unstable at agent step {run_state.step:,} "
+                               f"(episode {run_state.episode + 1}); the episode ends there and training goes on")
             else:
                 episode.obs.append(result.obs)
                 episode.actions.append(np.asarray(action, np.float32))
                 episode.rewards.append(result.reward)
-            episode_done = result.done
+            episode.done = result.done
 
-            if step >= num_seed_steps and buffer.num_windows:
-                if step == num_seed_steps:
+            if run_state.step >= num_seed_steps and buffer.num_windows:
+                if run_state.step == num_seed_steps:
                     logger.message(f"pretraining on {num_seed_steps:,} seed steps ...")
-                for _ in range(num_seed_steps if step == num_seed_steps else 1):
-                    key, k = jax.random.split(key)
-                    batch = jax.tree.map(jnp.asarray, buffer.sample(rng, cfg.batch_size))
-                    state, device_metrics = update(state, batch, k)
-                metrics = {k_: float(v) for k_, v in device_metrics.items()}
-                run.check_finite({"total_loss": metrics["total_loss"]}, f"at agent step {step:,}", ckpt_dir)
-            step += 1
+                metrics = learn(run_state, update, buffer, agent.cfg.batch_size,
+                                num_seed_steps if run_state.step == num_seed_steps else 1)
+                run.check_finite({"total_loss": metrics["total_loss"]}, f"at agent step {run_state.step:,}", ckpt_dir)
+            run_state.step += 1
             logger.advance()
         save(final=True)
     finally:
         logger.close()
     return last_eval
+
+
+def make_buffer(config: ConfigDict, env: DMCEnv, horizon: int) -> EpisodeBuffer:
+    """A buffer for min(buffer_size, steps) transitions (plus each episode's final observation)."""
+    capacity_steps = min(config.buffer_size, config.steps)
+    return EpisodeBuffer(capacity_steps + capacity_steps // env.episode_length + 1, env.obs_dim, env.action_dim,
+                         horizon)
+
+
+def initial_run_state(config: ConfigDict, agent: Agent, planners: Planners) -> RunState:
+    key, init_key = jax.random.split(jax.random.key(config.seed))
+    return RunState(agent.init(init_key), planners.initial_state(), key, np.random.default_rng(config.seed))
+
+
+def make_logger(config: ConfigDict, work_dir: str, step: int) -> RunLogger:
+    os.makedirs(work_dir, exist_ok=True)
+    # agent steps 0..steps inclusive, as in the official loop
+    return RunLogger(work_dir, config.steps + 1, ACTION_REPEAT, start_step=step, tensorboard=config.tensorboard,
+                     progress=config.progress, csv=config.save_csv, wandb=run.wandb_settings(config, work_dir))
+
+
+def evaluate_and_log(config: ConfigDict, eval_env: DMCEnv, planners: Planners, run_state: RunState,
+                     logger: RunLogger) -> dict[str, Any]:
+    """An evaluation during training, logged (with the first episode's video when save_video is on)."""
+    frames = [] if config.save_video else None
+    result = evaluate(eval_env, planners, run_state.train_state.params, run_state.next_key(), config.eval_episodes,
+                      on_frame=None if frames is None else frames.append)
+    logger.log("eval", run_state.step, {k: v for k, v in result.items() if k not in ("returns", "lengths")})
+    if frames:
+        logger.video(run_state.step, frames)
+    return dict(result, agent_step=run_state.step)
+
+
+def learn(run_state: RunState, update: Callable, buffer: EpisodeBuffer, batch_size: int,
+          updates: int) -> dict[str, float]:
+    """`updates` updates on batches sampled from the buffer; the last one's metrics."""
+    for _ in range(updates):
+        key = run_state.next_key()
+        batch = jax.tree.map(jnp.asarray, buffer.sample(run_state.rng, batch_size))
+        run_state.train_state, metrics = update(run_state.train_state, batch, key)
+    return {k: float(v) for k, v in metrics.items()}
 
 
 def finish_episode(episode: Episode, buffer: EpisodeBuffer, horizon: int) -> None:
@@ -195,6 +215,7 @@ def finish_episode(episode: Episode, buffer: EpisodeBuffer, horizon: int) -> Non
                            np.asarray(episode.rewards, np.float32))
 
 
+# ---------------------------------------------------------------------- checkpoints
 def run_tree(state: TrainState, plan_state: PlanState, key: jax.Array, buffer: EpisodeBuffer | None) -> dict:
     """What a run checkpoint stores (params and target_qs at the top, like a model checkpoint)."""
     tree = {k: v for k, v in state._asdict().items() if v is not None}
@@ -205,29 +226,35 @@ def run_tree(state: TrainState, plan_state: PlanState, key: jax.Array, buffer: E
     return tree
 
 
-class RunCheckpoint(NamedTuple):
-    state: TrainState
-    plan_state: PlanState
-    key: jax.Array
-    rng: np.random.Generator
-    agent_step: int
-    episode: int
-    eval_next: bool
-    meta: dict
+def save_run(ckpt_dir: str, config: ConfigDict, agent_cfg: Config, run_state: RunState, buffer: EpisodeBuffer,
+             envs: tuple[DMCEnv, DMCEnv], final: bool) -> None:
+    """Writes the run checkpoint at run_state.step (nothing with save_agent off)."""
+    if not config.save_agent:
+        return
+    env, eval_env = envs
+    meta = dict(agent_step=run_state.step, episode=run_state.episode, eval_next=run_state.eval_next,
+                has_buffer=bool(config.save_buffer), rng=run_state.rng.bit_generator.state,
+                env_rng=env.get_rng_state(), eval_env_rng=eval_env.get_rng_state(),
+                run_config=config.to_dict(), final=final)
+    tree = run_tree(run_state.train_state, run_state.plan_state, run_state.key, buffer if config.save_buffer else None)
+    checkpoints.save(ckpt_dir, run_state.step, tree, agent_cfg, extra_meta=meta)
 
 
-def restore_run(ckpt_dir: str, config: ConfigDict, cfg: Config, state: TrainState, plan_state: PlanState,
-                buffer: EpisodeBuffer) -> RunCheckpoint:
-    """The latest run checkpoint, refused with the differing keys when it is another run's."""
+def restore_run(ckpt_dir: str, config: ConfigDict, agent_cfg: Config, like: RunState, buffer: EpisodeBuffer,
+                envs: tuple[DMCEnv, DMCEnv]) -> RunState:
+    """The latest run checkpoint (the buffer and the envs' random states restored in place), refused
+    with the differing keys when it is another run's."""
     step, meta = checkpoints.read_meta(ckpt_dir)
-    run.check_resumable(ckpt_dir, config, cfg, meta, MUST_MATCH_ON_RESUME)
-    like = run_tree(state, plan_state, jax.random.key(0), buffer if meta.get("has_buffer") else None)
-    tree = checkpoints.restore_exact(ckpt_dir, step, like)
+    run.check_resumable(ckpt_dir, config, agent_cfg, meta, MUST_MATCH_ON_RESUME)
+    tree = checkpoints.restore_exact(ckpt_dir, step, run_tree(like.train_state, like.plan_state, jax.random.key(0),
+                                                              buffer if meta.get("has_buffer") else None))
     if "buffer" in tree:
         buffer.load_state_dict(tree["buffer"])
-    restored = jax.tree.map(jnp.asarray, TrainState(**{f: tree.get(f) for f in TrainState._fields}))
+    for env, rng_state in zip(envs, (meta["env_rng"], meta["eval_env_rng"])):
+        env.set_rng_state(rng_state)
     rng = np.random.default_rng()
     rng.bit_generator.state = meta["rng"]
-    return RunCheckpoint(restored, PlanState(jnp.asarray(tree["plan_mean"])),
-                         jax.random.wrap_key_data(jnp.asarray(tree["key"])), rng, int(meta["agent_step"]),
-                         int(meta["episode"]), bool(meta["eval_next"]), meta)
+    train_state = jax.tree.map(jnp.asarray, TrainState(**{f: tree.get(f) for f in TrainState._fields}))
+    return RunState(train_state, PlanState(jnp.asarray(tree["plan_mean"])),
+                    jax.random.wrap_key_data(jnp.asarray(tree["key"])), rng, int(meta["agent_step"]),
+                    int(meta["episode"]), bool(meta["eval_next"]))

@@ -69,12 +69,12 @@ class CompiledRun:
         if config.num_envs < 1:
             raise ValueError(f"num_envs must be positive, got {config.num_envs}")
         self.members, self.settings = list(members), settings_of(config)
-        self.env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
-        self.cfg: Config = run.agent_config(config, self.env.obs_dim, self.env.action_dim, self.env.episode_length)
-        self.agent = Agent(self.cfg)
+        self.env = env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
+        self.agent_cfg: Config = run.agent_config(config, env.obs_dim, env.action_dim, env.episode_length)
+        self.agent = Agent(self.agent_cfg)
         n = config.num_envs
-        self.seed_steps = run.seed_steps(config, self.env.episode_length)
-        capacity = max(min(config.buffer_size, config.steps) // n, self.env.episode_length + self.cfg.horizon + 1)
+        self.seed_steps = run.seed_steps(config, env.episode_length)
+        capacity = max(min(config.buffer_size, config.steps) // n, env.episode_length + self.agent_cfg.horizon + 1)
         self.mesh = sharding.make_mesh(config.num_devices)
         self.mode = sharding.split_mode(self.mesh, len(members), n)
         devices = 1 if self.mesh is None else self.mesh.devices.size
@@ -134,6 +134,58 @@ def settings_of(config: ConfigDict) -> dict[str, Any]:
     return {k: v for k, v in config.to_dict().items() if k not in RUN_ONLY_KEYS}
 
 
+class PopulationLog:
+    """One RunLogger per member (the first shows the progress bar and the messages), and each
+    member's count of finished training episodes."""
+
+    def __init__(self, config: ConfigDict, members: list[Member], action_repeat: int, transitions: int,
+                 episodes: np.ndarray):
+        self.members, self.episodes, self.single = members, episodes, len(members) == 1
+        wandb = lambda work_dir, m: (None if jax.process_index() else  # the first process reports, a run per member
+                                     run.wandb_settings(config, work_dir, None if self.single else m.name))
+        self.loggers = [RunLogger(d, config.steps, action_repeat, start_step=transitions,
+                                  tensorboard=config.tensorboard, progress=config.progress and i == 0,
+                                  echo=self.single, csv=config.save_csv, wandb=wandb(d, m))
+                        for i, (d, m) in enumerate(zip(member_dirs(config, members), members))]
+
+    def message(self, text: str) -> None:
+        self.loggers[0].message(text)
+
+    def evaluation(self, transitions: int, returns: np.ndarray, lengths: np.ndarray) -> list[dict[str, Any]]:
+        """Logs an evaluation of every member ([M, episodes] returns and lengths); their statistics."""
+        results = []
+        for logger, member_returns, member_lengths in zip(self.loggers, returns, lengths):
+            result = run.episode_statistics(member_returns, member_lengths)
+            logger.log("eval", transitions, {k: v for k, v in result.items() if k not in ("returns", "lengths")})
+            results.append(dict(result, transitions=transitions))
+        if not self.single:
+            means = np.asarray([r["episode_reward"] for r in results])
+            self.message(f"eval at {transitions:,} transitions: return {means.mean():.1f} +- {means.std():.1f} "
+                         f"over {len(self.members)} members (min {means.min():.1f}, max {means.max():.1f})")
+        return results
+
+    def chunk(self, transitions: int, logs, new_transitions: int, ckpt_dir: str) -> None:
+        """Logs a chunk's training metrics and finished episodes, stopping on a non-finite metric."""
+        logs = sharding.fetch(logs)
+        metrics = {k: np.asarray(v) for k, v in logs.metrics.items()}
+        run.check_finite(metrics, f"before transition {transitions:,}", ckpt_dir, [m.name for m in self.members])
+        for i, logger in enumerate(self.loggers):
+            ended = logs.ended[i]
+            self.episodes[i] += int(ended.sum())
+            row: dict[str, Any] = dict(episode=int(self.episodes[i]),
+                                       steps_per_second=transitions / max(logger.elapsed(), 1e-9))
+            if ended.any():
+                row.update(episode_reward=float(logs.episode_return[i][ended].mean()),
+                           episode_length=float(logs.episode_length[i][ended].mean()))
+            row.update({k: float(v[i].mean()) for k, v in metrics.items()})
+            logger.log("train", transitions, row)
+        self.loggers[0].advance(new_transitions)
+
+    def close(self) -> None:
+        for logger in self.loggers:
+            logger.close()
+
+
 def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] | None = None,
           program: CompiledRun | None = None) -> list[dict[str, Any]]:
     """Trains (or resumes) a population on one MJX task; returns each member's last evaluation
@@ -145,102 +197,63 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
         program = CompiledRun(config, members)
     elif not program.serves(config, members):
         raise ValueError("the CompiledRun given was built for another config or population")
-    env, cfg, n = program.env, program.cfg, config.num_envs
-    work_dir = run.work_dir_of(config)
-    ckpt_dir = os.path.join(work_dir, "checkpoints")
+    n, ckpt_dir = config.num_envs, os.path.join(run.work_dir_of(config), "checkpoints")
     eval_key = jax.random.split(jax.random.key(run.eval_seed(config.seed)), len(members))
-
     carry, episodes = None, np.zeros(len(members), np.int64)
     if config.resume and checkpoints.latest_step(ckpt_dir) is not None:
-        carry, eval_key = restore_run(ckpt_dir, config, program)
-        episodes = np.asarray(checkpoints.read_meta(ckpt_dir)[1]["episodes"], np.int64)
-    if carry is None:
-        carry = program.initial_carry()
+        carry, eval_key, episodes = restore_run(ckpt_dir, config, program)
+    carry = program.initial_carry() if carry is None else carry
     batched_steps = int(carry.batched_steps[0])
-
-    single = len(members) == 1
-    def wandb(work_dir: str, member: Member):  # the first process reports to W&B, one run per member
-        return None if jax.process_index() else run.wandb_settings(config, work_dir, None if single else member.name)
-
-    loggers = [RunLogger(d, config.steps, env.action_repeat, start_step=batched_steps * n, tensorboard=config.tensorboard,
-                         progress=config.progress and i == 0, echo=single, csv=config.save_csv, wandb=wandb(d, m))
-               for i, (d, m) in enumerate(zip(member_dirs(config, members), members))]
-    main_log = loggers[0]
-    main_log.message(
-        f"{config.task} on MJX ({config.impl}): obs {env.obs_dim}, action {env.action_dim}, {n} envs x "
-        f"{len(members)} member(s){'' if program.mesh is None else f' on {program.mesh.devices.size} devices split by ' + program.mode}, "
-        f"{config.steps:,} transitions (from {batched_steps * n:,}), buffer {program.loop.capacity:,} rows/env = "
-        f"{program.buffer_bytes / 2**20:.1f} MiB, {program.updates_per_step} updates per batched step, chunks of "
-        f"{program.chunk_steps} steps, work dir {work_dir}")
+    log = PopulationLog(config, members, program.env.action_repeat, batched_steps * n, episodes)
+    log.message(describe(config, program, batched_steps * n))
     last_eval: list[dict[str, Any]] = [{} for _ in members]
     next_eval = 0 if batched_steps == 0 else run.next_multiple(batched_steps * n, config.eval_freq)
     next_checkpoint = run.next_multiple(batched_steps * n, config.checkpoint_every)
-
-    def save(final: bool = False) -> None:
-        if not config.save_agent:
-            return
-        meta = dict(agent_step=batched_steps * n, batched_steps=batched_steps, run_config=config.to_dict(),
-                    members=[m._asdict() for m in members], episodes=episodes.tolist(), final=final,
-                    has_buffer=bool(config.save_buffer))
-        checkpoints.save(ckpt_dir, batched_steps * n, run_tree(carry, eval_key, config.save_buffer), cfg, extra_meta=meta)
-
-    def run_eval() -> None:
-        nonlocal eval_key
-        keys = jax.vmap(jax.random.split)(eval_key)
-        eval_key = keys[:, 0]
-        result = sharding.fetch(program.evaluate(carry.train_state.params, keys[:, 1], config.eval_episodes))
-        for i, logger in enumerate(loggers):
-            last_eval[i] = run.episode_statistics(result.returns[i], result.lengths[i])
-            logger.log("eval", batched_steps * n, {k: v for k, v in last_eval[i].items() if k not in ("returns", "lengths")})
-            last_eval[i]["transitions"] = batched_steps * n
-        if not single:
-            means = np.asarray([e["episode_reward"] for e in last_eval])
-            main_log.message(f"eval at {batched_steps * n:,} transitions: return {means.mean():.1f} +- {means.std():.1f} "
-                             f"over {len(members)} members (min {means.min():.1f}, max {means.max():.1f})")
-
-    def log_chunk(logs, length: int) -> None:
-        logs = sharding.fetch(logs)
-        metrics = {k: np.asarray(v) for k, v in logs.metrics.items()}
-        run.check_finite(metrics, f"before transition {batched_steps * n:,}", ckpt_dir, [m.name for m in members])
-        for i, logger in enumerate(loggers):
-            ended = logs.ended[i]
-            episodes[i] += int(ended.sum())
-            row: dict[str, Any] = dict(episode=int(episodes[i]),
-                                       steps_per_second=batched_steps * n / max(logger.elapsed(), 1e-9))
-            if ended.any():
-                row.update(episode_reward=float(logs.episode_return[i][ended].mean()),
-                           episode_length=float(logs.episode_length[i][ended].mean()))
-            row.update({k: float(v[i].mean()) for k, v in metrics.items()})
-            logger.log("train", batched_steps * n, row)
-        main_log.advance(length * n)
-
     try:
         if batched_steps * n >= next_eval:
-            run_eval()
+            last_eval, eval_key = evaluate(program, carry, eval_key, config.eval_episodes, log, batched_steps * n)
             next_eval += config.eval_freq
         if batched_steps < program.loop.seed_batches:
-            main_log.message(f"seed phase: {program.loop.seed_batches} steps x {n} envs of random actions, then "
-                             f"{program.seed_steps:,} pretraining updates ...")
+            log.message(f"seed phase: {program.loop.seed_batches} steps x {n} envs of random actions, then "
+                        f"{program.seed_steps:,} pretraining updates ...")
             carry, logs = program.seed_chunk(carry)
             batched_steps = program.loop.seed_batches
             carry, _ = program.pretrain(carry, program.seed_steps)
-            log_chunk(logs, batched_steps)
+            log.chunk(batched_steps * n, logs, batched_steps * n, ckpt_dir)
         while batched_steps < program.total_batches:
             length = min(program.chunk_steps, program.total_batches - batched_steps)
             carry, logs = program.chunk(carry, length)
             batched_steps += length
-            log_chunk(logs, length)
+            log.chunk(batched_steps * n, logs, length * n, ckpt_dir)
             if batched_steps * n >= next_eval or batched_steps == program.total_batches:
-                run_eval()
+                last_eval, eval_key = evaluate(program, carry, eval_key, config.eval_episodes, log, batched_steps * n)
                 next_eval = run.next_multiple(batched_steps * n, config.eval_freq)
             if batched_steps * n >= next_checkpoint and batched_steps < program.total_batches:  # the end saves below
-                save()
+                save_run(ckpt_dir, config, program, carry, eval_key, log.episodes)
                 next_checkpoint = run.next_multiple(batched_steps * n, config.checkpoint_every)
-        save(final=True)
+        save_run(ckpt_dir, config, program, carry, eval_key, log.episodes, final=True)
     finally:
-        for logger in loggers:
-            logger.close()
+        log.close()
     return last_eval
+
+
+def describe(config: ConfigDict, program: CompiledRun, transitions: int) -> str:
+    """The run's opening line: task, sizes, placement, schedule and where it writes."""
+    env, n = program.env, config.num_envs
+    placement = "" if program.mesh is None else f" on {program.mesh.devices.size} devices split by {program.mode}"
+    return (f"{config.task} on MJX ({config.impl}): obs {env.obs_dim}, action {env.action_dim}, {n} envs x "
+            f"{len(program.members)} member(s){placement}, {config.steps:,} transitions (from {transitions:,}), "
+            f"buffer {program.loop.capacity:,} rows/env = {program.buffer_bytes / 2**20:.1f} MiB, "
+            f"{program.updates_per_step} updates per batched step, chunks of {program.chunk_steps} steps, "
+            f"work dir {run.work_dir_of(config)}")
+
+
+def evaluate(program: CompiledRun, carry: Carry, eval_key: jax.Array, episodes: int, log: PopulationLog,
+             transitions: int) -> tuple[list[dict[str, Any]], jax.Array]:
+    """Evaluates every member ([M] eval keys, split for the next evaluation) and logs the results."""
+    keys = jax.vmap(jax.random.split)(eval_key)
+    result = sharding.fetch(program.evaluate(carry.train_state.params, keys[:, 1], episodes))
+    return log.evaluation(transitions, result.returns, result.lengths), keys[:, 0]
 
 
 # ---------------------------------------------------------------------- checkpoints
@@ -264,14 +277,29 @@ def run_tree(carry: Carry, eval_key: jax.Array, with_buffer: bool = True) -> dic
             "eval_key": _storable(eval_key)}
 
 
-def restore_run(ckpt_dir: str, config: ConfigDict, program: CompiledRun) -> tuple[Carry, jax.Array]:
-    """The carry of the latest checkpoint, refused with the differing keys when it is another run's."""
+def save_run(ckpt_dir: str, config: ConfigDict, program: CompiledRun, carry: Carry, eval_key: jax.Array,
+             episodes: np.ndarray, final: bool = False) -> None:
+    """Writes the run checkpoint at the carry's transition count (nothing with save_agent off)."""
+    if not config.save_agent:
+        return
+    batched_steps = int(carry.batched_steps[0])
+    transitions = batched_steps * config.num_envs
+    meta = dict(agent_step=transitions, batched_steps=batched_steps, run_config=config.to_dict(),
+                members=[m._asdict() for m in program.members], episodes=episodes.tolist(), final=final,
+                has_buffer=bool(config.save_buffer))
+    checkpoints.save(ckpt_dir, transitions, run_tree(carry, eval_key, config.save_buffer), program.agent_cfg,
+                     extra_meta=meta)
+
+
+def restore_run(ckpt_dir: str, config: ConfigDict, program: CompiledRun) -> tuple[Carry, jax.Array, np.ndarray]:
+    """The carry, eval keys and members' episode counts of the latest checkpoint, refused with the
+    differing keys when it is another run's."""
     step, meta = checkpoints.read_meta(ckpt_dir)
     members = []
     if "members" in meta and [tuple(m.values()) for m in meta["members"]] != [tuple(m) for m in program.members]:
         members.append(f"members: run has {[m.name for m in program.members]}, checkpoint has "
                        f"{[Member(**m).name for m in meta['members']]}")
-    run.check_resumable(ckpt_dir, config, program.cfg, meta, MUST_MATCH_ON_RESUME, members)
+    run.check_resumable(ckpt_dir, config, program.agent_cfg, meta, MUST_MATCH_ON_RESUME, members)
     if not meta.get("has_buffer", False):
         raise ValueError(f"{ckpt_dir} was saved without its replay buffer (save_buffer=False): it can be "
                          "evaluated but not resumed")
@@ -279,7 +307,8 @@ def restore_run(ckpt_dir: str, config: ConfigDict, program: CompiledRun) -> tupl
     like_key = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), len(program.members)))
     like = jax.eval_shape(run_tree, like_carry, like_key)
     tree = checkpoints.restore_exact(ckpt_dir, step, like)
-    return program.place(_rebuild(like_carry, tree)), jax.random.wrap_key_data(jnp.asarray(tree["eval_key"]))
+    return (program.place(_rebuild(like_carry, tree)), jax.random.wrap_key_data(jnp.asarray(tree["eval_key"])),
+            np.asarray(meta["episodes"], np.int64))
 
 
 def _rebuild(like: Carry, tree: dict) -> Carry:

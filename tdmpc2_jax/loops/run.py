@@ -72,7 +72,7 @@ def next_multiple(step: int, every: int) -> int:
     return (step // every + 1) * every
 
 
-def check_resumable(ckpt_dir: str, config: ConfigDict, cfg: Config, meta: Mapping[str, Any],
+def check_resumable(ckpt_dir: str, config: ConfigDict, agent_cfg: Config, meta: Mapping[str, Any],
                     must_match: Iterable[str], extra: Iterable[str] = ()) -> None:
     """Refuses, naming every difference, a checkpoint written by another run (keys in `must_match`
     and the architecture; `extra` adds differences the caller found)."""
@@ -80,7 +80,7 @@ def check_resumable(ckpt_dir: str, config: ConfigDict, cfg: Config, meta: Mappin
     diffs = [f"{k}: run has {config[k]!r}, checkpoint has {saved.get(k)!r}" for k in must_match
              if k in saved and saved[k] != config[k]]
     diffs += list(extra)
-    diffs += checkpoints.architecture_mismatches(cfg.architecture(), meta.get("architecture", {}))
+    diffs += checkpoints.architecture_mismatches(agent_cfg.architecture(), meta.get("architecture", {}))
     if diffs:
         raise ValueError(f"cannot resume from {ckpt_dir}: " + "; ".join(diffs))
 

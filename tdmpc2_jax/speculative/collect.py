@@ -17,13 +17,11 @@ from absl import app, flags
 from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, setup_process
 
 FLAGS = flags.FLAGS
-_CONFIG = None  # the --config flag (define_flags)
 
 
 def define_flags() -> None:
     """This command line's flags; defined when it runs, so that importing the module defines none."""
-    global _CONFIG
-    _CONFIG = define_config_flags("an MJX config, e.g. configs/mjx.py:cartpole-balance",
+    define_config_flags("an MJX config, e.g. configs/mjx.py:cartpole-balance",
                                   "the trained agent (orbax checkpoint directory or official .pt)")
     flags.DEFINE_integer("k", 4, "execution horizon K")
     flags.DEFINE_integer("envs", 16, "environments rolled out at once")
@@ -37,7 +35,7 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> None:
     del argv
-    config = _CONFIG.value
+    config = FLAGS.config
     if config is None or FLAGS.checkpoint is None or FLAGS.out is None:
         fail("--config, --checkpoint and --out are required")
     setup_process(config)
@@ -45,25 +43,26 @@ def main(argv: list[str]) -> None:
 
     from tdmpc2_jax.envs.mjx import MJXEnv
     from tdmpc2_jax.loading import load_for_task
-    from tdmpc2_jax.speculative import data, training
+    from tdmpc2_jax.speculative import dataset, fitting
     from tdmpc2_jax.speculative.controller import SpecSettings, Speculator
     from tdmpc2_jax.world_model import WorldModel
 
     try:
         env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
-        cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
+        agent_cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
         corrector, corrector_params, round_ = None, None, 0
         if FLAGS.corrector:
-            corrector, corrector_params, corrector_meta = training.load(FLAGS.corrector, config.task, cfg.latent_dim,
-                                                                        FLAGS.k)
+            corrector, corrector_params, corrector_meta = fitting.load(FLAGS.corrector, config.task,
+                                                                        agent_cfg.latent_dim, FLAGS.k)
             round_ = int(corrector_meta.get("dagger_round", 0)) + 1
-        speculator = Speculator(WorldModel(cfg), SpecSettings(horizon_k=FLAGS.k, corrector=corrector is not None),
-                                corrector=corrector, history=FLAGS.history)
+        settings = SpecSettings(horizon_k=FLAGS.k, corrector=corrector is not None)
+        speculator = Speculator(WorldModel(agent_cfg), settings, corrector=corrector, history=FLAGS.history)
         meta = dict(task=config.task, K=FLAGS.k, history=speculator.history, checkpoint=os.path.abspath(FLAGS.checkpoint),
-                    seed=FLAGS.seed, latent_dim=cfg.latent_dim, action_dim=cfg.action_dim, dagger_round=round_)
+                    seed=FLAGS.seed, latent_dim=agent_cfg.latent_dim, action_dim=agent_cfg.action_dim,
+                    dagger_round=round_)
         parts = []
         if FLAGS.append and os.path.exists(FLAGS.out):
-            previous, old_meta = data.load(FLAGS.out)
+            previous, old_meta = dataset.load(FLAGS.out)
             differs = [k for k in ("task", "K", "history", "latent_dim") if old_meta.get(k) != meta[k]]
             if differs:
                 raise ValueError(f"{FLAGS.out} holds tuples for another {', '.join(differs)}: "
@@ -74,10 +73,11 @@ def main(argv: list[str]) -> None:
         fail(str(err))
     print(f"collecting: {config.task}, K={FLAGS.k}, {FLAGS.envs} envs x {FLAGS.steps} steps, "
           f"{'corrected' if corrector else 'naive'} rollouts (DAgger round {round_}) ...", flush=True)
-    new = data.collect(env, speculator, params, corrector_params, jax.random.key(FLAGS.seed), FLAGS.envs, FLAGS.steps)
-    dataset = data.concatenate(parts + [new]) if parts else new
-    data.save(FLAGS.out, dataset, meta)
-    print(f"wrote {FLAGS.out}: {new.label.shape[0]:,} new tuples, {dataset.label.shape[0]:,} in all")
+    new = dataset.label_rollouts(env, speculator, params, corrector_params, jax.random.key(FLAGS.seed), FLAGS.envs,
+                                 FLAGS.steps)
+    tuples = dataset.concatenate(parts + [new]) if parts else new
+    dataset.save(FLAGS.out, tuples, meta)
+    print(f"wrote {FLAGS.out}: {new.label.shape[0]:,} new tuples, {tuples.label.shape[0]:,} in all")
 
 
 if __name__ == "__main__":

@@ -30,13 +30,11 @@ from tdmpc2_jax.speculative.modes import protocol_modes, run_host, run_mjx
 from tdmpc2_jax.speculative.report import read_results, relative_to_full, write_results
 
 FLAGS = flags.FLAGS
-_CONFIG = None  # the --config flag (define_flags)
 
 
 def define_flags() -> None:
     """This command line's flags; defined when it runs, so that importing the module defines none."""
-    global _CONFIG
-    _CONFIG = define_config_flags("configs/mjx.py:TASK or configs/dmc.py:TASK",
+    define_config_flags("configs/mjx.py:TASK or configs/dmc.py:TASK",
                                   "the trained agent")
     flags.DEFINE_list("k", ["2", "3", "4", "6"], "execution horizons K")
     flags.DEFINE_list("correctors", [], "NAME=DIR pairs of trained correctors")
@@ -51,12 +49,12 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> None:
     del argv
-    config = _CONFIG.value
+    config = FLAGS.config
     if config is None or FLAGS.checkpoint is None or FLAGS.out is None:
         fail("--config, --checkpoint and --out are required")
     setup_process(config)
     from tdmpc2_jax.loading import load_for_task
-    from tdmpc2_jax.speculative import training
+    from tdmpc2_jax.speculative import fitting
     from tdmpc2_jax.speculative.controller import SpecSettings, Speculator, calibrate_tau
     from tdmpc2_jax.world_model import WorldModel
 
@@ -76,8 +74,8 @@ def main(argv: list[str]) -> None:
 
             make_env = lambda: DMCEnv(config.task, eval_seed(FLAGS.seed), episode_length=config.episode_length)
         env = make_env()
-        cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
-        correctors = {name: training.load(path, config.task, cfg.latent_dim, max(ks)) for name, path in pairs}
+        agent_cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
+        correctors = {name: fitting.load(path, config.task, agent_cfg.latent_dim, max(ks)) for name, path in pairs}
         modes = protocol_modes(ks, list(correctors))
         unknown = sorted(set(FLAGS.modes) - {m.name for m in modes})
         if unknown:
@@ -92,7 +90,7 @@ def main(argv: list[str]) -> None:
                              f"({calibration_path(FLAGS.checkpoint)}): pass --calibrate to make it now")
     except (ValueError, FileNotFoundError, ImportError) as err:
         fail(str(err))
-    model = WorldModel(cfg)
+    model = WorldModel(agent_cfg)
     run = run_mjx if mjx else run_host
     key = jax.random.key(FLAGS.seed)
     if missing:

@@ -41,11 +41,11 @@ def main(argv: list[str]) -> None:
     setup_process()
     import jax
 
-    from tdmpc2_jax.speculative import data, training
+    from tdmpc2_jax.speculative import dataset, fitting
     from tdmpc2_jax.speculative.correctors import Corrector, CorrectorSpec
 
     try:
-        loaded = [data.load(path) for path in FLAGS.data]
+        loaded = [dataset.load(path) for path in FLAGS.data]
         metas = [m for _, m in loaded]
         keys = ("task", "K", "latent_dim", "action_dim")
         if any(tuple(m.get(k) for k in keys) != tuple(metas[0].get(k) for k in keys) for m in metas):
@@ -57,12 +57,12 @@ def main(argv: list[str]) -> None:
                              max_k=meta["K"] - 1, history=history, hidden=FLAGS.hidden, use_std=FLAGS.use_std)
     except (ValueError, FileNotFoundError, KeyError) as err:
         fail(str(err))
-    dataset = data.concatenate([data.trim(d, spec.history) for d, _ in loaded])
-    print(f"{dataset.label.shape[0]:,} tuples for {meta['task']} (K={meta['K']}); training a {FLAGS.kind} corrector")
-    result = training.fit(Corrector(spec), dataset, jax.random.key(FLAGS.seed), epochs=FLAGS.epochs,
+    tuples = dataset.concatenate([dataset.trim(d, spec.history) for d, _ in loaded])
+    print(f"{tuples.label.shape[0]:,} tuples for {meta['task']} (K={meta['K']}); training a {FLAGS.kind} corrector")
+    result = fitting.fit(Corrector(spec), tuples, jax.random.key(FLAGS.seed), epochs=FLAGS.epochs,
                           batch_size=FLAGS.batch, lr=FLAGS.lr, delta_penalty=FLAGS.delta_penalty,
                           val_fraction=FLAGS.val_fraction, patience=FLAGS.patience)
-    training.save(FLAGS.out, result.params, spec, dict(
+    fitting.save(FLAGS.out, result.params, spec, dict(
         task=meta["task"], K=meta["K"], checkpoint=meta.get("checkpoint"), data=FLAGS.data,
         dagger_round=max(int(m.get("dagger_round", 0)) for m in metas), best_epoch=result.best_epoch,
         val_mse=min(result.val_loss) if result.val_loss else None))

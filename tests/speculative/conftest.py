@@ -3,15 +3,14 @@
 import jax
 import pytest
 
-from tdmpc2_jax.config import make_config
 from tdmpc2_jax.world_model import WorldModel
 
-from speculative_helpers import CFG
+import tiny
 
 
 @pytest.fixture(scope="module")
 def model():
-    return WorldModel(make_config(CFG))
+    return WorldModel(tiny.agent_config())
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,8 @@
-"""The speculative tests' tiny agent settings and a Python loop over the jitted speculative step."""
+"""A Python loop over the jitted speculative step, and observations to feed it."""
 import jax
 import jax.numpy as jnp
 
 from tdmpc2_jax import xla
-
-CFG = dict(obs_dim=5, action_dim=1, enc_dim=16, mlp_dim=16, latent_dim=16, num_q=2, horizon=3, num_samples=16,
-           num_pi_trajs=2, num_elites=4, iterations=2)
 
 
 def observations(n, seed=1):

@@ -18,7 +18,7 @@ import numpy as np
 
 from tdmpc2_jax import acting, xla
 from tdmpc2_jax.envs.mjx import MJXEnv
-from tdmpc2_jax.planner import init_plan_state, plan
+from tdmpc2_jax.planner import init_plan_state, plan_batch
 from tdmpc2_jax.speculative.controller import Speculator
 from tdmpc2_jax.speculative.correctors import CorrectorInput
 
@@ -28,22 +28,20 @@ class Dataset(NamedTuple):
     label: jax.Array  # [M, A] teacher action
 
 
-def collect(env: MJXEnv, speculator: Speculator, params, corrector_params, key: jax.Array, num_envs: int,
-            steps: int) -> Dataset:
+def label_rollouts(env: MJXEnv, speculator: Speculator, params, corrector_params, key: jax.Array, num_envs: int,
+                   steps: int) -> Dataset:
     """Tuples from `steps` batched steps of N environments (runs as one scan; filtering on host)."""
     model = speculator.model
     cfg = model.cfg
     broadcast = lambda tree: jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs,) + x.shape), tree)
 
     def run(key, params, corrector_params):
-        teacher = jax.vmap(lambda o, s, k, t: plan(model, params, o, s, k, t, eval_mode=True))
-
         def policy(states, obs, keys, t0):
             state, teacher_state = states
             pairs = jax.vmap(jax.random.split)(keys)  # [N, 2]
             k_act, k_teach = pairs[:, 0], pairs[:, 1]
             action, state, info = speculator.step_batch(params, corrector_params, state, obs, k_act, t0)
-            label, teacher_state = teacher(obs, teacher_state, k_teach, t0)
+            label, teacher_state = plan_batch(model, params, obs, teacher_state, k_teach, t0, eval_mode=True)
             return action, (state, teacher_state), (state.history, label.mean[:, 0], ~info.replanned)
 
         states = (broadcast(speculator.init_state()), broadcast(init_plan_state(cfg.horizon, cfg.action_dim)))

@@ -15,7 +15,7 @@ import orbax.checkpoint as ocp
 
 from tdmpc2_jax import xla
 from tdmpc2_jax.speculative.correctors import Corrector, CorrectorSpec
-from tdmpc2_jax.speculative.data import Dataset
+from tdmpc2_jax.speculative.dataset import Dataset
 
 
 class FitResult(NamedTuple):
