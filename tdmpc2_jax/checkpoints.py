@@ -98,9 +98,11 @@ def restore(directory: str, like: Any, step: int | None = None, cfg: Config | No
         diffs = architecture_mismatches(cfg.architecture(), meta.get("architecture", {}))
         if diffs:
             raise ValueError(f"checkpoint {directory} was made for another model: " + "; ".join(diffs))
-    with ocp.CheckpointManager(os.path.abspath(directory)) as manager:
+    handlers = dict(state=ocp.StandardCheckpointHandler(), meta=ocp.JsonCheckpointHandler())
+    with ocp.CheckpointManager(os.path.abspath(directory), item_handlers=handlers) as manager:
         try:
-            raw = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+            target = _on_this_device(manager.item_metadata(step)["state"])
+            raw = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
         except Exception as err:
             raise ValueError(f"checkpoint {directory} step {step} is unreadable: {err}") from err
     raw = _select(like, raw)
@@ -115,18 +117,23 @@ def restore_exact(directory: str, step: int, like: Any) -> Any:
     """The `state` item restored into exactly the structure, shapes and dtypes of `like`, as numpy arrays.
 
     Host arrays, so that the caller's `jnp.asarray` gives uncommitted device arrays like a fresh run's:
-    orbax's committed arrays would make every jitted program compile once more on resume. In a run
-    over several processes, every process reads the whole values onto its own device.
+    orbax's committed arrays would make every jitted program compile once more on resume.
     """
-    local = {} if jax.process_count() == 1 else dict(sharding=jax.sharding.SingleDeviceSharding(jax.local_devices()[0]))
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype
-                                                           if not hasattr(x, "dtype") else x.dtype, **local), like)
     with ocp.CheckpointManager(os.path.abspath(directory)) as manager:
         try:
-            tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+            tree = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(_on_this_device(like))))
+            tree = tree["state"]
         except Exception as err:
             raise ValueError(f"checkpoint {directory} step {step} does not fit this run: {err}") from err
     return jax.tree.map(np.asarray, tree)
+
+
+def _on_this_device(tree: Any) -> Any:
+    """Abstract arrays with the shapes and dtypes of `tree`'s leaves on this process's first device:
+    whatever devices (or processes) wrote a checkpoint, every process reads it back whole."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.dtype(x.dtype) if hasattr(x, "dtype")
+                                                       else np.asarray(x).dtype, sharding=device), tree)
 
 
 def _select(like: Any, raw: Any) -> Any:

@@ -38,6 +38,19 @@ def define_config_flags(config_help: str, checkpoint_help: str | None = None) ->
         flags.DEFINE_string("checkpoint", None, checkpoint_help)
 
 
+def start_command(*required: str):
+    """The --config value of a command, once --config and the flags named in `required` are all given
+    (else one line naming the missing ones, exit 2), with the process set up for it (`setup_process`)."""
+    given = {"config": flags.FLAGS.config, **{name: flags.FLAGS[name].value for name in required}}
+    missing = [f"--{name}" for name, value in given.items() if value is None]
+    if missing:
+        names = missing[0] if len(missing) == 1 else ", ".join(missing[:-1]) + " and " + missing[-1]
+        example = ", e.g. --config=configs/dmc.py:cartpole-balance" if given["config"] is None else ""
+        fail(f"{names} {'is' if len(missing) == 1 else 'are'} required{example}")
+    setup_process(flags.FLAGS.config)
+    return flags.FLAGS.config
+
+
 def setup_process(config=None) -> None:
     """What a command line sets for its whole process before any JAX work: freed memory kept in
     the process (malloc.py), libraries' logging at WARNING, and the compilation cache of `config`."""

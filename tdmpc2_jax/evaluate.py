@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, setup_process
+from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, start_command
 from tdmpc2_jax.loading import load_for_task
 
 FLAGS = flags.FLAGS
@@ -30,10 +30,7 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> None:
     del argv
-    config = FLAGS.config
-    if config is None or FLAGS.checkpoint is None:
-        fail("--config and --checkpoint are required")
-    setup_process(config)
+    config = start_command("checkpoint")
     seed = config.seed if FLAGS.seed is None else FLAGS.seed
     if config.backend == "mjx":
         if FLAGS.video:

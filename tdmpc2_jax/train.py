@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, setup_process
+from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, start_command
 
 FLAGS = flags.FLAGS
 
@@ -22,10 +22,7 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> None:
     del argv
-    config = FLAGS.config
-    if config is None:
-        fail("--config is required, e.g. --config=configs/dmc.py:cartpole-balance")
-    setup_process(config)
+    config = start_command()
     from tdmpc2_jax.loops.run import NonFiniteLoss
 
     try:

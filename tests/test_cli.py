@@ -1,5 +1,5 @@
 """Importing the library or any command line changes nothing in the process; the command lines set
-the process up themselves (cli.setup_process)."""
+the process up themselves (cli.setup_process) and name missing flags in one line."""
 import subprocess
 import sys
 
@@ -24,3 +24,15 @@ def test_imports_define_no_flags_and_leave_jax_alone_until_a_command_line_sets_u
     out = subprocess.run([sys.executable, "-c", PROGRAM], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["True", "False"]  # JAX's default, then the command lines' setting
+
+
+def test_missing_required_flags_are_named_in_one_line():
+    def run(module, *args):
+        return subprocess.run([sys.executable, "-m", f"tdmpc2_jax.{module}", *args], capture_output=True, text=True,
+                              cwd=ROOT, timeout=300)
+
+    out = run("train")
+    assert out.returncode == 2
+    assert out.stderr == "error: --config is required, e.g. --config=configs/dmc.py:cartpole-balance\n"
+    out = run("speculative.evaluate", "--config=configs/mjx.py:cartpole-balance")
+    assert out.returncode == 2 and out.stderr == "error: --checkpoint and --out are required\n"

@@ -117,8 +117,20 @@ class CompiledRun:
         return carry_shardings(self.abstract_carry(), self.mesh, self.mode)
 
     def place(self, carry: Carry) -> Carry:
+        """The carry on the mesh; over several processes, each holds the whole values and makes its own shards."""
         shardings = self.shardings()
-        return carry if shardings is None else jax.device_put(carry, shardings)
+        if shardings is None:
+            return carry
+        if jax.process_count() == 1:
+            return jax.device_put(carry, shardings)
+
+        def shard(x: jax.Array, sharding) -> jax.Array:
+            if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+                return jax.random.wrap_key_data(shard(jax.random.key_data(x), sharding), impl=jax.random.key_impl(x))
+            values = np.asarray(x)
+            return jax.make_array_from_callback(values.shape, sharding, lambda index: values[index])
+
+        return jax.tree.map(shard, carry, shardings)
 
 
 def updates_per_step(config: ConfigDict) -> int:

@@ -14,7 +14,7 @@ import os
 
 from absl import app, flags
 
-from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, setup_process
+from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, start_command
 
 FLAGS = flags.FLAGS
 
@@ -35,10 +35,7 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> None:
     del argv
-    config = FLAGS.config
-    if config is None or FLAGS.checkpoint is None or FLAGS.out is None:
-        fail("--config, --checkpoint and --out are required")
-    setup_process(config)
+    config = start_command("checkpoint", "out")
     import jax
 
     from tdmpc2_jax.envs.mjx import MJXEnv

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, setup_process
+from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, start_command
 from tdmpc2_jax.speculative.calibration import calibration_path, read_calibration, calibration_host, calibration_mjx, \
     write_calibration
 from tdmpc2_jax.speculative.modes import protocol_modes, run_host, run_mjx
@@ -49,10 +49,7 @@ def define_flags() -> None:
 
 def main(argv: list[str]) -> None:
     del argv
-    config = FLAGS.config
-    if config is None or FLAGS.checkpoint is None or FLAGS.out is None:
-        fail("--config, --checkpoint and --out are required")
-    setup_process(config)
+    config = start_command("checkpoint", "out")
     from tdmpc2_jax.loading import load_for_task
     from tdmpc2_jax.speculative import fitting
     from tdmpc2_jax.speculative.controller import SpecSettings, Speculator, calibrate_tau
