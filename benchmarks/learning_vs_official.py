@@ -348,7 +348,7 @@ def task_summary(rows: list[dict], task: str, impl: str, reference: str) -> dict
 
 
 def bar_verdict(stats: dict) -> str:
-    """The issue's bar: AUC ratio in 0.85-1.15 and Welch p > 0.05 on the final return (2+ seeds a side)."""
+    """The agreement bar: AUC ratio in 0.85-1.15 and Welch p > 0.05 on the final return (2+ seeds a side)."""
     if min(stats["impl_seeds"], stats["ref_seeds"]) < 2:
         return "open (2+ seeds a side needed)"
     return "met" if stats["bar_met"] else "NOT met"
