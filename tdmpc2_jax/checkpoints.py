@@ -129,9 +129,10 @@ def restore_exact(directory: str, step: int, like: Any) -> Any:
 
 
 def _on_this_device(tree: Any) -> Any:
-    """Abstract arrays with the shapes and dtypes of `tree`'s leaves on this process's first device:
-    whatever devices (or processes) wrote a checkpoint, every process reads it back whole."""
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    """Abstract arrays with the shapes and dtypes of `tree`'s leaves in this process's host memory
+    (its CPU device): whatever devices (or processes) wrote a checkpoint, every process reads it
+    back whole, without taking an accelerator's memory for values that become numpy arrays."""
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.dtype(x.dtype) if hasattr(x, "dtype")
                                                        else np.asarray(x).dtype, sharding=device), tree)
 
