@@ -1,13 +1,19 @@
-"""Evaluate a checkpoint on a DMControl task, on host MuJoCo or on MJX.
+"""Evaluate a checkpoint on a DMControl task or on every task of a task set, on host MuJoCo or on MJX.
 
     python -m tdmpc2_jax.evaluate --config=configs/dmc.py:TASK --checkpoint PATH --episodes N [--video out.mp4]
     python -m tdmpc2_jax.evaluate --config=configs/mjx.py:TASK --checkpoint PATH --episodes N
+    python -m tdmpc2_jax.evaluate --config=configs/dmc.py:mt30 --checkpoint mt30-48M.pt [--tasks a,b] [--csv F]
 
 PATH is an orbax checkpoint directory of this project (a run's `checkpoints/` folder or a converted
 model) or an official `.pt` file (converted on the fly; needs the `torch` extra). The architecture
 comes from the checkpoint; planning settings (horizon, samples, ...) from the config. Host and MJX
 tasks share observation layouts, so a model trained on one backend evaluates on the other. On MJX
 the episodes run at once, in one compiled program.
+
+A multitask checkpoint runs every task of its set (`mt30`, `mt80`, or `--config.tasks=a,b,...` in
+embedding order), or those of `--tasks`, one line per task and their mean, and writes the rows to a
+CSV. A single task name (`configs/dmc.py:walker-walk`) runs that task of a multitask checkpoint
+whose set is known (it names its tasks, or has as many as mt30 or mt80).
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from __future__ import annotations
 from absl import app, flags
 
 from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, start_command
-from tdmpc2_jax.loading import load_for_task
+from tdmpc2_jax.loading import for_task
 
 FLAGS = flags.FLAGS
 
@@ -27,17 +33,32 @@ def define_flags() -> None:
     flags.DEFINE_integer("episodes", 10, "number of evaluation episodes")
     flags.DEFINE_string("video", None, "write the first episode to this .mp4")
     flags.DEFINE_integer("seed", None, "evaluation seed (default: the config's seed)")
+    flags.DEFINE_string("tasks", None, "multitask: comma-separated tasks of the set to evaluate (default: all)")
+    flags.DEFINE_string("csv", None, "multitask: per-task results CSV (default: evaluation-<set>.csv)")
+
 
 def main(argv: list[str]) -> None:
     del argv
     config = start_command("checkpoint")
     seed = config.seed if FLAGS.seed is None else FLAGS.seed
+    from tdmpc2_jax.envs.task_sets import task_set_of
+    from tdmpc2_jax.loading import read_checkpoint
+
+    try:
+        task_set = task_set_of(config)
+        checkpoint = read_checkpoint(FLAGS.checkpoint)
+    except (ValueError, FileNotFoundError, ImportError) as err:
+        fail(str(err))
+    if task_set is not None or checkpoint[0].multitask:
+        return _evaluate_set(config, checkpoint, task_set, seed)
+    if FLAGS.tasks:
+        fail("--tasks selects tasks of a task set: give one, e.g. --config=configs/dmc.py:mt30")
     if config.backend == "mjx":
         if FLAGS.video:
             fail("--video renders on host MuJoCo: use --config=configs/dmc.py:" + config.task)
-        returns, lengths = _evaluate_mjx(config, seed)
+        returns, lengths = _evaluate_mjx(config, checkpoint, seed)
     else:
-        returns, lengths, frames = _evaluate_host(config, seed)
+        returns, lengths, frames = _evaluate_host(config, checkpoint, seed)
     print(f"{config.task}: {FLAGS.episodes} episodes, return mean {returns.mean():.1f}, std {returns.std():.1f}, "
           f"min {returns.min():.1f}; episode lengths {sorted(set(lengths))}")
     if FLAGS.video:
@@ -47,7 +68,72 @@ def main(argv: list[str]) -> None:
         print(f"wrote {FLAGS.video} ({len(frames)} frames)")
 
 
-def _evaluate_host(config, seed: int):
+def _evaluate_set(config, checkpoint, task_set, seed: int) -> None:
+    """Every selected task of a multitask checkpoint on host MuJoCo: a line each, the mean, a CSV."""
+    import csv
+
+    import jax
+    import numpy as np
+
+    from tdmpc2_jax.agent import Agent
+    from tdmpc2_jax.config import close_matches
+    from tdmpc2_jax.envs.multitask import PaddedEnv, make_host_env
+    from tdmpc2_jax.loading import for_set
+    from tdmpc2_jax.loops.host import Planners, evaluate
+    from tdmpc2_jax.loops.run import eval_seed
+
+    if config.backend != "dmc":
+        fail("multitask evaluation runs on host MuJoCo: use --config=configs/dmc.py:" + config.task)
+    try:
+        model = for_set(FLAGS.checkpoint, checkpoint, config, task_set)
+    except ValueError as err:
+        fail(str(err))
+    tasks = model.task_set.tasks
+    selected = FLAGS.tasks.split(",") if FLAGS.tasks else list(tasks) if task_set else [config.task]
+    unknown = [t for t in selected if t not in tasks]
+    if unknown:
+        fail(f"{', '.join(unknown)} not in the checkpoint's task set {model.task_set.name}"
+             f"{close_matches(unknown[0], tasks)}")
+    if FLAGS.video and len(selected) != 1:
+        fail("--video records one task: select it with --tasks TASK")
+    cfg, planners, key = model.agent_cfg, Planners(Agent(model.agent_cfg)), jax.random.key(seed)
+    rows, frames = [], []
+    for task in selected:
+        index = tasks.index(task)
+        row = dict(task=task, index=index, episodes=0, return_mean="", return_std="", success="", note="")
+        try:
+            env = make_host_env(task, eval_seed(seed) + index, config.episode_length)
+            env = PaddedEnv(env, cfg.obs_dim, cfg.action_dim)
+            if env.inner.action_dim > cfg.action_dims[index]:
+                raise ValueError(f"{task} has {env.inner.action_dim} actions, the checkpoint's task {index} "
+                                 f"{cfg.action_dims[index]}")
+        except ValueError as err:
+            print(f"{task:<26} not evaluated: {err}")
+            rows.append({**row, "note": str(err)})
+            continue
+        stats = evaluate(env, planners, model.params, jax.random.fold_in(key, index), FLAGS.episodes,
+                         on_frame=frames.append if FLAGS.video else None, task=index)
+        print(f"{task:<26} return {stats['episode_reward']:8.1f} +- {stats['episode_reward_std']:6.1f} "
+              f"({FLAGS.episodes} episodes)", flush=True)
+        rows.append({**row, "episodes": FLAGS.episodes, "return_mean": stats["episode_reward"],
+                     "return_std": stats["episode_reward_std"]})
+    done = [r["return_mean"] for r in rows if r["episodes"]]
+    if done:
+        print(f"mean over {len(done)} of {len(selected)} tasks: {np.mean(done):.1f}")
+    path = FLAGS.csv or f"evaluation-{model.task_set.name}.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {path}")
+    if FLAGS.video:
+        import imageio
+
+        imageio.mimsave(FLAGS.video, frames, fps=30)
+        print(f"wrote {FLAGS.video} ({len(frames)} frames)")
+
+
+def _evaluate_host(config, checkpoint, seed: int):
     import jax
     import numpy as np
 
@@ -58,7 +144,7 @@ def _evaluate_host(config, seed: int):
 
     try:
         env = DMCEnv(config.task, eval_seed(seed), episode_length=config.episode_length)
-        agent_cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
+        agent_cfg, params = for_task(FLAGS.checkpoint, checkpoint, config, env.obs_dim, env.action_dim)
     except (ValueError, FileNotFoundError, ImportError) as err:
         fail(str(err))
     frames: list[np.ndarray] = []
@@ -67,7 +153,7 @@ def _evaluate_host(config, seed: int):
     return np.asarray(result["returns"]), [int(n) for n in result["lengths"]], frames
 
 
-def _evaluate_mjx(config, seed: int):
+def _evaluate_mjx(config, checkpoint, seed: int):
     import jax
     import numpy as np
 
@@ -79,7 +165,7 @@ def _evaluate_mjx(config, seed: int):
 
     try:
         env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
-        agent_cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
+        agent_cfg, params = for_task(FLAGS.checkpoint, checkpoint, config, env.obs_dim, env.action_dim)
     except (ValueError, FileNotFoundError, ImportError) as err:
         fail(str(err))
     loop = DeviceLoop(Agent(agent_cfg), env, num_envs=FLAGS.episodes, seed_steps=0)

@@ -56,13 +56,16 @@ class RunLogger:
     """Everything a run reports: CSVs, TensorBoard, the progress bar."""
 
     def __init__(self, work_dir: str, total_steps: int, action_repeat: int, start_step: int = 0,
+                 step_name: str = "agent steps",
                  tensorboard: bool = True, progress: bool = True, echo: bool = True, csv: bool = True,
-                 wandb: Mapping[str, Any] | None = None):
+                 wandb: Mapping[str, Any] | None = None, tasks: tuple[str, ...] = ()):
+        """`tasks` (a multitask run's) adds an eval.csv column per task: `episode_reward+TASK`."""
         os.makedirs(work_dir, exist_ok=True)
-        self.work_dir, self.action_repeat, self.echo = work_dir, action_repeat, echo
+        self.work_dir, self.action_repeat, self.echo, self.step_name = work_dir, action_repeat, echo, step_name
         self.eval = self.train = None
         if csv:
-            self.eval = CsvLog(os.path.join(work_dir, "eval.csv"), EVAL_COLUMNS)
+            self.eval = CsvLog(os.path.join(work_dir, "eval.csv"),
+                               EVAL_COLUMNS + tuple(f"episode_reward+{task}" for task in tasks))
             self.train = CsvLog(os.path.join(work_dir, "train.csv"), TRAIN_COLUMNS)
             if start_step:
                 self.eval.truncate_after(start_step)
@@ -101,7 +104,7 @@ class RunLogger:
         if category == "eval":
             self.last_eval = float(values["episode_reward"])
         if category == "eval" and self.echo:
-            self.message(f"eval at {agent_step:,} agent steps: return {self.last_eval:.1f} "
+            self.message(f"eval at {agent_step:,} {self.step_name}: return {self.last_eval:.1f} "
                          f"(std {values.get('episode_reward_std', 0.0):.1f}, min {values.get('episode_reward_min', 0.0):.1f})")
 
     def video(self, agent_step: int, frames: list) -> str:

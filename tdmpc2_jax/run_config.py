@@ -16,7 +16,8 @@ DERIVED = ("obs_dim", "action_dim", "multitask", "tasks", "obs_dims", "action_di
 def base_config(task: str) -> config_dict.ConfigDict:
     """Every key of a run on host MuJoCo (`backend="dmc"`)."""
     c = config_dict.ConfigDict()
-    c.task = task
+    c.task = task  # a task, or a task set: mt30, mt80
+    c.tasks = config_dict.placeholder(str)  # a custom task set: comma-separated tasks, in embedding order
     c.backend = "dmc"  # "dmc": host MuJoCo (configs/dmc.py); "mjx": batched MJX (configs/mjx.py)
     c.obs = "state"
     # the agent: Config's defaults, the official ones; model_size fills the size keys left unset
@@ -36,6 +37,11 @@ def base_config(task: str) -> config_dict.ConfigDict:
     c.steps = 10_000_000
     c.buffer_size = 1_000_000
     c.exp_name = "default"
+    # offline multitask training: a directory of dataset chunks (official format); the episodes to
+    # load (default all); train.csv rows every log_every updates
+    c.data_dir = config_dict.placeholder(str)
+    c.max_episodes = config_dict.placeholder(int)
+    c.log_every = 1000
     c.seed = 1
     c.save_csv = True
     c.save_video = False

@@ -2,9 +2,11 @@
 
     python -m tdmpc2_jax.train --config=configs/dmc.py:dog-run [--config.key=value ...]
     python -m tdmpc2_jax.train --config=configs/mjx.py:walker-walk --config.num_envs=64
+    python -m tdmpc2_jax.train --config=configs/dmc.py:mt30 --config.data_dir=DIR    (offline, multitask)
+    python -m tdmpc2_jax.train --config=configs/dmc.py --config.tasks=walker-walk,cheetah-run   (online, multitask)
 
 Writes eval.csv, train.csv, TensorBoard scalars and orbax checkpoints under work_dir
-(default runs/<task>/<seed>/<exp_name>); `--config.resume=True` continues a killed run.
+(default runs/<task or set>/<seed>/<exp_name>); `--config.resume=True` continues a killed run.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ def main(argv: list[str]) -> None:
         fail(str(err))
     if result:
         at = (f"{result['agent_step']:,} agent steps" if "agent_step" in result
+              else f"{result['update']:,} updates" if "update" in result
               else f"{result['transitions']:,} transitions")
         print(f"last eval (at {at}): return {result['episode_reward']:.1f} (std {result['episode_reward_std']:.1f}, "
               f"min {result['episode_reward_min']:.1f}) over {len(result['returns'])} episodes")
@@ -43,8 +46,16 @@ def _train(config):
 
     if config.backend == "dmc":
         from tdmpc2_jax.envs.dmc import resolve
+        from tdmpc2_jax.envs.task_sets import task_set_of
 
-        resolve(config.task)
+        task_set = task_set_of(config)
+        for task in task_set.tasks if task_set else [config.task]:
+            if not task.startswith("mw-"):
+                resolve(task)
+        if config.data_dir:
+            from tdmpc2_jax.loops import offline
+
+            return offline.train(config)
         return host.train(config)
     if config.backend == "mjx" and "num_envs" in config:
         if config.distributed:

@@ -25,11 +25,13 @@ from tdmpc2_jax.agent import Agent, TrainState
 from tdmpc2_jax.buffers.episodic import EpisodeBuffer
 from tdmpc2_jax.config import Config
 from tdmpc2_jax.envs.dmc import ACTION_REPEAT, DMCEnv
+from tdmpc2_jax.envs.multitask import MultitaskEnv
+from tdmpc2_jax.envs.task_sets import task_dim_of, task_set_of
 from tdmpc2_jax.logs import RunLogger
 from tdmpc2_jax.loops import run
 from tdmpc2_jax.planner import PlanState, init_plan_state, make_planner
 
-MUST_MATCH_ON_RESUME = ("task", "seed", "batch_size", "horizon", "buffer_size")
+MUST_MATCH_ON_RESUME = ("task", "tasks", "seed", "batch_size", "horizon", "buffer_size")
 
 
 @dataclasses.dataclass
@@ -37,6 +39,7 @@ class Episode:
     """Transitions of the running episode (obs has one more entry than actions)."""
 
     obs: list
+    task: int | None = None  # task index of a multitask run
     actions: list = dataclasses.field(default_factory=list)
     rewards: list = dataclasses.field(default_factory=list)
     done: bool = False
@@ -68,27 +71,32 @@ class Planners:
     """Jitted planners for acting (training noise) and evaluation."""
 
     def __init__(self, agent: Agent):
-        self.horizon, self.action_dim = agent.cfg.horizon, agent.cfg.action_dim
+        self.horizon, self.obs_dim, self.action_dim = agent.cfg.horizon, agent.cfg.obs_dim, agent.cfg.action_dim
         self.train_plan = make_planner(agent.model, eval_mode=False)
         self.eval_plan = make_planner(agent.model, eval_mode=True)
 
     def initial_state(self) -> PlanState:
         return init_plan_state(self.horizon, self.action_dim)
 
-    def act(self, params, obs: np.ndarray, plan_state: PlanState, key: jax.Array, t0: bool, eval_mode: bool):
+    def act(self, params, obs: np.ndarray, plan_state: PlanState, key: jax.Array, t0: bool, eval_mode: bool,
+            task: int | None = None):
         plan = self.eval_plan if eval_mode else self.train_plan
-        result, plan_state = plan(params, jnp.asarray(obs), plan_state, key, jnp.asarray(t0))
+        task = None if task is None else jnp.asarray(task, jnp.int32)
+        result, plan_state = plan(params, jnp.asarray(obs), plan_state, key, jnp.asarray(t0), task)
         return np.asarray(result.action), plan_state
 
 
 def evaluate(env: DMCEnv, planners: Planners, params, key: jax.Array, episodes: int,
-             on_frame: Callable[[np.ndarray], None] | None = None) -> dict[str, Any]:
+             on_frame: Callable[[np.ndarray], None] | None = None, task: int | None = None) -> dict[str, Any]:
     """Runs `episodes` episodes with the planner in eval mode: returns, lengths and their statistics.
 
-    `on_frame` receives the rendered frames of the first episode.
+    `on_frame` receives the rendered frames of the first episode; `task` is the task index of a
+    multitask agent.
     """
+    task = None if task is None else jnp.asarray(task, jnp.int32)
+
     def policy(plan_state, obs, k, t0):
-        result, plan_state = planners.eval_plan(params, obs, plan_state, k, t0)
+        result, plan_state = planners.eval_plan(params, obs, plan_state, k, t0, task)
         return result.action, plan_state, ()
 
     episodes_run = acting.host_episodes(env, policy, planners.initial_state, key, episodes, on_frame)
@@ -96,22 +104,22 @@ def evaluate(env: DMCEnv, planners: Planners, params, key: jax.Array, episodes: 
 
 
 def train(config: ConfigDict) -> dict[str, Any]:
-    """Trains (or resumes) one agent on one DMC task; returns the last evaluation (with its `agent_step`)."""
+    """Trains (or resumes) one agent on one DMC task, or on every task of a set (episodes cycle
+    through the tasks); returns the last evaluation (with its `agent_step`)."""
     run.check_run_keys(config)
     work_dir = run.work_dir_of(config)
     ckpt_dir = os.path.join(work_dir, "checkpoints")
-    env = DMCEnv(config.task, config.seed, episode_length=config.episode_length)
-    eval_env = DMCEnv(config.task, run.eval_seed(config.seed), episode_length=config.episode_length)
-    agent = Agent(run.agent_config(config, env.obs_dim, env.action_dim, env.episode_length))
+    env, eval_env, agent_cfg = make_envs(config)
+    agent = Agent(agent_cfg)
     planners, update = Planners(agent), xla.jit(agent.update, donate_argnums=0)
-    buffer = make_buffer(config, env, agent.cfg.horizon)
-    num_seed_steps = run.seed_steps(config, env.episode_length)
+    buffer = make_buffer(config, env, agent.cfg)
+    num_seed_steps = run.seed_steps(config, max(agent.cfg.episode_lengths or (env.episode_length,)))
     run_state = initial_run_state(config, agent, planners)
     resumed = config.resume and checkpoints.latest_step(ckpt_dir) is not None
     if resumed:
         run_state = restore_run(ckpt_dir, config, agent.cfg, run_state, buffer, (env, eval_env))
-    logger = make_logger(config, work_dir, run_state.step)
-    logger.message(f"{config.task}: obs {env.obs_dim}, action {env.action_dim}, agent steps {config.steps:,} "
+    logger = make_logger(config, work_dir, run_state.step, agent.cfg)
+    logger.message(f"{describe(agent.cfg, config.task)}: obs {env.obs_dim}, action {env.action_dim}, agent steps {config.steps:,} "
                    f"(from {run_state.step:,}), buffer {buffer.capacity:,} rows = {buffer.nbytes / 2**20:.1f} MiB, "
                    f"work dir {work_dir}")
     save = lambda final=False: save_run(ckpt_dir, config, agent.cfg, run_state, buffer, (env, eval_env), final)
@@ -124,7 +132,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
             resumed = False
             if episode is None or episode.done:
                 if run_state.eval_next:
-                    last_eval = evaluate_and_log(config, eval_env, planners, run_state, logger)
+                    last_eval = evaluate_and_log(config, eval_env, agent.cfg, planners, run_state, logger)
                     run_state.eval_next = False
                 if episode is not None:
                     finish_episode(episode, buffer, agent.cfg.horizon)
@@ -135,12 +143,12 @@ def train(config: ConfigDict) -> dict[str, Any]:
                     if run_state.step >= next_checkpoint:
                         save()
                         next_checkpoint = run.next_multiple(run_state.step, config.checkpoint_every)
-                episode = Episode([env.reset()])
+                episode = start_episode(env, agent.cfg, run_state.episode)
 
             if run_state.step > num_seed_steps:
                 action, run_state.plan_state = planners.act(run_state.train_state.params, episode.obs[-1],
                                                             run_state.plan_state, run_state.next_key(),
-                                                            not episode.actions, eval_mode=False)
+                                                            not episode.actions, eval_mode=False, task=episode.task)
             else:
                 action = env.random_action(run_state.rng)
             result = env.step(action)
@@ -167,11 +175,38 @@ def train(config: ConfigDict) -> dict[str, Any]:
     return last_eval
 
 
-def make_buffer(config: ConfigDict, env: DMCEnv, horizon: int) -> EpisodeBuffer:
+def make_envs(config: ConfigDict) -> tuple[Any, Any, Config]:
+    """(training env, evaluation env, the agent's Config): DMCEnvs for one task, MultitaskEnvs for a set."""
+    task_set = task_set_of(config)
+    if task_set is None:
+        env = DMCEnv(config.task, config.seed, episode_length=config.episode_length)
+        eval_env = DMCEnv(config.task, run.eval_seed(config.seed), episode_length=config.episode_length)
+        return env, eval_env, run.agent_config(config, env.obs_dim, env.action_dim, env.episode_length)
+    env = MultitaskEnv(task_set.tasks, config.seed, config.episode_length)
+    eval_env = MultitaskEnv(task_set.tasks, run.eval_seed(config.seed), config.episode_length)
+    agent_cfg = run.multitask_agent_config(config, task_set, env.obs_dim, env.action_dims, env.episode_lengths,
+                                           task_dim_of(task_set.name, config.model_size))
+    return env, eval_env, agent_cfg
+
+
+def describe(agent_cfg: Config, task: str) -> str:
+    return f"{task} ({agent_cfg.num_tasks} tasks)" if agent_cfg.multitask else task
+
+
+def start_episode(env, agent_cfg: Config, episode: int) -> Episode:
+    """A new episode; a multitask run cycles through the set's tasks, one episode each."""
+    if not agent_cfg.multitask:
+        return Episode([env.reset()])
+    task = episode % agent_cfg.num_tasks
+    return Episode([env.reset(task)], task)
+
+
+def make_buffer(config: ConfigDict, env, agent_cfg: Config) -> EpisodeBuffer:
     """A buffer for min(buffer_size, steps) transitions (plus each episode's final observation)."""
     capacity_steps = min(config.buffer_size, config.steps)
-    return EpisodeBuffer(capacity_steps + capacity_steps // env.episode_length + 1, env.obs_dim, env.action_dim,
-                         horizon)
+    shortest = min(agent_cfg.episode_lengths or (env.episode_length,))
+    return EpisodeBuffer(capacity_steps + capacity_steps // shortest + 1, env.obs_dim, env.action_dim,
+                         agent_cfg.horizon, multitask=agent_cfg.multitask)
 
 
 def initial_run_state(config: ConfigDict, agent: Agent, planners: Planners) -> RunState:
@@ -179,23 +214,47 @@ def initial_run_state(config: ConfigDict, agent: Agent, planners: Planners) -> R
     return RunState(agent.init(init_key), planners.initial_state(), key, np.random.default_rng(config.seed))
 
 
-def make_logger(config: ConfigDict, work_dir: str, step: int) -> RunLogger:
+def make_logger(config: ConfigDict, work_dir: str, step: int, agent_cfg: Config) -> RunLogger:
     os.makedirs(work_dir, exist_ok=True)
     # agent steps 0..steps inclusive, as in the official loop
     return RunLogger(work_dir, config.steps + 1, ACTION_REPEAT, start_step=step, tensorboard=config.tensorboard,
-                     progress=config.progress, csv=config.save_csv, wandb=run.wandb_settings(config, work_dir))
+                     progress=config.progress, csv=config.save_csv, wandb=run.wandb_settings(config, work_dir),
+                     tasks=agent_cfg.tasks if agent_cfg.multitask else ())
 
 
-def evaluate_and_log(config: ConfigDict, eval_env: DMCEnv, planners: Planners, run_state: RunState,
+def evaluate_and_log(config: ConfigDict, eval_env, agent_cfg: Config, planners: Planners, run_state: RunState,
                      logger: RunLogger) -> dict[str, Any]:
-    """An evaluation during training, logged (with the first episode's video when save_video is on)."""
+    """An evaluation during training, logged (with the first episode's video when save_video is on).
+
+    A multitask run evaluates every task and logs each one's return (`episode_reward+TASK`) beside
+    the mean over tasks.
+    """
     frames = [] if config.save_video else None
-    result = evaluate(eval_env, planners, run_state.train_state.params, run_state.next_key(), config.eval_episodes,
-                      on_frame=None if frames is None else frames.append)
+    key, params = run_state.next_key(), run_state.train_state.params
+    if agent_cfg.multitask:
+        result = evaluate_tasks(eval_env.envs, eval_env.tasks, planners, params, key, config.eval_episodes)
+    else:
+        result = evaluate(eval_env, planners, params, key, config.eval_episodes,
+                          on_frame=None if frames is None else frames.append)
     logger.log("eval", run_state.step, {k: v for k, v in result.items() if k not in ("returns", "lengths")})
     if frames:
         logger.video(run_state.step, frames)
     return dict(result, agent_step=run_state.step)
+
+
+def evaluate_tasks(envs: list, tasks: tuple[str, ...], planners: Planners, params, key: jax.Array,
+                   episodes: int) -> dict[str, Any]:
+    """`evaluate` on each env of a multitask agent's set `tasks` (PaddedEnvs, each with its task's
+    index): the mean over them and each one's return."""
+    indices = [tasks.index(env.task) for env in envs]
+    per_task = [evaluate(env, planners, params, jax.random.fold_in(key, i), episodes, task=i)
+                for i, env in zip(indices, envs)]
+    returns = [r for result in per_task for r in result["returns"]]
+    lengths = [n for result in per_task for n in result["lengths"]]
+    result = run.episode_statistics(returns, lengths)
+    result["episode_reward"] = float(np.mean([r["episode_reward"] for r in per_task]))
+    result.update({f"episode_reward+{env.task}": r["episode_reward"] for env, r in zip(envs, per_task)})
+    return result
 
 
 def learn(run_state: RunState, update: Callable, buffer: EpisodeBuffer, batch_size: int,
@@ -212,7 +271,7 @@ def finish_episode(episode: Episode, buffer: EpisodeBuffer, horizon: int) -> Non
     """Adds a finished episode to the buffer (an episode cut short before H steps is dropped)."""
     if len(episode.actions) >= horizon:
         buffer.add_episode(np.stack(episode.obs), np.stack(episode.actions),
-                           np.asarray(episode.rewards, np.float32))
+                           np.asarray(episode.rewards, np.float32), task=episode.task)
 
 
 # ---------------------------------------------------------------------- checkpoints

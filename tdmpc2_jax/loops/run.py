@@ -12,6 +12,8 @@ from ml_collections import ConfigDict
 
 from tdmpc2_jax import checkpoints
 from tdmpc2_jax.config import FIELD_NAMES, Config, make_config
+from tdmpc2_jax.envs.task_sets import TaskSet, task_set_of
+from tdmpc2_jax.run_config import DERIVED
 
 # evaluation environments and keys are seeded apart from training's
 EVAL_SEED_OFFSET = 1_000_003
@@ -25,10 +27,19 @@ def agent_config(config: ConfigDict, obs_dim: int, action_dim: int, episode_leng
     """The agent's Config from a run config (official keys) and the environment's dimensions."""
     if config.obs != "state":
         raise ValueError(f"obs={config.obs!r}: only state observations are supported")
-    values = {k: v for k, v in config.to_dict().items() if k in FIELD_NAMES}
+    values = {k: v for k, v in config.to_dict().items() if k in FIELD_NAMES and k not in DERIVED}
     values.update(obs_dim=obs_dim, action_dim=action_dim, episode_length=episode_length,
                   model_size=config.model_size)
     return make_config(values)
+
+
+def multitask_agent_config(config: ConfigDict, task_set: TaskSet, obs_dim: int, action_dims: tuple[int, ...],
+                           episode_lengths: tuple[int, ...], task_dim: int) -> Config:
+    """The Config of one agent for every task of a set: observations padded to obs_dim, actions to
+    max(action_dims), a discount per task from its episode length."""
+    single = agent_config(config, obs_dim, max(action_dims), max(episode_lengths))
+    return single.replace(multitask=True, tasks=task_set.tasks, action_dims=tuple(action_dims),
+                          episode_lengths=tuple(episode_lengths), task_dim=task_dim)
 
 
 def check_run_keys(config: ConfigDict) -> None:
@@ -55,7 +66,10 @@ def wandb_settings(config: ConfigDict, work_dir: str, name: str | None = None) -
 
 
 def work_dir_of(config: ConfigDict) -> str:
-    return config.work_dir or os.path.join("runs", config.task, str(config.seed), config.exp_name)
+    """runs/<task or task set>/<seed>/<exp_name> unless work_dir is given."""
+    task_set = task_set_of(config)
+    name = task_set.name if task_set else config.task
+    return config.work_dir or os.path.join("runs", name, str(config.seed), config.exp_name)
 
 
 def seed_steps(config: ConfigDict, episode_length: int) -> int:
