@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tdmpc2_jax.envs.mjx import MJXEnv
+from tdmpc2_jax.envs.mjx_multitask import MultitaskMJXEnv
 
 Policy = Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[jax.Array, Any, Any]]
 
@@ -36,15 +37,15 @@ def first_episode_totals(reward: jax.Array, ended: jax.Array) -> tuple[jax.Array
     return jnp.sum(jnp.where(alive, reward, 0.0), axis=0), jnp.sum(alive, axis=0, dtype=jnp.int32)
 
 
-def rollout(env: MJXEnv, policy: Policy, policy_state: Any, key: jax.Array, num_envs: int, steps: int) -> Rollout:
+def rollout(env: MJXEnv | MultitaskMJXEnv, policy: Policy, policy_state: Any, key: jax.Array, num_envs: int, steps: int) -> Rollout:
     """`steps` steps of `num_envs` environments from a reset, as one `lax.scan` (automatic resets
     after an episode ends; its totals count the first episode only)."""
     k_reset, k_steps = jax.random.split(key)
-    env_state = jax.vmap(env.reset)(jax.random.split(k_reset, num_envs))
+    env_state = env.reset_batch(jax.random.split(k_reset, num_envs))
 
     def step(carry, k):
         env_state, state = carry
-        action, state, info = policy(state, env_state.inner.obs, jax.random.split(k, num_envs), env_state.t == 0)
+        action, state, info = policy(state, env.observe(env_state), jax.random.split(k, num_envs), env_state.t == 0)
         env_state, out = env.step_batch(env_state, action)
         return (env_state, state), (out.reward, out.ended, info)
 

@@ -42,11 +42,11 @@ def main(argv: list[str]) -> None:
 
 
 def _train(config):
+    from tdmpc2_jax.envs.task_sets import task_set_of
     from tdmpc2_jax.loops import host
 
     if config.backend == "dmc":
         from tdmpc2_jax.envs.dmc import resolve
-        from tdmpc2_jax.envs.task_sets import task_set_of
 
         task_set = task_set_of(config)
         for task in task_set.tasks if task_set else [config.task]:
@@ -65,7 +65,9 @@ def _train(config):
         from tdmpc2_jax.envs.mjx import playground_name
         from tdmpc2_jax.loops import mjx_run
 
-        playground_name(config.task)
+        task_set = task_set_of(config)
+        for task in task_set.tasks if task_set else [config.task]:
+            playground_name(task)
         return mjx_run.train(config)[0]
     raise ValueError(f"backend={config.backend!r}: use --config=configs/dmc.py:TASK (host MuJoCo) or "
                      "--config=configs/mjx.py:TASK (MJX)")

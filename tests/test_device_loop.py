@@ -107,3 +107,39 @@ def test_a_population_of_seeds_and_learning_rates_equals_separate_runs():
     default_lr, _ = run(keys[1:], lrs[:1])
     assert not np.allclose(np.asarray(default_lr.train_state.params["pi"]["layers_2"]["kernel"]),
                            np.asarray(together.train_state.params["pi"]["layers_2"]["kernel"][1:]))
+
+
+def test_a_multitask_batch_steps_each_task_with_its_own_physics_and_shapes():
+    from tdmpc2_jax.envs.mjx_multitask import MultitaskMJXEnv
+    from toy_env import PlanarPointMass
+
+    env = MultitaskMJXEnv([MJXEnv("line", episode_length=5, playground_env=PointMass()),
+                           MJXEnv("plane", episode_length=5, playground_env=PlanarPointMass())])
+    assert (env.obs_dim, env.action_dim, env.action_dims) == (7, 2, (1, 2))
+    cfg = tiny.agent_config(obs_dim=7, action_dim=2, batch_size=8, horizon=2, episode_length=5, multitask=True,
+                            tasks=env.tasks, action_dims=env.action_dims, episode_lengths=(5, 5), task_dim=4)
+    loop = DeviceLoop(Agent(cfg), env, num_envs=4, seed_steps=8, buffer_capacity=12)
+    np.testing.assert_array_equal(loop.task, [0, 0, 1, 1])
+    carry = loop.init(jax.random.key(0))
+    carry, _ = xla.jit(loop.seed_chunk)(carry)
+    buffer = carry.buffer
+    # the line's rows: observations padded with zeros, random actions zero beyond its one dimension
+    written = np.asarray(buffer.obs)[:2]
+    assert np.all(written[:, :2, 5:] == 0) and np.all(np.abs(written[:, 2:, 5]) > 0)
+    actions = np.asarray(buffer.action)[:2]
+    assert np.all(actions[:, :2, 1] == 0) and np.all(actions[:, 2:] != 0)
+    # each task ran its own physics: the line's x moves by 0.1 v, the plane's by its own force
+    batch = device_buffer.sample(buffer, jax.random.key(1), 16, 1)
+    chex.assert_shape(batch.obs, (2, 16, 7))
+    line = np.asarray(batch.task) == 0
+    assert line.any() and (~line).any()
+    obs = np.asarray(batch.obs)
+    assert np.all(obs[:, line, 5:] == 0) and np.all(obs[:, ~line, 6] == 1)
+    carry, _ = xla.jit(loop.pretrain, static_argnums=1)(carry, 2)
+    carry, logs = xla.jit(loop.chunk, static_argnums=1)(carry, 3)
+    assert np.isfinite(np.asarray(logs.metrics["total_loss"])).all()
+    actions = np.asarray(carry.buffer.action)[2:5]
+    assert np.all(actions[:, :2, 1] == 0)  # the planner masks the line's second action dimension
+    result = xla.jit(loop.evaluate, static_argnums=2)(carry.train_state.params, jax.random.key(2), 4)
+    chex.assert_shape(result.returns, (4,))
+    np.testing.assert_array_equal(np.asarray(result.lengths), [5, 5, 5, 5])

@@ -40,3 +40,25 @@ class PointMass:
         x = state.x + 0.1 * v
         done = (jnp.abs(x) > self.limit).astype(jnp.float32) if self.terminates else jnp.zeros(())
         return ToyState(self._obs(x, v), jnp.exp(-x * x), done, x, v)
+
+
+class PlanarPointMass:
+    """A point mass on a plane: obs [x, y, vx, vy, sin x, cos x, 1], action = force [2], reward for
+    staying near the origin (another size than PointMass, for multitask batches)."""
+
+    observation_size = 7
+    action_size = 2
+    mjx_model = SimpleNamespace(actuator_ctrlrange=np.array([[-1.0, 1.0], [-1.0, 1.0]], np.float32))
+
+    @staticmethod
+    def _obs(p, v):
+        return jnp.concatenate([p, v, jnp.sin(p[:1]), jnp.cos(p[:1]), jnp.ones(1)])
+
+    def reset(self, key):
+        p, v = jnp.split(jax.random.uniform(key, (4,), minval=-1.0, maxval=1.0), 2)
+        return ToyState(self._obs(p, v), jnp.zeros(()), jnp.zeros(()), p, v)
+
+    def step(self, state, ctrl):
+        v = 0.9 * state.v + 0.1 * ctrl
+        p = state.x + 0.1 * v
+        return ToyState(self._obs(p, v), jnp.exp(-jnp.sum(p * p)), jnp.zeros(()), p, v)

@@ -28,6 +28,7 @@ class DeviceBuffer(NamedTuple):
     step: jax.Array  # [C, N] int32 step of the row within its episode
     cursor: jax.Array  # [] int32 next row to write
     size: jax.Array  # [] int32 rows written so far (saturates at C)
+    task: jax.Array | None = None  # [N] int32 task of each environment (multitask only)
 
 
 
@@ -37,14 +38,14 @@ def bytes_needed(capacity: int, num_envs: int, obs_dim: int, action_dim: int) ->
     return capacity * num_envs * per_row
 
 
-def init(capacity: int, num_envs: int, obs_dim: int, action_dim: int) -> DeviceBuffer:
-    """An empty buffer of `capacity` rows per environment."""
+def init(capacity: int, num_envs: int, obs_dim: int, action_dim: int, task: jax.Array | None = None) -> DeviceBuffer:
+    """An empty buffer of `capacity` rows per environment (`task` [N]: each one's task, multitask only)."""
     c, n = capacity, num_envs
     return DeviceBuffer(
         obs=jnp.zeros((c, n, obs_dim), jnp.float32), action=jnp.zeros((c, n, action_dim), jnp.float32),
         reward=jnp.zeros((c, n), jnp.float32), next_obs=jnp.zeros((c, n, obs_dim), jnp.float32),
         terminated=jnp.zeros((c, n), jnp.float32), episode=jnp.full((c, n), -1, jnp.int32),
-        step=jnp.zeros((c, n), jnp.int32), cursor=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32))
+        step=jnp.zeros((c, n), jnp.int32), cursor=jnp.zeros((), jnp.int32), size=jnp.zeros((), jnp.int32), task=task)
 
 
 def insert(buffer: DeviceBuffer, t: Transition) -> DeviceBuffer:
@@ -56,7 +57,7 @@ def insert(buffer: DeviceBuffer, t: Transition) -> DeviceBuffer:
         obs=row(buffer.obs, t.obs), action=row(buffer.action, t.action), reward=row(buffer.reward, t.reward),
         next_obs=row(buffer.next_obs, t.next_obs), terminated=row(buffer.terminated, t.terminated),
         episode=row(buffer.episode, t.episode), step=row(buffer.step, t.step),
-        cursor=(buffer.cursor + 1) % capacity, size=jnp.minimum(buffer.size + 1, capacity))
+        cursor=(buffer.cursor + 1) % capacity, size=jnp.minimum(buffer.size + 1, capacity), task=buffer.task)
 
 
 def valid_starts(buffer: DeviceBuffer, horizon: int) -> jax.Array:
@@ -67,7 +68,8 @@ def valid_starts(buffer: DeviceBuffer, horizon: int) -> jax.Array:
 
 
 def sample(buffer: DeviceBuffer, key: jax.Array, batch_size: int, horizon: int) -> Batch:
-    """B windows drawn uniformly over valid (time, env) starts: obs [H+1, B], action [H, B], reward [H, B].
+    """B windows drawn uniformly over valid (time, env) starts: obs [H+1, B], action [H, B], reward [H, B]
+    (and task [B], the environments' tasks, in a multitask buffer).
 
     The caller makes sure a valid window exists (e.g. after the first H steps); otherwise the
     windows are arbitrary rows.
@@ -80,4 +82,4 @@ def sample(buffer: DeviceBuffer, key: jax.Array, batch_size: int, horizon: int) 
     take = lambda array: array[rows, env[None, :]]
     obs = jnp.concatenate([take(buffer.obs), take(buffer.next_obs)[-1:]], axis=0)
     return Batch(obs=obs, action=take(buffer.action), reward=take(buffer.reward),
-                 terminated=take(buffer.terminated))
+                 terminated=take(buffer.terminated), task=None if buffer.task is None else buffer.task[env])

@@ -115,6 +115,19 @@ class MJXEnv:
         self.obs_dim = int(self._env.observation_size)
         self.action_dim = int(self._env.action_size)
 
+    def reset_batch(self, keys: jax.Array) -> EnvState:
+        """N fresh environments from keys [N]: EnvState leaves [N, ...]."""
+        return jax.vmap(self.reset)(keys)
+
+    def task_index(self, num_envs: int) -> None:
+        """A single task has no task index."""
+        return None
+
+    @staticmethod
+    def observe(state: EnvState) -> jax.Array:
+        """[..., obs_dim] observations of (a batch of) environments."""
+        return state.inner.obs
+
     def reset(self, key: jax.Array) -> EnvState:
         key, reset_key = jax.random.split(key)
         inner = self._fresh(reset_key)

@@ -24,6 +24,7 @@ from tdmpc2_jax import acting
 from tdmpc2_jax.agent import Agent, TrainState
 from tdmpc2_jax.buffers import device as device_buffer
 from tdmpc2_jax.envs.mjx import EnvState, MJXEnv
+from tdmpc2_jax.envs.mjx_multitask import MultitaskMJXEnv
 from tdmpc2_jax.planner import PlanState, init_plan_state, plan_batch
 from tdmpc2_jax.types import Batch, Transition
 
@@ -67,7 +68,8 @@ def carry_shardings(carry: Carry, mesh: Mesh, mode: str) -> Carry:
 class DeviceLoop:
     """The pure functions of the on-device loop for one agent, environment and batch size."""
 
-    def __init__(self, agent: Agent, env: MJXEnv, num_envs: int, seed_steps: int, updates_per_step: int = 1,
+    def __init__(self, agent: Agent, env: MJXEnv | MultitaskMJXEnv, num_envs: int, seed_steps: int,
+                 updates_per_step: int = 1,
                  buffer_capacity: int | None = None, mesh: Mesh | None = None):
         cfg = agent.cfg
         if (env.obs_dim, env.action_dim) != (cfg.obs_dim, cfg.action_dim):
@@ -80,6 +82,7 @@ class DeviceLoop:
         if self.capacity < env.episode_length + cfg.horizon:
             raise ValueError(f"buffer capacity {self.capacity} per env must hold an episode "
                              f"({env.episode_length}) plus a window ({cfg.horizon})")
+        self.task = env.task_index(num_envs)  # [N] task of each environment (multitask), else None
         self._plan = functools.partial(plan_batch, agent.model, eval_mode=False)
         self._eval_plan = functools.partial(plan_batch, agent.model, eval_mode=True)
 
@@ -91,21 +94,23 @@ class DeviceLoop:
         train_state = self.agent.fresh_state(k_agent)
         if lr is not None:
             train_state = self.agent.with_learning_rate(train_state, lr)
-        env_state = jax.vmap(self.env.reset)(jax.random.split(k_env, n))
+        env_state = self.env.reset_batch(jax.random.split(k_env, n))
         plan_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (n,) + x.shape),
                                   init_plan_state(cfg.horizon, cfg.action_dim))
-        buffer = device_buffer.init(self.capacity, n, cfg.obs_dim, cfg.action_dim)
-        return Carry(train_state, env_state, plan_state, buffer, env_state.inner.obs, k_loop,
+        buffer = device_buffer.init(self.capacity, n, cfg.obs_dim, cfg.action_dim, self.task)
+        return Carry(train_state, env_state, plan_state, buffer, self.env.observe(env_state), k_loop,
                      jnp.zeros((), jnp.int32))
 
     # ------------------------------------------------------------------ one step
     def act(self, carry: Carry, key: jax.Array, seeding: bool) -> tuple[jax.Array, PlanState]:
-        """[N, A] actions: uniformly random in the seed phase, MPPI (training noise) after it."""
+        """[N, A] actions: uniformly random in the seed phase (zero beyond a task's own action dims),
+        MPPI (training noise) after it."""
         n, a = self.num_envs, self.agent.cfg.action_dim
         if seeding:
-            return jax.random.uniform(key, (n, a), minval=-1.0, maxval=1.0), carry.plan_state
+            action = jax.random.uniform(key, (n, a), minval=-1.0, maxval=1.0)
+            return action * self.agent.model.action_mask(self.task), carry.plan_state
         result, plan_state = self._plan(carry.train_state.params, carry.obs, carry.plan_state,
-                                        jax.random.split(key, n), carry.env_state.t == 0)
+                                        jax.random.split(key, n), carry.env_state.t == 0, self.task)
         return result.action, plan_state
 
     def updates(self, train_state: TrainState, buffer: device_buffer.DeviceBuffer, key: jax.Array, count: int):
@@ -149,13 +154,14 @@ class DeviceLoop:
         return carry._replace(train_state=train_state, key=key), metrics
 
     def evaluate(self, params, key: jax.Array, episodes: int) -> EvalResult:
-        """`episodes` episodes at once with the planner in eval mode (one rollout of episode_length steps)."""
-        cfg = self.agent.cfg
+        """`episodes` episodes at once with the planner in eval mode (one rollout of episode_length
+        steps); a multitask agent runs them task-major, episodes / T of each task."""
+        cfg, task = self.agent.cfg, self.env.task_index(episodes)
         plan_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (episodes,) + x.shape),
                                   init_plan_state(cfg.horizon, cfg.action_dim))
 
         def policy(plan_state, obs, keys, t0):
-            result, plan_state = self._eval_plan(params, obs, plan_state, keys, t0)
+            result, plan_state = self._eval_plan(params, obs, plan_state, keys, t0, task)
             return result.action, plan_state, ()
 
         result = acting.rollout(self.env, policy, plan_state, key, episodes, self.env.episode_length)

@@ -26,11 +26,13 @@ from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.buffers import device as device_buffer
 from tdmpc2_jax.config import Config
 from tdmpc2_jax.envs.mjx import MJXEnv
+from tdmpc2_jax.envs.mjx_multitask import MultitaskMJXEnv
+from tdmpc2_jax.envs.task_sets import task_dim_of, task_set_of
 from tdmpc2_jax.logs import RunLogger
 from tdmpc2_jax.loops.device import Carry, DeviceLoop, carry_shardings
 from tdmpc2_jax.loops import run
 
-MUST_MATCH_ON_RESUME = ("task", "batch_size", "horizon", "buffer_size", "num_envs", "impl", "updates_per_step",
+MUST_MATCH_ON_RESUME = ("task", "tasks", "batch_size", "horizon", "buffer_size", "num_envs", "impl", "updates_per_step",
                         "episode_length")
 # Keys a CompiledRun never reads: runs whose configs differ only in these can share one CompiledRun.
 RUN_ONLY_KEYS = ("work_dir", "exp_name", "resume", "save_buffer", "tensorboard", "progress", "checkpoint_every",
@@ -69,10 +71,11 @@ class CompiledRun:
         if config.num_envs < 1:
             raise ValueError(f"num_envs must be positive, got {config.num_envs}")
         self.members, self.settings = list(members), settings_of(config)
-        self.env = env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
-        self.agent_cfg: Config = run.agent_config(config, env.obs_dim, env.action_dim, env.episode_length)
+        env, self.agent_cfg = make_env(config)
+        self.env = env
         self.agent = Agent(self.agent_cfg)
         n = config.num_envs
+        self.eval_episodes = config.eval_episodes * self.agent_cfg.num_tasks  # eval_episodes of each task
         self.seed_steps = run.seed_steps(config, env.episode_length)
         capacity = max(min(config.buffer_size, config.steps) // n, env.episode_length + self.agent_cfg.horizon + 1)
         self.mesh = sharding.make_mesh(config.num_devices)
@@ -133,6 +136,18 @@ class CompiledRun:
         return jax.tree.map(shard, carry, shardings)
 
 
+def make_env(config: ConfigDict) -> tuple[MJXEnv | MultitaskMJXEnv, Config]:
+    """(the batched env, the agent's Config): one task, or every task of a set (num_envs / T each)."""
+    task_set = task_set_of(config)
+    if task_set is None:
+        env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
+        return env, run.agent_config(config, env.obs_dim, env.action_dim, env.episode_length)
+    env = MultitaskMJXEnv.of_tasks(task_set.tasks, impl=config.impl, episode_length=config.episode_length)
+    env.group_size(config.num_envs)
+    return env, run.multitask_agent_config(config, task_set, env.obs_dim, env.action_dims, env.episode_lengths,
+                                           task_dim_of(task_set.name, config.model_size))
+
+
 def updates_per_step(config: ConfigDict) -> int:
     """Updates per batched step: `updates_per_step`, by default `num_envs` (one update per transition,
     the official ratio)."""
@@ -151,23 +166,29 @@ class PopulationLog:
     member's count of finished training episodes."""
 
     def __init__(self, config: ConfigDict, members: list[Member], action_repeat: int, transitions: int,
-                 episodes: np.ndarray):
-        self.members, self.episodes, self.single = members, episodes, len(members) == 1
+                 episodes: np.ndarray, tasks: tuple[str, ...] = ()):
+        """`tasks`: a multitask run's set, whose evaluations log each task's return."""
+        self.members, self.episodes, self.single, self.tasks = members, episodes, len(members) == 1, tasks
         wandb = lambda work_dir, m: (None if jax.process_index() else  # the first process reports, a run per member
                                      run.wandb_settings(config, work_dir, None if self.single else m.name))
         self.loggers = [RunLogger(d, config.steps, action_repeat, start_step=transitions,
                                   tensorboard=config.tensorboard, progress=config.progress and i == 0,
-                                  echo=self.single, csv=config.save_csv, wandb=wandb(d, m))
+                                  echo=self.single, csv=config.save_csv, wandb=wandb(d, m), tasks=tasks)
                         for i, (d, m) in enumerate(zip(member_dirs(config, members), members))]
 
     def message(self, text: str) -> None:
         self.loggers[0].message(text)
 
     def evaluation(self, transitions: int, returns: np.ndarray, lengths: np.ndarray) -> list[dict[str, Any]]:
-        """Logs an evaluation of every member ([M, episodes] returns and lengths); their statistics."""
+        """Logs an evaluation of every member ([M, episodes] returns and lengths, task-major for a
+        multitask run: the mean over tasks and each task's return); their statistics."""
         results = []
         for logger, member_returns, member_lengths in zip(self.loggers, returns, lengths):
             result = run.episode_statistics(member_returns, member_lengths)
+            if self.tasks:
+                per_task = np.asarray(member_returns).reshape(len(self.tasks), -1).mean(axis=1)
+                result["episode_reward"] = float(per_task.mean())
+                result.update({f"episode_reward+{task}": float(r) for task, r in zip(self.tasks, per_task)})
             logger.log("eval", transitions, {k: v for k, v in result.items() if k not in ("returns", "lengths")})
             results.append(dict(result, transitions=transitions))
         if not self.single:
@@ -216,14 +237,15 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
         carry, eval_key, episodes = restore_run(ckpt_dir, config, program)
     carry = program.initial_carry() if carry is None else carry
     batched_steps = int(carry.batched_steps[0])
-    log = PopulationLog(config, members, program.env.action_repeat, batched_steps * n, episodes)
+    log = PopulationLog(config, members, program.env.action_repeat, batched_steps * n, episodes,
+                        program.agent_cfg.tasks if program.agent_cfg.multitask else ())
     log.message(describe(config, program, batched_steps * n))
     last_eval: list[dict[str, Any]] = [{} for _ in members]
     next_eval = 0 if batched_steps == 0 else run.next_multiple(batched_steps * n, config.eval_freq)
     next_checkpoint = run.next_multiple(batched_steps * n, config.checkpoint_every)
     try:
         if batched_steps * n >= next_eval:
-            last_eval, eval_key = evaluate(program, carry, eval_key, config.eval_episodes, log, batched_steps * n)
+            last_eval, eval_key = evaluate(program, carry, eval_key, program.eval_episodes, log, batched_steps * n)
             next_eval += config.eval_freq
         if batched_steps < program.loop.seed_batches:
             log.message(f"seed phase: {program.loop.seed_batches} steps x {n} envs of random actions, then "
@@ -238,7 +260,7 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
             batched_steps += length
             log.chunk(batched_steps * n, logs, length * n, ckpt_dir)
             if batched_steps * n >= next_eval or batched_steps == program.total_batches:
-                last_eval, eval_key = evaluate(program, carry, eval_key, config.eval_episodes, log, batched_steps * n)
+                last_eval, eval_key = evaluate(program, carry, eval_key, program.eval_episodes, log, batched_steps * n)
                 next_eval = run.next_multiple(batched_steps * n, config.eval_freq)
             if batched_steps * n >= next_checkpoint and batched_steps < program.total_batches:  # the end saves below
                 save_run(ckpt_dir, config, program, carry, eval_key, log.episodes)

@@ -30,6 +30,8 @@ def agent_config(config: ConfigDict, obs_dim: int, action_dim: int, episode_leng
     values = {k: v for k, v in config.to_dict().items() if k in FIELD_NAMES and k not in DERIVED}
     values.update(obs_dim=obs_dim, action_dim=action_dim, episode_length=episode_length,
                   model_size=config.model_size)
+    if config.task == "mt30" and config.model_size == 19 and config.latent_dim is None:
+        values["latent_dim"] = 512  # the official mt30 19M model is narrower than the 19M preset
     return make_config(values)
 
 
