@@ -164,3 +164,58 @@ def test_offline_training_refuses_a_dataset_that_does_not_fit(tmp_path, args, me
     out = offline(tmp_path, "--config.steps=10", *args)
     assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_an_mjx_population_logs_each_tasks_return(tmp_path):
+    from tdmpc2_jax.loops.mjx_run import Member, PopulationLog
+
+    config = tiny.run_config("mjx.py", "cartpole-balance", tmp_path, tasks="cartpole-balance,pendulum-swingup")
+    log = PopulationLog(config, [Member(1, 3e-4)], 2, 0, np.zeros(1, np.int64), ("cartpole-balance", "pendulum-swingup"))
+    returns = np.asarray([[10.0, 20.0, 1.0, 3.0]])  # task-major: two episodes of each task
+    (result,) = log.evaluation(0, returns, np.full((1, 4), 10))
+    log.close()
+    assert result["episode_reward+cartpole-balance"] == 15.0 and result["episode_reward+pendulum-swingup"] == 2.0
+    assert result["episode_reward"] == 8.5
+    (row,) = rows(tmp_path / "eval.csv")
+    assert float(row["episode_reward+pendulum-swingup"]) == 2.0
+
+
+def tiny_multitask_agent(directory, tasks) -> str:
+    """An untrained tiny multitask agent for `tasks` (their real sizes) saved as an orbax model checkpoint."""
+    import jax
+
+    from tdmpc2_jax import checkpoints
+    from tdmpc2_jax.agent import Agent
+    from tdmpc2_jax.envs.task_sets import episode_length_of, known_dims
+    from tdmpc2_jax.envs.multitask import make_host_env
+
+    dims = [known_dims(t) if t.startswith("mw-") else (lambda e: (e.obs_dim, e.action_dim))(make_host_env(t, 0))
+            for t in tasks]
+    cfg = tiny.agent_config(obs_dim=max(d[0] for d in dims), action_dim=max(d[1] for d in dims), multitask=True,
+                            tasks=tuple(tasks), action_dims=tuple(d[1] for d in dims),
+                            episode_lengths=tuple(episode_length_of(t) for t in tasks), task_dim=8)
+    state = Agent(cfg).init(jax.random.key(0))
+    checkpoints.save(str(directory), 1, {"params": state.params, "target_qs": state.target_qs}, cfg)
+    return str(directory)
+
+
+def test_mt80_evaluates_its_dmcontrol_tasks_and_says_why_not_the_others(tmp_path):
+    tasks = TASK_SETS["mt80"]
+    checkpoint = tiny_multitask_agent(tmp_path / "mt80", tasks)
+    out = evaluate(f"{DMC}:mt80", "--checkpoint", checkpoint, "--episodes", "1", "--tasks", "cup-catch,mw-reach",
+                   cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "mw-reach" in out.stdout and "not evaluated: mw-reach: Meta-World tasks are not available" in out.stdout
+    assert "mean over 1 of 2 tasks" in out.stdout
+    cup, reach = rows(tmp_path / "evaluation-mt80.csv")
+    assert (cup["task"], cup["index"], cup["episodes"]) == ("cup-catch", "12", "1") and cup["return_mean"] != ""
+    assert (reach["index"], reach["episodes"], reach["return_mean"]) == ("65", "0", "")
+    assert "Meta-World" in reach["note"]
+    # the checkpoint names its tasks: another set of as many tasks is refused, and a single task of
+    # its set runs with a single-task config
+    other = ",".join(reversed(tasks))
+    out = evaluate(DMC, f"--config.tasks={other}", "--checkpoint", checkpoint, "--episodes", "1", cwd=tmp_path)
+    assert out.returncode == 2 and "was trained on other tasks: its task 0 is walker-stand" in out.stderr
+    out = evaluate(f"{DMC}:cartpole-swingup", "--checkpoint", checkpoint, "--episodes", "1", "--csv", "one.csv",
+                   cwd=tmp_path)
+    assert out.returncode == 0 and [r["task"] for r in rows(tmp_path / "one.csv")] == ["cartpole-swingup"]
