@@ -52,13 +52,18 @@ def evaluate(*args, cwd):
                           text=True, cwd=cwd, timeout=900)
 
 
-def official_pt(tmp_path) -> str:
-    """The official multitask weights as an official checkpoint file, torch.save({"model": state_dict})."""
+def official_pt(tmp_path, old: bool = False) -> str:
+    """The official multitask weights as an official checkpoint file, torch.save({"model": state_dict}),
+    in the current layout or in the older one of the released checkpoints."""
     import torch
 
-    path = tmp_path / "mt3.pt"
+    from test_official import old_layout
+
+    path = tmp_path / ("mt3-old.pt" if old else "mt3.pt")
     with np.load(MULTITASK_WEIGHTS) as weights:
-        torch.save({"model": {k: torch.from_numpy(weights[k]) for k in weights.files}}, path)
+        state = {k: weights[k] for k in weights.files}
+    state = old_layout(state) if old else state
+    torch.save({"model": {k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}}, path)
     return str(path)
 
 
@@ -74,9 +79,9 @@ def test_evaluate_runs_every_task_of_an_official_multitask_checkpoint(tmp_path):
     assert [r["task"] for r in table] == WEIGHTS_TASKS.split(",") and [r["index"] for r in table] == ["0", "1", "2"]
     means = [float(r["return_mean"]) for r in table]
     assert all(np.isfinite(means)) and all(0 <= m <= 20 for m in means)  # 10 agent steps of rewards in [0, 2]
-    # one task of the set, selected with --tasks: the same return as in the full evaluation
-    out = evaluate(DMC, f"--config.tasks={WEIGHTS_TASKS}", "--checkpoint", checkpoint, "--episodes", "2",
-                   "--tasks", "cartpole-balance", "--csv", "one.csv", cwd=tmp_path)
+    # one task of the set, selected with --tasks, from the older layout: the same return as in the full evaluation
+    out = evaluate(DMC, f"--config.tasks={WEIGHTS_TASKS}", "--checkpoint", official_pt(tmp_path, old=True),
+                   "--episodes", "2", "--tasks", "cartpole-balance", "--csv", "one.csv", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     (row,) = rows(tmp_path / "one.csv")
     assert row["task"] == "cartpole-balance" and float(row["return_mean"]) == pytest.approx(means[2])
