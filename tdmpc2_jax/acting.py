@@ -59,6 +59,7 @@ class HostEpisodes(NamedTuple):
     lengths: list[int]  # [E]
     info: Any  # the policy's info of every step, leaves [steps, ...] (episodes one after another)
     seconds: list[float]  # [steps] wall-clock of each policy call, until its action was on the host
+    successes: np.ndarray  # [E] the domain's success flag at each episode's last step (NaN where it has none)
 
 
 def host_episodes(env, policy: Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[jax.Array, Any, Any]],
@@ -70,9 +71,9 @@ def host_episodes(env, policy: Callable[[Any, jax.Array, jax.Array, jax.Array], 
     step; `initial_state()` starts each episode. `on_frame` receives the rendered frames of the
     first episode.
     """
-    returns, lengths, infos, seconds = [], [], [], []
+    returns, lengths, infos, seconds, successes = [], [], [], [], []
     for e in range(episodes):
-        obs, state, total, t, done = env.reset(), initial_state(), 0.0, 0, False
+        obs, state, total, t, done, success = env.reset(), initial_state(), 0.0, 0, False, float("nan")
         while not done:
             key, k = jax.random.split(key)
             start = time.perf_counter()
@@ -80,10 +81,12 @@ def host_episodes(env, policy: Callable[[Any, jax.Array, jax.Array, jax.Array], 
             action = np.asarray(action)
             seconds.append(time.perf_counter() - start)
             step = env.step(action)
-            obs, total, t, done = step.obs, total + step.reward, t + 1, step.done
+            obs, total, t, done, success = step.obs, total + step.reward, t + 1, step.done, step.success
             infos.append(info)
             if on_frame is not None and e == 0:
                 on_frame(env.render())
         returns.append(total)
         lengths.append(t)
-    return HostEpisodes(np.asarray(returns), lengths, jax.tree.map(lambda *x: np.stack(x), *infos), seconds)
+        successes.append(success)
+    return HostEpisodes(np.asarray(returns), lengths, jax.tree.map(lambda *x: np.stack(x), *infos), seconds,
+                        np.asarray(successes, np.float64))

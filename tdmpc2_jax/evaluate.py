@@ -57,10 +57,12 @@ def main(argv: list[str]) -> None:
         if FLAGS.video:
             fail("--video renders on host MuJoCo: use --config=configs/dmc.py:" + config.task)
         returns, lengths = _evaluate_mjx(config, checkpoint, seed)
+        success = None
     else:
-        returns, lengths, frames = _evaluate_host(config, checkpoint, seed)
+        returns, lengths, success, frames = _evaluate_host(config, checkpoint, seed)
     print(f"{config.task}: {FLAGS.episodes} episodes, return mean {returns.mean():.1f}, std {returns.std():.1f}, "
-          f"min {returns.min():.1f}; episode lengths {sorted(set(lengths))}")
+          f"min {returns.min():.1f}; episode lengths {sorted(set(lengths))}"
+          + ("" if success is None else f"; success {success:.2f}"))
     if FLAGS.video:
         import imageio
 
@@ -77,7 +79,8 @@ def _evaluate_set(config, checkpoint, task_set, seed: int) -> None:
 
     from tdmpc2_jax.agent import Agent
     from tdmpc2_jax.config import close_matches
-    from tdmpc2_jax.envs.multitask import PaddedEnv, make_host_env
+    from tdmpc2_jax.envs.multitask import PaddedEnv
+    from tdmpc2_jax.envs.registry import make_host_env
     from tdmpc2_jax.loading import for_set
     from tdmpc2_jax.loops.host import Planners, evaluate
     from tdmpc2_jax.loops.run import eval_seed
@@ -113,10 +116,11 @@ def _evaluate_set(config, checkpoint, task_set, seed: int) -> None:
             continue
         stats = evaluate(env, planners, model.params, jax.random.fold_in(key, index), FLAGS.episodes,
                          on_frame=frames.append if FLAGS.video else None, task=index)
+        success = stats.get("episode_success")
         print(f"{task:<26} return {stats['episode_reward']:8.1f} +- {stats['episode_reward_std']:6.1f} "
-              f"({FLAGS.episodes} episodes)", flush=True)
+              f"({FLAGS.episodes} episodes)" + ("" if success is None else f", success {success:.2f}"), flush=True)
         rows.append({**row, "episodes": FLAGS.episodes, "return_mean": stats["episode_reward"],
-                     "return_std": stats["episode_reward_std"]})
+                     "return_std": stats["episode_reward_std"], "success": "" if success is None else success})
     done = [r["return_mean"] for r in rows if r["episodes"]]
     if done:
         print(f"mean over {len(done)} of {len(selected)} tasks: {np.mean(done):.1f}")
@@ -138,19 +142,19 @@ def _evaluate_host(config, checkpoint, seed: int):
     import numpy as np
 
     from tdmpc2_jax.agent import Agent
-    from tdmpc2_jax.envs.dmc import DMCEnv
+    from tdmpc2_jax.envs.registry import make_host_env
     from tdmpc2_jax.loops.host import Planners, evaluate
     from tdmpc2_jax.loops.run import eval_seed
 
     try:
-        env = DMCEnv(config.task, eval_seed(seed), episode_length=config.episode_length)
+        env = make_host_env(config.task, eval_seed(seed), config.episode_length)
         agent_cfg, params = for_task(FLAGS.checkpoint, checkpoint, config, env.obs_dim, env.action_dim)
     except (ValueError, FileNotFoundError, ImportError) as err:
         fail(str(err))
     frames: list[np.ndarray] = []
     result = evaluate(env, Planners(Agent(agent_cfg)), params, jax.random.key(seed), FLAGS.episodes,
                       on_frame=frames.append if FLAGS.video else None)
-    return np.asarray(result["returns"]), [int(n) for n in result["lengths"]], frames
+    return np.asarray(result["returns"]), [int(n) for n in result["lengths"]], result.get("episode_success"), frames
 
 
 def _evaluate_mjx(config, checkpoint, seed: int):

@@ -13,7 +13,7 @@ import time
 from typing import Any, Mapping
 
 EVAL_COLUMNS = ("step", "agent_step", "episode_reward", "episode_reward_std", "episode_reward_min",
-                "episode_length", "elapsed_time")
+                "episode_length", "episode_success", "elapsed_time")
 TRAIN_COLUMNS = ("step", "agent_step", "episode", "episode_reward", "episode_length", "elapsed_time",
                  "steps_per_second", "consistency_loss", "reward_loss", "value_loss", "termination_loss",
                  "total_loss", "grad_norm", "pi_loss", "pi_grad_norm", "pi_entropy", "pi_scaled_entropy", "pi_scale")

@@ -8,6 +8,7 @@ import dataclasses
 from ml_collections import config_dict
 
 from tdmpc2_jax.config import SIZE_KEYS, Config
+from tdmpc2_jax.envs.registry import task_defaults
 
 # Config fields a run derives instead of reading them (from the environment, or from the task set)
 DERIVED = ("obs_dim", "action_dim", "multitask", "tasks", "obs_dims", "action_dims", "episode_lengths", "task_dim")
@@ -61,6 +62,7 @@ def base_config(task: str) -> config_dict.ConfigDict:
     # compiled XLA programs kept on disk, so a run that compiles what an earlier run compiled (same
     # model, shapes, jax version) loads it instead: "" turns this off
     c.compilation_cache = "~/.cache/tdmpc2_jax/xla"
+    c.update(task_defaults(task))  # what the task's domain sets (Gymnasium: episode length, episodic, ...)
     return c
 
 

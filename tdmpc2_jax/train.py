@@ -46,12 +46,12 @@ def _train(config):
     from tdmpc2_jax.loops import host
 
     if config.backend == "dmc":
-        from tdmpc2_jax.envs.dmc import resolve
+        from tdmpc2_jax.envs.registry import check_task
 
         task_set = task_set_of(config)
         for task in task_set.tasks if task_set else [config.task]:
             if not task.startswith("mw-"):
-                resolve(task)
+                check_task(task)
         if config.data_dir:
             from tdmpc2_jax.loops import offline
 

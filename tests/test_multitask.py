@@ -192,7 +192,7 @@ def tiny_multitask_agent(directory, tasks) -> str:
     from tdmpc2_jax import checkpoints
     from tdmpc2_jax.agent import Agent
     from tdmpc2_jax.envs.task_sets import episode_length_of, known_dims
-    from tdmpc2_jax.envs.multitask import make_host_env
+    from tdmpc2_jax.envs.registry import make_host_env
 
     dims = [known_dims(t) if t.startswith("mw-") else (lambda e: (e.obs_dim, e.action_dim))(make_host_env(t, 0))
             for t in tasks]

@@ -10,15 +10,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from tdmpc2_jax.envs.dmc import EPISODE_LENGTH, DMCEnv, StepResult
-
-
-def make_host_env(task: str, seed: int, episode_length: int = EPISODE_LENGTH) -> DMCEnv:
-    """The host environment of one task (DMC episodes of `episode_length` agent steps); a clear
-    error for a domain this project does not run yet."""
-    if task.startswith("mw-"):
-        raise ValueError(f"{task}: Meta-World tasks are not available in this project yet")
-    return DMCEnv(task, seed, episode_length=episode_length)
+from tdmpc2_jax.envs.dmc import EPISODE_LENGTH, StepResult
+from tdmpc2_jax.envs.registry import make_host_env
 
 
 class PaddedEnv:
@@ -29,7 +22,7 @@ class PaddedEnv:
             raise ValueError(f"{env.task} has obs {env.obs_dim} / action {env.action_dim}, more than the set's "
                              f"{obs_dim} / {action_dim}")
         self.inner, self.task, self.obs_dim, self.action_dim = env, env.task, obs_dim, action_dim
-        self.episode_length = env.episode_length
+        self.episode_length, self.action_repeat = env.episode_length, env.action_repeat
 
     def _pad(self, obs: np.ndarray) -> np.ndarray:
         return np.pad(obs, (0, self.obs_dim - obs.shape[0]))
@@ -69,6 +62,7 @@ class MultitaskEnv:
         self.episode_lengths = tuple(env.episode_length for env in envs)
         self.obs_dim, self.action_dim = max(self.obs_dims), max(self.action_dims)
         self.envs = [PaddedEnv(env, self.obs_dim, self.action_dim) for env in envs]
+        self.action_repeat = envs[0].action_repeat
         self.task_index = 0
 
     @property

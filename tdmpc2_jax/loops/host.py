@@ -24,8 +24,9 @@ from tdmpc2_jax import acting, checkpoints, xla
 from tdmpc2_jax.agent import Agent, TrainState
 from tdmpc2_jax.buffers.episodic import EpisodeBuffer
 from tdmpc2_jax.config import Config
-from tdmpc2_jax.envs.dmc import ACTION_REPEAT, DMCEnv
+from tdmpc2_jax.envs.dmc import DMCEnv
 from tdmpc2_jax.envs.multitask import MultitaskEnv
+from tdmpc2_jax.envs.registry import make_host_env
 from tdmpc2_jax.envs.task_sets import task_dim_of, task_set_of
 from tdmpc2_jax.logs import RunLogger
 from tdmpc2_jax.loops import run
@@ -42,6 +43,7 @@ class Episode:
     task: int | None = None  # task index of a multitask run
     actions: list = dataclasses.field(default_factory=list)
     rewards: list = dataclasses.field(default_factory=list)
+    terminated: list = dataclasses.field(default_factory=list)  # whether each step reached a terminal state
     done: bool = False
 
     def statistics(self) -> dict[str, float]:
@@ -100,7 +102,7 @@ def evaluate(env: DMCEnv, planners: Planners, params, key: jax.Array, episodes: 
         return result.action, plan_state, ()
 
     episodes_run = acting.host_episodes(env, policy, planners.initial_state, key, episodes, on_frame)
-    return run.episode_statistics(episodes_run.returns, episodes_run.lengths)
+    return run.episode_statistics(episodes_run.returns, episodes_run.lengths, episodes_run.successes)
 
 
 def train(config: ConfigDict) -> dict[str, Any]:
@@ -118,7 +120,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
     resumed = config.resume and checkpoints.latest_step(ckpt_dir) is not None
     if resumed:
         run_state = restore_run(ckpt_dir, config, agent.cfg, run_state, buffer, (env, eval_env))
-    logger = make_logger(config, work_dir, run_state.step, agent.cfg)
+    logger = make_logger(config, work_dir, run_state.step, agent.cfg, env.action_repeat)
     logger.message(f"{describe(agent.cfg, config.task)}: obs {env.obs_dim}, action {env.action_dim}, agent steps {config.steps:,} "
                    f"(from {run_state.step:,}), buffer {buffer.capacity:,} rows = {buffer.nbytes / 2**20:.1f} MiB, "
                    f"work dir {work_dir}")
@@ -159,6 +161,7 @@ def train(config: ConfigDict) -> dict[str, Any]:
                 episode.obs.append(result.obs)
                 episode.actions.append(np.asarray(action, np.float32))
                 episode.rewards.append(result.reward)
+                episode.terminated.append(float(result.terminated))
             episode.done = result.done
 
             if run_state.step >= num_seed_steps and buffer.num_windows:
@@ -176,11 +179,11 @@ def train(config: ConfigDict) -> dict[str, Any]:
 
 
 def make_envs(config: ConfigDict) -> tuple[Any, Any, Config]:
-    """(training env, evaluation env, the agent's Config): DMCEnvs for one task, MultitaskEnvs for a set."""
+    """(training env, evaluation env, the agent's Config): the task's host envs, MultitaskEnvs for a set."""
     task_set = task_set_of(config)
     if task_set is None:
-        env = DMCEnv(config.task, config.seed, episode_length=config.episode_length)
-        eval_env = DMCEnv(config.task, run.eval_seed(config.seed), episode_length=config.episode_length)
+        env = make_host_env(config.task, config.seed, config.episode_length)
+        eval_env = make_host_env(config.task, run.eval_seed(config.seed), config.episode_length)
         return env, eval_env, run.agent_config(config, env.obs_dim, env.action_dim, env.episode_length)
     env = MultitaskEnv(task_set.tasks, config.seed, config.episode_length)
     eval_env = MultitaskEnv(task_set.tasks, run.eval_seed(config.seed), config.episode_length)
@@ -214,10 +217,10 @@ def initial_run_state(config: ConfigDict, agent: Agent, planners: Planners) -> R
     return RunState(agent.init(init_key), planners.initial_state(), key, np.random.default_rng(config.seed))
 
 
-def make_logger(config: ConfigDict, work_dir: str, step: int, agent_cfg: Config) -> RunLogger:
+def make_logger(config: ConfigDict, work_dir: str, step: int, agent_cfg: Config, action_repeat: int) -> RunLogger:
     os.makedirs(work_dir, exist_ok=True)
     # agent steps 0..steps inclusive, as in the official loop
-    return RunLogger(work_dir, config.steps + 1, ACTION_REPEAT, start_step=step, tensorboard=config.tensorboard,
+    return RunLogger(work_dir, config.steps + 1, action_repeat, start_step=step, tensorboard=config.tensorboard,
                      progress=config.progress, csv=config.save_csv, wandb=run.wandb_settings(config, work_dir),
                      tasks=agent_cfg.tasks if agent_cfg.multitask else ())
 
@@ -270,8 +273,8 @@ def learn(run_state: RunState, update: Callable, buffer: EpisodeBuffer, batch_si
 def finish_episode(episode: Episode, buffer: EpisodeBuffer, horizon: int) -> None:
     """Adds a finished episode to the buffer (an episode cut short before H steps is dropped)."""
     if len(episode.actions) >= horizon:
-        buffer.add_episode(np.stack(episode.obs), np.stack(episode.actions),
-                           np.asarray(episode.rewards, np.float32), task=episode.task)
+        buffer.add_episode(np.stack(episode.obs), np.stack(episode.actions), np.asarray(episode.rewards, np.float32),
+                           np.asarray(episode.terminated, np.float32), task=episode.task)
 
 
 # ---------------------------------------------------------------------- checkpoints

@@ -22,7 +22,8 @@ from tdmpc2_jax import checkpoints, xla
 from tdmpc2_jax.agent import Agent, TrainState
 from tdmpc2_jax.buffers.offline import DATASET_SPECS, DatasetSpec, OfflineDataset
 from tdmpc2_jax.config import Config
-from tdmpc2_jax.envs.multitask import PaddedEnv, make_host_env
+from tdmpc2_jax.envs.multitask import PaddedEnv
+from tdmpc2_jax.envs.registry import make_host_env
 from tdmpc2_jax.envs.task_sets import TaskSet, episode_length_of, known_dims, task_dim_of, task_set_of
 from tdmpc2_jax.logs import RunLogger
 from tdmpc2_jax.loops import run

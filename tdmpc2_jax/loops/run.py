@@ -114,9 +114,15 @@ def check_finite(metrics: Mapping[str, Any], where: str, ckpt_dir: str, members:
                             f"{checkpoints.latest_step(ckpt_dir)} in {ckpt_dir}")
 
 
-def episode_statistics(returns: Iterable[float], lengths: Iterable[int]) -> dict[str, Any]:
-    """Mean, spread and lengths of evaluation episodes, as logged to eval.csv."""
+def episode_statistics(returns: Iterable[float], lengths: Iterable[int],
+                       successes: Iterable[float] | None = None) -> dict[str, Any]:
+    """Mean, spread and lengths of evaluation episodes, as logged to eval.csv (with the success rate
+    where the domain defines success: `successes` holds NaN where it does not)."""
     returns, lengths = np.asarray(list(returns), np.float64), np.asarray(list(lengths))
-    return dict(episode_reward=float(returns.mean()), episode_reward_std=float(returns.std()),
-                episode_reward_min=float(returns.min()), episode_length=float(lengths.mean()),
-                returns=returns.tolist(), lengths=lengths.tolist())
+    stats = dict(episode_reward=float(returns.mean()), episode_reward_std=float(returns.std()),
+                 episode_reward_min=float(returns.min()), episode_length=float(lengths.mean()),
+                 returns=returns.tolist(), lengths=lengths.tolist())
+    successes = np.asarray([] if successes is None else list(successes), np.float64)
+    if successes.size and not np.isnan(successes).all():
+        stats["episode_success"] = float(np.nanmean(successes))
+    return stats

@@ -1,0 +1,52 @@
+"""Every host task by name, whatever its domain: DMControl (dash names and the custom tasks),
+Gymnasium (`mujoco-*`, `bipedal-walker`, `lunarlander-continuous`). A domain's package is imported
+only when one of its tasks is made."""
+from __future__ import annotations
+
+from tdmpc2_jax.envs.gym import GYM_TASKS
+
+
+def domain_of(task: str) -> str:
+    """"gym", "metaworld" or "dmc" (the default: its own errors name close matches)."""
+    if task in GYM_TASKS:
+        return "gym"
+    if task.startswith("mw-"):
+        return "metaworld"
+    return "dmc"
+
+
+def check_task(task: str) -> None:
+    """A clear error for a task no domain here runs (before anything is built)."""
+    domain = domain_of(task)
+    if domain == "metaworld":
+        raise ValueError(f"{task}: Meta-World tasks are not available in this project yet")
+    if domain == "dmc":
+        from tdmpc2_jax.envs.dmc import resolve
+
+        resolve(task)
+
+
+def make_host_env(task: str, seed: int, episode_length: int | None = None):
+    """The host environment of one task; `episode_length` (agent steps) defaults to its domain's."""
+    check_task(task)
+    if domain_of(task) == "gym":
+        from tdmpc2_jax.envs.gym import GymEnv
+
+        return GymEnv(task, seed, episode_length)
+    from tdmpc2_jax.envs.dmc import EPISODE_LENGTH, DMCEnv
+
+    return DMCEnv(task, seed, episode_length=episode_length or EPISODE_LENGTH)
+
+
+def task_defaults(task: str) -> dict:
+    """The official settings a task's domain changes (run config keys), for `configs/*.py`.
+
+    Gymnasium: its episode length, a discount of at most 0.99 and rho 0.7 (the official values for
+    these tasks), and `episodic` for the tasks that terminate.
+    """
+    if domain_of(task) != "gym":
+        return {}
+    from tdmpc2_jax.envs.gym import NEVER_TERMINATE, episode_length_of
+
+    return dict(episode_length=episode_length_of(task), discount_max=0.99, rho=0.7,
+                episodic=task not in NEVER_TERMINATE)
