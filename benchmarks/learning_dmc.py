@@ -1,10 +1,12 @@
-"""Learning check: train on a DMC task, then plot the eval curve beside the official TD-MPC2 one.
+"""Learning check: train on a host task (DMControl or Gymnasium), then plot the eval curve beside
+the official TD-MPC2 one.
 
     python benchmarks/learning_dmc.py TASK ENV_STEPS [--config.key=value ...]
 
-ENV_STEPS counts environment steps like the official CSVs (agent steps x 2). The run goes to
-experiments/results/learning/<TASK>/ (eval.csv, train.csv) and the plot to
-experiments/results/learning/<TASK>.png, with wall-clock and device in the title.
+ENV_STEPS counts environment steps like the official CSVs (agent steps x the action repeat: 2 on
+DMControl, 1 on Gymnasium). The run goes to experiments/results/learning/<TASK>/ (eval.csv,
+train.csv) and the plot to experiments/results/learning/<TASK>.png, with wall-clock and device in
+the title; an episodic task's plot has a second panel with the termination loss.
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import time
 import jax
 
 from tdmpc2_jax.cli import setup_process
-from tdmpc2_jax.envs.dmc import ACTION_REPEAT
+from tdmpc2_jax.envs.registry import action_repeat_of
 from tdmpc2_jax.loops import host
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -49,7 +51,13 @@ def plot(task: str, run_dir: pathlib.Path, env_steps: int, title: str, out: path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    with open(run_dir / "train.csv") as f:
+        losses = [r for r in csv.DictReader(f) if r.get("termination_loss")]
+    fig, axes = plt.subplots(1, 2 if losses else 1, figsize=(11 if losses else 6, 4), squeeze=False)
+    ax = axes[0, 0]
+    if losses:
+        axes[0, 1].plot([float(r["step"]) for r in losses], [float(r["termination_loss"]) for r in losses], color="C3")
+        axes[0, 1].set(xlabel="environment steps", ylabel="termination loss", yscale="log")
     official = OFFICIAL / f"{task}.csv"
     if official.exists():
         with open(official) as f:
@@ -74,7 +82,7 @@ def main() -> None:
     config = load_config(task, overrides)
     results = ROOT / "experiments" / "results" / "learning"
     run_dir = results / task
-    config.update(dict(steps=env_steps // ACTION_REPEAT, work_dir=str(run_dir), save_buffer=False))
+    config.update(dict(steps=env_steps // action_repeat_of(task), work_dir=str(run_dir), save_buffer=False))
     start = time.time()
     last = host.train(config)
     minutes = (time.time() - start) / 60

@@ -38,6 +38,13 @@ def make_host_env(task: str, seed: int, episode_length: int | None = None):
     return DMCEnv(task, seed, episode_length=episode_length or EPISODE_LENGTH)
 
 
+def action_repeat_of(task: str) -> int:
+    """Physics steps per agent step (env steps = agent steps x this): 2 on DMControl, 1 on Gymnasium."""
+    from tdmpc2_jax.envs.dmc import ACTION_REPEAT
+
+    return 1 if domain_of(task) == "gym" else ACTION_REPEAT
+
+
 def task_defaults(task: str) -> dict:
     """The official settings a task's domain changes (run config keys), for `configs/*.py`.
 
