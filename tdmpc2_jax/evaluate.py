@@ -83,7 +83,7 @@ def _evaluate_set(config, checkpoint, task_set, seed: int) -> None:
     from tdmpc2_jax.envs.registry import make_host_env
     from tdmpc2_jax.loading import for_set
     from tdmpc2_jax.loops.host import Planners, evaluate
-    from tdmpc2_jax.loops.run import eval_seed
+    from tdmpc2_jax.loops.run import eval_seed, set_episode_length
 
     if config.backend != "dmc":
         fail("multitask evaluation runs on host MuJoCo: use --config=configs/dmc.py:" + config.task)
@@ -105,7 +105,7 @@ def _evaluate_set(config, checkpoint, task_set, seed: int) -> None:
         index = tasks.index(task)
         row = dict(task=task, index=index, episodes=0, return_mean="", return_std="", success="", note="")
         try:
-            env = make_host_env(task, eval_seed(seed) + index, config.episode_length)
+            env = make_host_env(task, eval_seed(seed) + index, set_episode_length(config))
             env = PaddedEnv(env, cfg.obs_dim, cfg.action_dim)
             if env.inner.action_dim > cfg.action_dims[index]:
                 raise ValueError(f"{task} has {env.inner.action_dim} actions, the checkpoint's task {index} "

@@ -50,8 +50,7 @@ def _train(config):
 
         task_set = task_set_of(config)
         for task in task_set.tasks if task_set else [config.task]:
-            if not task.startswith("mw-"):
-                check_task(task)
+            check_task(task)
         if config.data_dir:
             from tdmpc2_jax.loops import offline
 

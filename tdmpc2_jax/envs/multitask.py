@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from tdmpc2_jax.envs.dmc import EPISODE_LENGTH, StepResult
+from tdmpc2_jax.envs.dmc import StepResult
 from tdmpc2_jax.envs.registry import make_host_env
 
 
@@ -53,7 +53,7 @@ class MultitaskEnv:
     """Host environments of `tasks` (seeded `seed + index`) padded to the set's shapes; one episode
     at a time, of the task chosen at `reset`."""
 
-    def __init__(self, tasks: Sequence[str], seed: int, episode_length: int = EPISODE_LENGTH,
+    def __init__(self, tasks: Sequence[str], seed: int, episode_length: int | None = None,
                  make_env: Callable[..., Any] = make_host_env):
         self.tasks = tuple(tasks)
         envs = [make_env(task, seed + i, episode_length) for i, task in enumerate(self.tasks)]

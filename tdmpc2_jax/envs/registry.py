@@ -1,6 +1,6 @@
 """Every host task by name, whatever its domain: DMControl (dash names and the custom tasks),
-Gymnasium (`mujoco-*`, `bipedal-walker`, `lunarlander-continuous`). A domain's package is imported
-only when one of its tasks is made."""
+Meta-World (`mw-*`), Gymnasium (`mujoco-*`, `bipedal-walker`, `lunarlander-continuous`). A domain's
+package is imported only when one of its tasks is made."""
 from __future__ import annotations
 
 from tdmpc2_jax.envs.gym import GYM_TASKS
@@ -19,7 +19,12 @@ def check_task(task: str) -> None:
     """A clear error for a task no domain here runs (before anything is built)."""
     domain = domain_of(task)
     if domain == "metaworld":
-        raise ValueError(f"{task}: Meta-World tasks are not available in this project yet")
+        from tdmpc2_jax.envs.metaworld import task_names
+
+        if task not in task_names():
+            from tdmpc2_jax.config import close_matches
+
+            raise ValueError(f"unknown Meta-World task {task!r}{close_matches(task, task_names())}")
     if domain == "dmc":
         from tdmpc2_jax.envs.dmc import resolve
 
@@ -33,13 +38,17 @@ def make_host_env(task: str, seed: int, episode_length: int | None = None):
         from tdmpc2_jax.envs.gym import GymEnv
 
         return GymEnv(task, seed, episode_length)
+    if domain_of(task) == "metaworld":
+        from tdmpc2_jax.envs.metaworld import MetaWorldEnv
+
+        return MetaWorldEnv(task, seed, episode_length)
     from tdmpc2_jax.envs.dmc import EPISODE_LENGTH, DMCEnv
 
     return DMCEnv(task, seed, episode_length=episode_length or EPISODE_LENGTH)
 
 
 def action_repeat_of(task: str) -> int:
-    """Physics steps per agent step (env steps = agent steps x this): 2 on DMControl, 1 on Gymnasium."""
+    """Physics steps per agent step (env steps = agent steps x this): 1 on Gymnasium, else 2."""
     from tdmpc2_jax.envs.dmc import ACTION_REPEAT
 
     return 1 if domain_of(task) == "gym" else ACTION_REPEAT
@@ -49,8 +58,10 @@ def task_defaults(task: str) -> dict:
     """The official settings a task's domain changes (run config keys), for `configs/*.py`.
 
     Gymnasium: its episode length, a discount of at most 0.99 and rho 0.7 (the official values for
-    these tasks), and `episodic` for the tasks that terminate.
+    these tasks), and `episodic` for the tasks that terminate. Meta-World: 100-step episodes.
     """
+    if domain_of(task) == "metaworld":
+        return dict(episode_length=100)
     if domain_of(task) != "gym":
         return {}
     from tdmpc2_jax.envs.gym import NEVER_TERMINATE, episode_length_of

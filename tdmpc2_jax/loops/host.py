@@ -185,8 +185,8 @@ def make_envs(config: ConfigDict) -> tuple[Any, Any, Config]:
         env = make_host_env(config.task, config.seed, config.episode_length)
         eval_env = make_host_env(config.task, run.eval_seed(config.seed), config.episode_length)
         return env, eval_env, run.agent_config(config, env.obs_dim, env.action_dim, env.episode_length)
-    env = MultitaskEnv(task_set.tasks, config.seed, config.episode_length)
-    eval_env = MultitaskEnv(task_set.tasks, run.eval_seed(config.seed), config.episode_length)
+    env = MultitaskEnv(task_set.tasks, config.seed, run.set_episode_length(config))
+    eval_env = MultitaskEnv(task_set.tasks, run.eval_seed(config.seed), run.set_episode_length(config))
     agent_cfg = run.multitask_agent_config(config, task_set, env.obs_dim, env.action_dims, env.episode_lengths,
                                            task_dim_of(task_set.name, config.model_size))
     return env, eval_env, agent_cfg

@@ -86,7 +86,7 @@ def make_eval_envs(config: ConfigDict, task_set: TaskSet) -> tuple[list, list[st
     envs, skipped = [], []
     for i, task in enumerate(task_set.tasks):
         try:
-            envs.append(make_host_env(task, run.eval_seed(config.seed) + i, config.episode_length))
+            envs.append(make_host_env(task, run.eval_seed(config.seed) + i, run.set_episode_length(config)))
         except ValueError as err:
             skipped.append(f"not evaluated: {err}")
     return envs, skipped

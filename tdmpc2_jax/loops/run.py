@@ -44,6 +44,12 @@ def multitask_agent_config(config: ConfigDict, task_set: TaskSet, obs_dim: int, 
                           episode_lengths=tuple(episode_lengths), task_dim=task_dim)
 
 
+def set_episode_length(config: ConfigDict) -> int | None:
+    """Agent steps per episode of a task set's tasks: each one's own (None: DMControl 500, Meta-World
+    100, ...), unless `episode_length` is set to another value than the default, which all then use."""
+    return None if config.episode_length == Config.episode_length else config.episode_length
+
+
 def check_run_keys(config: ConfigDict) -> None:
     """Refuses combinations of the official run keys that cannot work, with what to change."""
     if config.resume and not config.save_agent:
