@@ -66,10 +66,10 @@ def main(argv: list[str]) -> None:
 
             make_env = lambda: MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
         else:
-            from tdmpc2_jax.envs.dmc import DMCEnv
+            from tdmpc2_jax.envs.registry import make_host_env
             from tdmpc2_jax.loops.run import eval_seed
 
-            make_env = lambda: DMCEnv(config.task, eval_seed(FLAGS.seed), episode_length=config.episode_length)
+            make_env = lambda: make_host_env(config.task, eval_seed(FLAGS.seed), config.episode_length)
         env = make_env()
         agent_cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
         correctors = {name: fitting.load(path, config.task, agent_cfg.latent_dim, max(ks)) for name, path in pairs}
