@@ -135,3 +135,36 @@ def split_first_linear(mlp_params: dict, split: int) -> tuple[dict, dict]:
     first = mlp_params["layers_0"]["linear"]
     kernel = first["kernel"]
     return {"kernel": kernel[:split], "bias": first["bias"]}, {"kernel": kernel[split:]}
+
+
+def _torch_conv_init(scale_of_fan_in):
+    """torch.nn.Conv2d's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kernels HWIO)."""
+    def init(key, shape, dtype=jnp.float32):
+        fan_in = scale_of_fan_in(shape)
+        bound = 1.0 / jnp.sqrt(fan_in)
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+    return init
+
+
+class ConvEncoder(nn.Module):
+    """The official pixel encoder after its shift augmentation: images [B, C, 64, 64] in 0..255 ->
+    x / 255 - 0.5 -> conv 7x7/2, 5x5/2, 3x3/2, 3x3/1 (`channels` each, ReLU between) -> flattened
+    channel-major like torch ([B, channels * 16]) -> SimNorm. Layers `layers_0..3` (official
+    `_encoder.rgb.2`, `.4`, `.6`, `.8`)."""
+
+    channels: int
+    simnorm_dim: int
+
+    @nn.compact
+    def __call__(self, images: jax.Array) -> jax.Array:
+        x = jnp.moveaxis(images / 255.0 - 0.5, -3, -1)  # NHWC
+        for i, (size, stride) in enumerate(((7, 2), (5, 2), (3, 2), (3, 1))):
+            fan_in = lambda shape: shape[0] * shape[1] * shape[2]
+            in_channels = x.shape[-1]
+            x = nn.Conv(self.channels, (size, size), strides=(stride, stride), padding="VALID", name=f"layers_{i}",
+                        kernel_init=_torch_conv_init(fan_in),
+                        bias_init=_torch_conv_init(lambda _, c=in_channels, k=size: c * k * k))(x)
+            if i < 3:
+                x = jax.nn.relu(x)
+        x = jnp.moveaxis(x, -1, -3).reshape(*x.shape[:-3], -1)
+        return ops.simnorm(x, self.simnorm_dim)

@@ -82,6 +82,19 @@ def simnorm(x: jax.Array, group_size: int) -> jax.Array:
     return jax.nn.softmax(x, axis=-1).reshape(shape)
 
 
+def random_shift(images: jax.Array, shift: jax.Array, pad: int) -> jax.Array:
+    """The official shift augmentation: images [B, C, H, W] padded by repeating their edge `pad`
+    pixels, then cropped back to [B, C, H, W] at offsets shift [B, 2] = (column, row), integers in
+    [0, 2 pad]. Returns float32 (what the official grid_sample gives up to its float rounding)."""
+    padded = jnp.pad(images.astype(jnp.float32), [(0, 0), (0, 0), (pad, pad), (pad, pad)], mode="edge")
+    height, width = images.shape[-2:]
+
+    def crop(image, offset):
+        return jax.lax.dynamic_slice(image, (0, offset[1], offset[0]), (image.shape[0], height, width))
+
+    return jax.vmap(crop)(padded, shift.astype(jnp.int32))
+
+
 @jax.custom_jvp
 def mish(x: jax.Array) -> jax.Array:
     """x tanh(softplus(x)) with a single exp: tanh(log(1 + e^x)) = n / (n + 2), n = e^x (e^x + 2)."""
