@@ -59,13 +59,14 @@ class RunLogger:
                  step_name: str = "agent steps",
                  tensorboard: bool = True, progress: bool = True, echo: bool = True, csv: bool = True,
                  wandb: Mapping[str, Any] | None = None, tasks: tuple[str, ...] = ()):
-        """`tasks` (a multitask run's) adds an eval.csv column per task: `episode_reward+TASK`."""
+        """`tasks` (a multitask run's) adds eval.csv columns per task: `episode_reward+TASK` and
+        `episode_success+TASK` (empty for a task without success)."""
         os.makedirs(work_dir, exist_ok=True)
         self.work_dir, self.action_repeat, self.echo, self.step_name = work_dir, action_repeat, echo, step_name
         self.eval = self.train = None
         if csv:
-            self.eval = CsvLog(os.path.join(work_dir, "eval.csv"),
-                               EVAL_COLUMNS + tuple(f"episode_reward+{task}" for task in tasks))
+            per_task = tuple(f"episode_{kind}+{task}" for kind in ("reward", "success") for task in tasks)
+            self.eval = CsvLog(os.path.join(work_dir, "eval.csv"), EVAL_COLUMNS + per_task)
             self.train = CsvLog(os.path.join(work_dir, "train.csv"), TRAIN_COLUMNS)
             if start_step:
                 self.eval.truncate_after(start_step)

@@ -65,3 +65,15 @@ def test_the_host_loop_trains_on_metaworld_and_logs_success(tmp_path):
     evals = rows(tmp_path / "eval.csv")
     assert [r["episode_success"] != "" for r in evals] == [True, True]
     assert [int(r["step"]) for r in evals] == [0, 240]  # env steps: two physics steps per agent step
+
+
+def test_a_multitask_run_over_two_domains_logs_success_where_it_is_defined(tmp_path):
+    from tdmpc2_jax.loops import host
+
+    config = tiny.run_config("dmc.py", "cartpole-balance", tmp_path, tasks="cartpole-balance,mw-reach", steps=40,
+                             seed_steps=20, episode_length=20, eval_freq=40, checkpoint_every=1000)
+    host.train(config)
+    first = rows(tmp_path / "eval.csv")[0]
+    assert first["episode_success+cartpole-balance"] == "" and first["episode_success+mw-reach"] in ("0", "1")
+    assert first["episode_success"] == first["episode_success+mw-reach"]
+    assert float(first["episode_reward+mw-reach"]) > 0

@@ -248,7 +248,7 @@ def evaluate_and_log(config: ConfigDict, eval_env, agent_cfg: Config, planners: 
 def evaluate_tasks(envs: list, tasks: tuple[str, ...], planners: Planners, params, key: jax.Array,
                    episodes: int) -> dict[str, Any]:
     """`evaluate` on each env of a multitask agent's set `tasks` (PaddedEnvs, each with its task's
-    index): the mean over them and each one's return."""
+    index): the mean over them and each one's return (and success rate where its domain has one)."""
     indices = [tasks.index(env.task) for env in envs]
     per_task = [evaluate(env, planners, params, jax.random.fold_in(key, i), episodes, task=i)
                 for i, env in zip(indices, envs)]
@@ -257,6 +257,11 @@ def evaluate_tasks(envs: list, tasks: tuple[str, ...], planners: Planners, param
     result = run.episode_statistics(returns, lengths)
     result["episode_reward"] = float(np.mean([r["episode_reward"] for r in per_task]))
     result.update({f"episode_reward+{env.task}": r["episode_reward"] for env, r in zip(envs, per_task)})
+    successes = {f"episode_success+{env.task}": r["episode_success"] for env, r in zip(envs, per_task)
+                 if "episode_success" in r}
+    if successes:  # the mean over the tasks that define success, and each one's
+        result["episode_success"] = float(np.mean(list(successes.values())))
+        result.update(successes)
     return result
 
 
