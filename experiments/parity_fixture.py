@@ -54,6 +54,27 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 MULTITASK_KEYS = ("tasks", "obs_dims", "action_dims", "episode_lengths")
 
 
+def entropy_recorder(pi, record: dict):
+    """WorldModel.pi that also records the policy's full entropy terms of the call in `record`."""
+    def recording_pi(z, task):
+        action, info = pi(z, task)
+        record["pi_entropy_full"], record["pi_scaled_entropy_full"] = info["entropy"], info["scaled_entropy"]
+        return action, info
+    return recording_pi
+
+
+def grad_recorder(optim, prefix: str, names: dict, record: dict):
+    """optim.step that first records every parameter's gradient in `record` under prefix + its name."""
+    step = optim.step
+
+    def recording_step(*args, **kwargs):
+        for p in (p for group in optim.param_groups for p in group["params"]):
+            if p.grad is not None:
+                record[prefix + names[id(p)]] = p.grad.clone()
+        return step(*args, **kwargs)
+    return recording_step
+
+
 def official_config(defaults: dict, overrides: dict) -> Any:
     cfg = _Config({k: _number(v) for k, v in defaults.items() if k != "defaults"})
     cfg.update(SMALL)
@@ -280,24 +301,11 @@ def update_fixture(torch, agent, cfg, seed: int) -> tuple[dict, dict]:
         finally:
             agent.model.pi = pi
 
-    def recording_pi(z, task):
-        action, info = pi(z, task)
-        record["pi_entropy_full"], record["pi_scaled_entropy_full"] = info["entropy"], info["scaled_entropy"]
-        return action, info
-
-    def grads_at_step(optim, prefix: str, names: dict):
-        step = optim.step
-
-        def recording_step(*args, **kwargs):
-            for p in (p for group in optim.param_groups for p in group["params"]):
-                if p.grad is not None:
-                    record[prefix + names[id(p)]] = p.grad.clone()
-            return step(*args, **kwargs)
-        return step, recording_step
+    recording_pi = entropy_recorder(pi, record)
 
     names = {id(p): n for n, p in agent.model.named_parameters()}
-    model_step, agent.optim.step = grads_at_step(agent.optim, "grad/", names)
-    pi_step, agent.pi_optim.step = grads_at_step(agent.pi_optim, "pi_grad/", names)
+    model_step, agent.optim.step = agent.optim.step, grad_recorder(agent.optim, "grad/", names, record)
+    pi_step, agent.pi_optim.step = agent.pi_optim.step, grad_recorder(agent.pi_optim, "pi_grad/", names, record)
     agent._td_target, agent.update_pi = recording_td_target, recording_update_pi
     inject = Injector(torch, seed + 1)
     scale_before = agent.scale.value.clone()

@@ -1,6 +1,6 @@
 """Adds plan.npz to existing parity fixtures: the official MPPI planner (`TDMPC2.act`) on their weights.
 
-    PYTHONPATH=.venv/lib/python3.11/site-packages /work/venv-official/bin/python -m experiments.plan_fixture \\
+    PYTHONPATH=.venv/lib/python3.11/site-packages .venv-official/bin/python -m experiments.plan_fixture \\
         --official-repo PATH tests/fixtures/parity_official tests/fixtures/parity_multitask
 
 (the official code needs tensordict, this package's helpers import jax: the PYTHONPATH gives the

@@ -1,6 +1,6 @@
 """Writes a pixel-observation (obs=rgb) parity fixture from the official PyTorch TD-MPC2.
 
-    PYTHONPATH=.venv/lib/python3.11/site-packages /work/venv-official/bin/python -m experiments.rgb_fixture \\
+    PYTHONPATH=.venv/lib/python3.11/site-packages .venv-official/bin/python -m experiments.rgb_fixture \\
         --official-repo PATH --out tests/fixtures/parity_rgb
     python -m experiments.rgb_fixture --check tests/fixtures/parity_rgb      (NumPy only)
 
@@ -226,7 +226,7 @@ FORWARD_MEANINGS = {
 
 def update_fixture(torch, agent, cfg, seed: int) -> tuple[dict, dict]:
     """One agent._update on an rgb batch, with its draws, internals, gradients and parameters after it."""
-    from experiments.parity_fixture import METRICS, _describe, _np, state_arrays
+    from experiments.parity_fixture import METRICS, _describe, _np, entropy_recorder, grad_recorder, state_arrays
 
     g = torch.Generator().manual_seed(seed)
     h, b = cfg.horizon, cfg.batch_size
@@ -256,26 +256,13 @@ def update_fixture(torch, agent, cfg, seed: int) -> tuple[dict, dict]:
         with _patched(model, "pi", recording_pi):
             return update_pi(zs, task)
 
-    def recording_pi(z, task):
-        action, info = pi(z, task)
-        record["pi_entropy_full"], record["pi_scaled_entropy_full"] = info["entropy"], info["scaled_entropy"]
-        return action, info
-
-    def grads_at_step(optim, prefix: str, names: dict):
-        step = optim.step
-
-        def recording_step(*args, **kwargs):
-            for p in (p for group in optim.param_groups for p in group["params"]):
-                if p.grad is not None:
-                    record[prefix + names[id(p)]] = p.grad.clone()
-            return step(*args, **kwargs)
-        return recording_step
+    recording_pi = entropy_recorder(pi, record)
 
     names = {id(p): n for n, p in model.named_parameters()}
     scale_before = agent.scale.value.clone()
     with contextlib.ExitStack() as stack:
-        for owner, attr, value in ((agent.optim, "step", grads_at_step(agent.optim, "grad/", names)),
-                                   (agent.pi_optim, "step", grads_at_step(agent.pi_optim, "pi_grad/", names)),
+        for owner, attr, value in ((agent.optim, "step", grad_recorder(agent.optim, "grad/", names, record)),
+                                   (agent.pi_optim, "step", grad_recorder(agent.pi_optim, "pi_grad/", names, record)),
                                    (model, "encode", recording_encode), (agent, "_td_target", recording_td_target),
                                    (agent, "update_pi", recording_update_pi)):
             stack.enter_context(_patched(owner, attr, value))
@@ -385,7 +372,7 @@ def generate(official_repo: pathlib.Path, out: pathlib.Path) -> None:
         "library_versions": {"python": platform.python_version(), "torch": torch.__version__,
                              "tensordict": tensordict.__version__, "numpy": np.__version__},
         "torch_version": torch.__version__, "torch_num_threads": 1, "torch_use_deterministic_algorithms": True,
-        "generated_by": "PYTHONPATH=.venv/lib/python3.11/site-packages /work/venv-official/bin/python -m "
+        "generated_by": "PYTHONPATH=.venv/lib/python3.11/site-packages .venv-official/bin/python -m "
                         "experiments.rgb_fixture --official-repo PATH --out tests/fixtures/parity_rgb",
         "checked_by": "python -m experiments.rgb_fixture --check tests/fixtures/parity_rgb",
         "seeds": SEEDS,
