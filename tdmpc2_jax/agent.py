@@ -18,6 +18,7 @@ from tdmpc2_jax.config import Config
 from tdmpc2_jax.types import Batch, Params
 from tdmpc2_jax.world_model import WorldModel, sample_pair
 
+SHIFT_STREAM = 1  # the update key's fold-in for the image shifts (pixel observations)
 
 class UpdateDraws(NamedTuple):
     """The random numbers of one update, in the official call order."""
@@ -27,6 +28,7 @@ class UpdateDraws(NamedTuple):
     pi_eps: jax.Array  # [H+1, B, A] policy noise for the policy loss
     pi_pair: jax.Array  # [2] Q heads for the policy loss
     dropout: jax.Array  # PRNG key for Q dropout (model and policy loss)
+    shift: jax.Array | None = None  # [H+1, B, 2] shifts of the image at each step (pixels only)
 
 
 class TrainState(NamedTuple):
@@ -107,6 +109,7 @@ class Agent:
             pi_eps=jax.random.normal(k3, (cfg.horizon + 1, batch_size, cfg.action_dim)),
             pi_pair=sample_pair(k4, cfg.num_q),
             dropout=k5,
+            shift=self.model.draw_shift(jax.random.fold_in(key, SHIFT_STREAM), (cfg.horizon + 1, batch_size)),
         )
 
     # ------------------------------------------------------------------ pieces of the update
@@ -119,12 +122,13 @@ class Agent:
         return reward + m.discount(task) * (1.0 - terminated) * q
 
     def model_loss(self, trainable: Params, frozen: Params, batch: Batch, next_z: jax.Array,
-                   td_targets: jax.Array, dropout_key: jax.Array) -> tuple[jax.Array, dict[str, Any]]:
+                   td_targets: jax.Array, dropout_key: jax.Array, shift: jax.Array | None
+                   ) -> tuple[jax.Array, dict[str, Any]]:
         """20 consistency + 0.1 reward + 0.1 value (+ termination), rho^t weighted over the horizon."""
         cfg, m = self.cfg, self.model
         params = {**frozen, **trainable}
         task = batch.task
-        z0 = m.encode(params, batch.obs[0], task)
+        z0 = m.encode(params, batch.obs[0], task, None if shift is None else shift[0])
 
         def rollout_step(z, action):
             z = m.next(params, z, action, task)
@@ -177,7 +181,7 @@ class Agent:
         k_model, k_pi = jax.random.split(draws.dropout)
 
         # 1. TD targets from the online encoder and the target Q heads (no gradient, dropout off).
-        next_z = m.encode(params, batch.obs[1:], task)
+        next_z = m.encode(params, batch.obs[1:], task, None if draws.shift is None else draws.shift[1:])
         td_targets = self.td_target(params, state.target_qs, next_z, batch.reward, batch.terminated, task,
                                     draws.td_eps, draws.td_pair)
         next_z, td_targets = jax.lax.stop_gradient((next_z, td_targets))
@@ -185,7 +189,7 @@ class Agent:
         # 2-3. Model step: latent rollout losses, clip, Adam (encoder lr scaled).
         trainable = model_part(params)
         grads, info = jax.grad(self.model_loss, has_aux=True)(trainable, {"pi": params["pi"]}, batch, next_z,
-                                                               td_targets, k_model)
+                                                               td_targets, k_model, draws.shift)
         if cfg.multitask:
             grads["task_emb"] = grads["task_emb"] + state.task_emb_grad
         trainable, model_opt_state, grad_norm, clip = self.model_optimizer.clipped_step(
@@ -223,8 +227,9 @@ class Agent:
 
     def _check_batch(self, batch: Batch) -> None:
         cfg = self.cfg
-        h, b = cfg.horizon, batch.obs.shape[1] if batch.obs.ndim == 3 else -1
-        expected = dict(obs=(h + 1, b, cfg.obs_dim), action=(h, b, cfg.action_dim), reward=(h, b),
+        h = cfg.horizon
+        b = batch.obs.shape[1] if batch.obs.ndim == 2 + len(cfg.obs_shape) else -1
+        expected = dict(obs=(h + 1, b, *cfg.obs_shape), action=(h, b, cfg.action_dim), reward=(h, b),
                         terminated=(h, b))
         for name, shape in expected.items():
             got = tuple(getattr(batch, name).shape)

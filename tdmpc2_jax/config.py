@@ -24,9 +24,12 @@ SIZE_KEYS = ("enc_dim", "mlp_dim", "latent_dim", "num_enc_layers", "num_q")
 class Config:
     """Every hyperparameter of one TD-MPC2 agent (official names and defaults, 5M architecture)."""
 
-    # task geometry
+    # task geometry: state observations are vectors [obs_dim]; pixels (obs="rgb") are uint8 images
+    # image_shape = [C, H, W] (stacked RGB frames) and leave obs_dim 0
     obs_dim: int
     action_dim: int
+    obs: str = "state"
+    image_shape: tuple[int, ...] = ()
     episode_length: int = 500
     episodic: bool = False
     # multitask (official semantics: padded obs, padded + masked actions, per-task discount)
@@ -39,6 +42,7 @@ class Config:
     # architecture
     num_enc_layers: int = 2
     enc_dim: int = 256
+    num_channels: int = 32  # convolution widths of the pixel encoder
     mlp_dim: int = 512
     latent_dim: int = 512
     num_q: int = 5
@@ -76,7 +80,11 @@ class Config:
     temperature: float = 0.5
 
     def __post_init__(self):
-        if self.obs_dim <= 0 or self.action_dim <= 0:
+        if self.obs not in ("state", "rgb"):
+            raise ValueError(f"obs must be 'state' or 'rgb', got {self.obs!r}")
+        if self.obs == "rgb":
+            self._check_pixels()
+        elif self.obs_dim <= 0 or self.action_dim <= 0:
             raise ValueError(f"obs_dim and action_dim must be positive, got {self.obs_dim}, {self.action_dim}")
         positive = ("num_enc_layers", "enc_dim", "mlp_dim", "latent_dim", "simnorm_dim", "batch_size", "horizon",
                     "num_samples", "num_elites", "episode_length")
@@ -112,6 +120,26 @@ class Config:
         elif self.task_dim:
             raise ValueError("task_dim must be 0 for a single-task agent")
 
+    def _check_pixels(self) -> None:
+        if self.action_dim <= 0:
+            raise ValueError(f"action_dim must be positive, got {self.action_dim}")
+        if len(self.image_shape) != 3 or self.image_shape[1:] != (64, 64) or self.image_shape[0] < 1:
+            raise ValueError(f"obs=rgb takes images [C, 64, 64] (the official encoder's size), got image_shape "
+                             f"{self.image_shape}")
+        if self.obs_dim:
+            raise ValueError(f"obs=rgb has no obs_dim (the images are image_shape), got obs_dim={self.obs_dim}")
+        if self.multitask:
+            raise ValueError("obs=rgb is single-task (the official code has no multitask pixel encoder)")
+        if self.latent_dim != 16 * self.num_channels:
+            raise ValueError(f"obs=rgb needs latent_dim = 16 * num_channels (the conv encoder's flattened 4x4 map): "
+                             f"num_channels={self.num_channels} gives {16 * self.num_channels}, latent_dim is "
+                             f"{self.latent_dim}")
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """Shape of one observation: (obs_dim,) or, for pixels, image_shape (C, H, W)."""
+        return tuple(self.image_shape) if self.obs == "rgb" else (self.obs_dim,)
+
     @property
     def num_tasks(self) -> int:
         return len(self.tasks) if self.multitask else 1
@@ -141,8 +169,8 @@ class Config:
 
     def architecture(self) -> dict[str, Any]:
         """The keys that fix the parameter shapes (what a checkpoint must agree on)."""
-        keys = ("obs_dim", "action_dim", "episodic", "multitask", "task_dim", "num_enc_layers", "enc_dim",
-                "mlp_dim", "latent_dim", "num_q", "simnorm_dim", "num_bins")
+        keys = ("obs", "obs_dim", "image_shape", "action_dim", "episodic", "multitask", "task_dim", "num_enc_layers",
+                "enc_dim", "num_channels", "mlp_dim", "latent_dim", "num_q", "simnorm_dim", "num_bins")
         out = {k: getattr(self, k) for k in keys}
         out["num_tasks"] = self.num_tasks
         return out
@@ -161,7 +189,7 @@ def _leading_dim(shape: Any) -> int:
     """obs_shape entries come as {'state': [24]}, [24] or 24."""
     if isinstance(shape, Mapping):
         if "state" not in shape:
-            raise ValueError(f"only state observations are supported, got obs shape {dict(shape)}")
+            raise ValueError(f"expected a state observation shape, got obs shape {dict(shape)}")
         shape = shape["state"]
     if isinstance(shape, (list, tuple)):
         return int(shape[0])
@@ -195,6 +223,12 @@ def make_config(values: Mapping[str, Any], *, strict: bool = True) -> Config:
             raise ValueError(f"unknown model_size {size!r}; choose one of {sorted(MODEL_SIZES)}")
         for key, val in MODEL_SIZES[int(size)].items():
             values.setdefault(key, val)
+    obs_shape = values.get("obs_shape")
+    if isinstance(obs_shape, Mapping) and "rgb" in obs_shape:
+        values.setdefault("obs", "rgb")
+        values.setdefault("image_shape", tuple(int(d) for d in obs_shape["rgb"]))
+    if values.get("obs") == "rgb":
+        values.setdefault("obs_dim", 0)
     if "obs_dim" not in values:
         if "obs_shape" in values:
             values["obs_dim"] = _leading_dim(values["obs_shape"])
@@ -223,4 +257,6 @@ def make_config(values: Mapping[str, Any], *, strict: bool = True) -> Config:
             known[key] = float(val)
         elif types[key] == "bool":
             known[key] = _as_bool(key, val)
+        elif key == "image_shape":
+            known[key] = tuple(int(d) for d in val)
     return Config(**known)

@@ -4,7 +4,9 @@ Reads both official layouts:
   current: `_Qs.params.<layer>.<name>`, `_detach_Qs_params.*`, `_target_Qs_params.*`;
   older (checkpoints released with the paper): `_Qs.params.<N>` / `_target_Qs.params.<N>` with
   N = 4 * layer + j, j indexing (weight, bias, ln.weight, ln.bias).
-Torch Linear weights are [out, in]; Flax kernels are [in, out].
+Torch Linear weights are [out, in]; Flax kernels are [in, out]. The pixel encoder's convolutions
+(`_encoder.rgb.2`, `.4`, `.6`, `.8`: torch [out, in, kh, kw]) become `layers_0..3` (kernels
+[kh, kw, in, out]).
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ StateDict = dict[str, np.ndarray]
 
 MODULES = {  # official prefix -> (our tree, part)
     "_encoder.state.": ("params", "encoder"),
+    "_encoder.rgb.": ("params", "encoder"),
     "_dynamics.": ("params", "dynamics"),
     "_reward.": ("params", "reward"),
     "_termination.": ("params", "termination"),
@@ -24,6 +27,7 @@ MODULES = {  # official prefix -> (our tree, part)
     "_Qs.params.": ("params", "qs"),
     "_target_Qs_params.": ("target_qs", None),
 }
+CONV_LAYERS = (2, 4, 6, 8)  # indices of the Conv2d layers in the official pixel encoder's Sequential
 SKIPPED_PREFIXES = ("_detach_Qs_params.",)  # shares storage with _Qs.params
 OLD_NAMES = ("weight", "bias", "ln.weight", "ln.bias")
 
@@ -97,6 +101,13 @@ def to_params(state: StateDict) -> tuple[dict[str, Any], dict[str, Any], dict[st
         if not layer.isdigit() or name not in OLD_NAMES:
             raise ValueError(f"unexpected official key {key!r}")
         val = np.asarray(val, np.float32)
+        if prefix == "_encoder.rgb.":
+            if name not in ("weight", "bias") or int(layer) not in CONV_LAYERS:
+                raise ValueError(f"unexpected official key {key!r}")
+            conv = f"layers_{CONV_LAYERS.index(int(layer))}"
+            _set(trees[tree], [part, conv, "kernel" if name == "weight" else "bias"],
+                 np.transpose(val, (2, 3, 1, 0)) if name == "weight" else val)
+            continue
         if name == "weight":
             val = np.swapaxes(val, -1, -2)
         if key[: key.rindex(name) - 1] in normed or name.startswith("ln."):
@@ -112,7 +123,7 @@ def to_params(state: StateDict) -> tuple[dict[str, Any], dict[str, Any], dict[st
 def from_params(params: Mapping[str, Any], target_qs: Mapping[str, Any], cfg) -> StateDict:
     """Inverse of to_params (current layout; `_detach_Qs_params` equals `_Qs.params`)."""
     out: StateDict = {}
-    inverse = {v[1]: k for k, v in MODULES.items() if v[0] == "params"}
+    inverse = {v[1]: k for k, v in MODULES.items() if v[0] == "params" and k != "_encoder.rgb."}
 
     def walk(prefix: str, tree: Mapping[str, Any]) -> None:
         for layer_name, layer in tree.items():
@@ -129,6 +140,11 @@ def from_params(params: Mapping[str, Any], target_qs: Mapping[str, Any], cfg) ->
     for part, tree in params.items():
         if part == "task_emb":
             out["_task_emb.weight"] = np.asarray(tree)
+        elif part == "encoder" and getattr(cfg, "obs", "state") == "rgb":
+            for i, layer in enumerate(CONV_LAYERS):
+                conv = tree[f"layers_{i}"]
+                out[f"_encoder.rgb.{layer}.weight"] = np.transpose(np.asarray(conv["kernel"]), (3, 2, 0, 1))
+                out[f"_encoder.rgb.{layer}.bias"] = np.asarray(conv["bias"])
         else:
             walk(inverse[part], tree)
     qs = {k: v for k, v in out.items() if k.startswith("_Qs.params.")}
@@ -149,16 +165,19 @@ def infer_architecture(state: StateDict) -> dict[str, Any]:
     params, _, buffers = to_params(state)
     enc = params["encoder"]
     layers = sorted(enc, key=lambda n: int(n.split("_")[1]))
-    first = enc[layers[0]]["linear"]["kernel"]
-    last = enc[layers[-1]]["linear"]["kernel"]
     task_dim = params["task_emb"].shape[1] if "task_emb" in params else 0
     pi_head = params["pi"]["layers_2"]["kernel"]
+    if "kernel" in enc[layers[0]]:  # the pixel encoder: conv kernels [kh, kw, in, out]
+        channels = enc[layers[0]]["kernel"].shape[3]
+        encoder = dict(obs="rgb", obs_dim=0, image_shape=(enc[layers[0]]["kernel"].shape[2], 64, 64),
+                       num_channels=channels, latent_dim=16 * channels)
+    else:
+        first, last = enc[layers[0]]["linear"]["kernel"], enc[layers[-1]]["linear"]["kernel"]
+        encoder = dict(obs_dim=first.shape[0] - task_dim, latent_dim=last.shape[1], enc_dim=first.shape[1],
+                       num_enc_layers=len(layers))
     arch = dict(
-        obs_dim=first.shape[0] - task_dim,
+        **encoder,
         action_dim=pi_head.shape[1] // 2,
-        latent_dim=last.shape[1],
-        enc_dim=first.shape[1],
-        num_enc_layers=len(layers),
         mlp_dim=params["dynamics"]["layers_0"]["linear"]["kernel"].shape[1],
         num_q=params["qs"]["layers_0"]["linear"]["kernel"].shape[0],
         num_bins=params["reward"]["layers_2"]["kernel"].shape[1],

@@ -113,6 +113,11 @@ def _task(arrays: dict, key: str = "task"):
     return jnp.asarray(arrays[key], jnp.int32) if key in arrays else None
 
 
+def shift_of(drawn: np.ndarray) -> jax.Array:
+    """The official ShiftAug draw [B, 1, 1, 2] (float integers) as shifts [B, 2] int32."""
+    return jnp.asarray(np.asarray(drawn).reshape(-1, 2), jnp.int32)
+
+
 def check_math(cfg: Config, m: dict) -> Iterator[Row]:
     args = (cfg.num_bins, cfg.vmin, cfg.vmax)
     yield compare("math/symlog", ops.symlog(m["x"]), m["symlog"])
@@ -137,7 +142,7 @@ def check_forward(agent: Agent, params, target_qs, f: dict) -> Iterator[Row]:
     m, task = agent.model, _task(f)
     obs, action = jnp.asarray(f["obs"]), jnp.asarray(f["action"])
     pair = jnp.asarray(f["perm"][:2], jnp.int32)
-    z = m.encode(params, obs, task)
+    z = m.encode(params, obs, task, shift_of(f["shift"]) if "shift" in f else None)
     yield compare("forward/z", z, f["z"])
     yield compare("forward/z_next", m.next(params, z, action, task), f["z_next"])
     reward_logits = m.reward(params, z, action, task)
@@ -218,10 +223,13 @@ def check_update(fixture: Fixture, agent: Agent, update, state, u: dict, file: s
     cfg, label = agent.cfg, file[: -len(".npz")]
     batch = Batch(obs=jnp.asarray(u["obs"]), action=jnp.asarray(u["action"]), reward=jnp.asarray(u["reward"][..., 0]),
                   terminated=jnp.asarray(u["terminated"][..., 0]), task=_task(u))
-    keys = [d["key"] for d in fixture.draw_order(file)] or ["eps_0", "perm_0", "eps_1", "perm_1"]
+    order = fixture.draw_order(file)
+    keys = [d["key"] for d in order if d.get("kind") != "randint"] or ["eps_0", "perm_0", "eps_1", "perm_1"]
+    # image shifts (pixels): one draw per encode call, obs[1], ..., obs[H] for the TD targets, then obs[0]
+    shifts = [shift_of(u[d["key"]]) for d in order if d.get("kind") == "randint"]
     draws = UpdateDraws(td_eps=jnp.asarray(u[keys[0]]), td_pair=jnp.asarray(u[keys[1]][:2], jnp.int32),
                         pi_eps=jnp.asarray(u[keys[2]]), pi_pair=jnp.asarray(u[keys[3]][:2], jnp.int32),
-                        dropout=jax.random.key(0))
+                        dropout=jax.random.key(0), shift=jnp.stack(shifts[-1:] + shifts[:-1]) if shifts else None)
     if "scale_before" in u:
         state = state._replace(scale=jnp.asarray(u["scale_before"]).reshape(()))
     new, metrics, internals = update(state, batch, draws)

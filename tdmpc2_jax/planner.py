@@ -4,7 +4,7 @@
 and keys, to plan for many environments at once. The warm start
 (the previous MPPI mean) is carried explicitly in `PlanState`.
 
-The model is any object with the WorldModel methods used here (encode, pi, next, step,
+The model is any object with the WorldModel methods used here (encode_observation, pi, next, step,
 step_shared, q_pair, termination, action_mask, discount) and a `cfg`; tests plug in hand-built ones.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from tdmpc2_jax import xla
 from tdmpc2_jax.types import Params
 from tdmpc2_jax.world_model import sample_pair
 
+ENCODE_STREAM = 1  # the plan key's fold-in for the encoder's own draws (the shift of pixel observations)
 
 class PlanState(NamedTuple):
     mean: jax.Array  # [H, A] MPPI mean of the previous plan (the warm start)
@@ -109,7 +110,7 @@ def prior_plan(model, params: Params, obs: jax.Array, state: PlanState, key: jax
                eval_mode: bool) -> Plan:
     """The policy prior's action for one observation (no planning)."""
     cfg = model.cfg
-    z = model.encode(params, obs, task)
+    z = model.encode_observation(params, obs, jax.random.fold_in(key, ENCODE_STREAM), task)
     eps = jnp.zeros((cfg.action_dim,)) if eval_mode else jax.random.normal(key, (cfg.action_dim,))
     action = model.pi(params, z, eps, task).action
     sequence = jnp.concatenate([action[None], state.mean[1:]], axis=0)
@@ -118,7 +119,8 @@ def prior_plan(model, params: Params, obs: jax.Array, state: PlanState, key: jax
 
 def plan(model, params: Params, obs: jax.Array, state: PlanState, key: jax.Array, t0: jax.Array, task=None, *,
          eval_mode: bool) -> tuple[Plan, PlanState]:
-    """One MPPI solve for one observation obs [obs_dim]; returns the plan and the next warm start.
+    """One MPPI solve for one observation obs [obs_dim] (or an image [C, H, W]); returns the plan and
+    the next warm start.
 
     Each iteration: num_samples - num_pi_trajs Gaussian sequences clamp(mean + std N(0, 1)) plus the
     policy-prior sequences; value = model return + discounted Q; softmax(temperature * value) over the
@@ -128,8 +130,8 @@ def plan(model, params: Params, obs: jax.Array, state: PlanState, key: jax.Array
     eval_mode; the warm start is left as it is.
     """
     cfg = model.cfg
-    if obs.shape != (cfg.obs_dim,):
-        raise ValueError(f"plan takes one observation of shape ({cfg.obs_dim},), got {tuple(obs.shape)}; "
+    if obs.shape != cfg.obs_shape:
+        raise ValueError(f"plan takes one observation of shape {cfg.obs_shape}, got {tuple(obs.shape)}; "
                          "plan_batch plans for a batch")
     if state.mean.shape != (cfg.horizon, cfg.action_dim):
         raise ValueError(f"the plan state's mean must have shape (horizon, action_dim) = "
@@ -139,7 +141,7 @@ def plan(model, params: Params, obs: jax.Array, state: PlanState, key: jax.Array
     horizon, num_pi = cfg.horizon, cfg.num_pi_trajs
     num_gauss = cfg.num_samples - num_pi
     k_prior, k_mppi, k_select, k_noise = jax.random.split(key, 4)
-    z = model.encode(params, obs, task)
+    z = model.encode_observation(params, obs, jax.random.fold_in(key, ENCODE_STREAM), task)
     mask = model.action_mask(task)
 
     # The prior's sequences are drawn once; their model rollout is deterministic, so it is done once.
@@ -184,7 +186,7 @@ def plan(model, params: Params, obs: jax.Array, state: PlanState, key: jax.Array
 
 def plan_batch(model, params: Params, obs: jax.Array, state: PlanState, key: jax.Array, t0: jax.Array,
                task: jax.Array | None = None, *, eval_mode: bool = False) -> tuple[Plan, PlanState]:
-    """`plan` for N observations with one set of parameters: obs [N, obs_dim], state.mean [N, H, A],
+    """`plan` for N observations with one set of parameters: obs [N, *obs_shape], state.mean [N, H, A],
     key [N] keys, t0 [N], task [N] or None; every field of the Plan and PlanState gets a leading [N]."""
     single = functools.partial(plan, model, eval_mode=eval_mode)
     return jax.vmap(single, in_axes=(None, 0, 0, 0, 0, 0))(params, obs, state, key, t0, task)

@@ -8,6 +8,10 @@ takes the parameters explicitly. Parameters are a dict:
     termination: (episodic only) mlp parameters
     task_emb:    (multitask only) [num_tasks, task_dim] embedding table
 
+Pixel observations (cfg.obs == "rgb") are encoded by the official conv stack after its random shift
+(replicate padding of SHIFT_PAD, then an integer crop); the shift is drawn by the caller
+(`draw_shift`) like every other random number.
+
 Multitask follows the official semantics: the task embedding (rows renormalised to norm <= 1) is
 concatenated to every network input, actions beyond a task's own dimensions are masked.
 """
@@ -19,9 +23,10 @@ import numpy as np
 
 from tdmpc2_jax import ops
 from tdmpc2_jax.config import Config
-from tdmpc2_jax.networks import MLP, dense, split_first_linear
+from tdmpc2_jax.networks import MLP, ConvEncoder, dense, split_first_linear
 from tdmpc2_jax.types import Params
 
+SHIFT_PAD = 3  # the official ShiftAug's padding (pixels on each side of a 64x64 image)
 
 
 class WorldModel:
@@ -30,7 +35,11 @@ class WorldModel:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         hidden = (cfg.mlp_dim, cfg.mlp_dim)
-        self.encoder = MLP((cfg.enc_dim,) * max(cfg.num_enc_layers - 1, 1), cfg.latent_dim, simnorm_dim=cfg.simnorm_dim)
+        if cfg.obs == "rgb":
+            self.encoder = ConvEncoder(cfg.num_channels, cfg.simnorm_dim)
+        else:
+            self.encoder = MLP((cfg.enc_dim,) * max(cfg.num_enc_layers - 1, 1), cfg.latent_dim,
+                               simnorm_dim=cfg.simnorm_dim)
         self.dynamics = MLP(hidden, cfg.latent_dim, simnorm_dim=cfg.simnorm_dim)
         self.reward_net = MLP(hidden, cfg.num_bins, zero_head=True)
         self.termination_net = MLP(hidden, 1) if cfg.episodic else None
@@ -51,8 +60,12 @@ class WorldModel:
         k_enc, k_dyn, k_rew, k_term, k_pi, k_q, k_emb = jax.random.split(key, 7)
         z_dim, za_dim = cfg.latent_dim + cfg.task_dim, cfg.latent_dim + cfg.task_dim + cfg.action_dim
         init = lambda net, k, width: net.init(k, jnp.zeros((1, width)))["params"]
+        if cfg.obs == "rgb":
+            encoder = self.encoder.init(k_enc, jnp.zeros((1, *cfg.image_shape)))["params"]
+        else:
+            encoder = init(self.encoder, k_enc, cfg.obs_dim + cfg.task_dim)
         params = {
-            "encoder": init(self.encoder, k_enc, cfg.obs_dim + cfg.task_dim),
+            "encoder": encoder,
             "dynamics": init(self.dynamics, k_dyn, za_dim),
             "reward": init(self.reward_net, k_rew, za_dim),
             "pi": init(self.pi_net, k_pi, z_dim),
@@ -99,10 +112,39 @@ class WorldModel:
         return self.discounts[jnp.asarray(task)]
 
     # ------------------------------------------------------------------ components
-    def encode(self, params: Params, obs: jax.Array, task: jax.Array | None = None) -> jax.Array:
-        """obs [..., obs_dim] -> z [..., latent_dim]."""
-        self._check_last(obs, self.cfg.obs_dim, "obs")
-        return self.encoder.apply({"params": params["encoder"]}, self.with_task(params, obs, task))
+    def encode(self, params: Params, obs: jax.Array, task: jax.Array | None = None,
+               shift: jax.Array | None = None) -> jax.Array:
+        """obs [..., obs_dim] or images [..., C, H, W] -> z [..., latent_dim].
+
+        Images are shifted by `shift` [..., 2] ((column, row) offsets into the padded image, from
+        `draw_shift`); without one they are not shifted (offset SHIFT_PAD).
+        """
+        if self.cfg.obs != "rgb":
+            self._check_last(obs, self.cfg.obs_dim, "obs")
+            return self.encoder.apply({"params": params["encoder"]}, self.with_task(params, obs, task))
+        if obs.shape[-3:] != self.cfg.image_shape:
+            raise ValueError(f"images must end in {self.cfg.image_shape} [C, H, W], got shape {tuple(obs.shape)}")
+        batch_shape = obs.shape[:-3]
+        if shift is None:
+            shift = jnp.full(batch_shape + (2,), SHIFT_PAD, jnp.int32)
+        images = obs.reshape((-1, *self.cfg.image_shape))
+        shifted = ops.random_shift(images, shift.reshape(-1, 2), SHIFT_PAD)
+        z = self.encoder.apply({"params": params["encoder"]}, shifted)
+        return z.reshape(batch_shape + z.shape[-1:])
+
+    def draw_shift(self, key: jax.Array, batch_shape: tuple[int, ...]) -> jax.Array | None:
+        """Random shifts of images [*batch_shape, C, H, W]: [*batch_shape, 2] in 0..2 SHIFT_PAD
+        (None for state observations, which are not augmented)."""
+        if self.cfg.obs != "rgb":
+            return None
+        return jax.random.randint(key, tuple(batch_shape) + (2,), 0, 2 * SHIFT_PAD + 1, jnp.int32)
+
+    def encode_observation(self, params: Params, obs: jax.Array, key: jax.Array,
+                           task: jax.Array | None = None) -> jax.Array:
+        """`encode` of observations as the agent acts on them: images get a fresh shift drawn from
+        `key` (the official encoder shifts at every call, acting included)."""
+        batch_shape = obs.shape[:-3] if self.cfg.obs == "rgb" else ()
+        return self.encode(params, obs, task, self.draw_shift(key, batch_shape))
 
     def _za(self, params: Params, z: jax.Array, a: jax.Array, task) -> jax.Array:
         self._check_last(z, self.cfg.latent_dim, "z")

@@ -25,6 +25,9 @@ class TrackingModel:
     def encode(self, params, obs, task=None):
         return obs
 
+    def encode_observation(self, params, obs, key, task=None):
+        return obs
+
     def pi(self, params, z, eps, task=None):
         action = jnp.tanh(eps)
         return ops.SquashedGaussian(action, action, action, action[..., 0], action[..., 0])
