@@ -11,7 +11,8 @@ from tdmpc2_jax.config import SIZE_KEYS, Config
 from tdmpc2_jax.envs.registry import task_defaults
 
 # Config fields a run derives instead of reading them (from the environment, or from the task set)
-DERIVED = ("obs_dim", "action_dim", "multitask", "tasks", "obs_dims", "action_dims", "episode_lengths", "task_dim")
+DERIVED = ("obs_dim", "image_shape", "action_dim", "multitask", "tasks", "obs_dims", "action_dims", "episode_lengths",
+           "task_dim")
 
 
 def base_config(task: str) -> config_dict.ConfigDict:
@@ -20,7 +21,7 @@ def base_config(task: str) -> config_dict.ConfigDict:
     c.task = task  # a task, or a task set: mt30, mt80
     c.tasks = config_dict.placeholder(str)  # a custom task set: comma-separated tasks, in embedding order
     c.backend = "dmc"  # "dmc": host MuJoCo (configs/dmc.py); "mjx": batched MJX (configs/mjx.py)
-    c.obs = "state"
+    c.obs = "state"  # "rgb": 64x64 camera frames, 3 stacked (DMControl tasks, host MuJoCo)
     # the agent: Config's defaults, the official ones; model_size fills the size keys left unset
     # (a size key set explicitly wins)
     for field in dataclasses.fields(Config):

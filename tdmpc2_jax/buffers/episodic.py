@@ -6,6 +6,11 @@ reward that led to it, as in the official buffer. A window of H+1 rows starting 
 obs [H+1], action [H] = actions of rows i+1..i+H, reward [H] likewise. Windows start uniformly over
 every row whose next H rows belong to the same episode; an episode that is partly overwritten
 stops offering windows at once.
+
+Pixel observations (stacks of `stacked_frames` frames on the channel axis, uint8) are stored once
+per row as their newest frame, with the row's position in its episode; a sampled observation is
+rebuilt from the frames of its row and the rows before it, the first frame repeated at the start
+of an episode as the environment does.
 """
 from __future__ import annotations
 
@@ -20,13 +25,26 @@ class EpisodeBuffer:
     """Episodes of (obs, action, reward, terminated) rows; capacity in rows (agent steps + 1 per episode).
 
     A multitask buffer also keeps each episode's task index and gives it with every window.
+    obs_shape is an int (state vectors) or a shape; stacked_frames > 0 stores pixel stacks once.
     """
 
-    def __init__(self, capacity: int, obs_dim: int, action_dim: int, horizon: int, multitask: bool = False):
+    def __init__(self, capacity: int, obs_shape: int | tuple[int, ...], action_dim: int, horizon: int,
+                 multitask: bool = False, stacked_frames: int = 0):
         if capacity < horizon + 1:
             raise ValueError(f"buffer capacity {capacity} cannot hold one window of {horizon + 1} steps")
         self.capacity, self.horizon = capacity, horizon
-        self.obs = np.zeros((capacity, obs_dim), np.float32)
+        self.obs_shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
+        self.stacked_frames = stacked_frames
+        if stacked_frames:
+            if len(self.obs_shape) != 3 or self.obs_shape[0] % stacked_frames:
+                raise ValueError(f"stacked frames need observations [C, H, W] with C a multiple of {stacked_frames}, "
+                                 f"got {self.obs_shape}")
+            frame_shape = (self.obs_shape[0] // stacked_frames, *self.obs_shape[1:])
+            self.obs = np.zeros((capacity, *frame_shape), np.uint8)  # the newest frame of each row's stack
+            self.position = np.zeros((capacity,), np.int32)  # the row's step within its episode
+        else:
+            self.obs = np.zeros((capacity, *self.obs_shape), np.float32)
+            self.position = None
         self.action = np.full((capacity, action_dim), np.nan, np.float32)
         self.reward = np.full((capacity,), np.nan, np.float32)
         self.terminated = np.zeros((capacity,), np.float32)
@@ -40,7 +58,8 @@ class EpisodeBuffer:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.obs, self.action, self.reward, self.terminated, self.episode, self.valid_start, self.task)
+        arrays = (self.obs, self.action, self.reward, self.terminated, self.episode, self.valid_start, self.task,
+                  self.position)
         return sum(a.nbytes for a in arrays if a is not None)
 
     @property
@@ -49,8 +68,8 @@ class EpisodeBuffer:
 
     def add_episode(self, obs: np.ndarray, action: np.ndarray, reward: np.ndarray,
                     terminated: np.ndarray | None = None, task: int | None = None) -> int:
-        """Stores one episode: obs [T+1, obs_dim], action [T, A], reward [T], terminated [T], and the
-        task index of a multitask buffer."""
+        """Stores one episode: obs [T+1, *obs_shape], action [T, A], reward [T], terminated [T], and
+        the task index of a multitask buffer."""
         if (task is None) != (self.task is None):
             raise ValueError("a multitask buffer needs each episode's task index, a single-task one none")
         steps = len(action)
@@ -64,7 +83,11 @@ class EpisodeBuffer:
         overwritten = overwritten[overwritten >= 0]
         if overwritten.size:  # an episode losing any row loses all its windows
             self.valid_start[np.isin(self.episode, overwritten)] = False
-        self.obs[rows] = obs
+        if self.stacked_frames:
+            frames = self._frames_of(obs)
+            self.obs[rows], self.position[rows] = frames, np.arange(steps + 1)
+        else:
+            self.obs[rows] = obs
         self.action[rows[0]], self.reward[rows[0]], self.terminated[rows[0]] = np.nan, np.nan, 0.0
         self.action[rows[1:]] = action
         self.reward[rows[1:]] = reward
@@ -80,19 +103,44 @@ class EpisodeBuffer:
         return self.num_episodes
 
     def sample(self, rng: np.random.Generator, batch_size: int) -> Batch:
-        """Windows drawn uniformly over valid starts: obs [H+1, B, obs], action [H, B, A], reward [H, B]
+        """Windows drawn uniformly over valid starts: obs [H+1, B, *obs_shape], action [H, B, A], reward [H, B]
         (and task [B] of a multitask buffer)."""
         if not self.num_windows:
             raise ValueError("the buffer holds no complete window yet")
         starts = self._starts[rng.integers(0, self.num_windows, size=batch_size)]
         rows = (starts[None, :] + np.arange(self.horizon + 1)[:, None]) % self.capacity  # [H+1, B]
         following = rows[1:]
-        return Batch(obs=self.obs[rows], action=self.action[following], reward=self.reward[following],
+        return Batch(obs=self.observations(rows), action=self.action[following], reward=self.reward[following],
                      terminated=self.terminated[following], task=None if self.task is None else self.task[starts])
+
+    def observations(self, rows: np.ndarray) -> np.ndarray:
+        """The observations of `rows` [...]: [..., *obs_shape] (pixel stacks rebuilt from their frames)."""
+        if not self.stacked_frames:
+            return self.obs[rows]
+        back = np.arange(self.stacked_frames - 1, -1, -1)  # frames before the newest, oldest first
+        source = (rows[..., None] - np.minimum(self.position[rows][..., None], back)) % self.capacity
+        frames = self.obs[source]  # [..., stacked_frames, c, H, W]
+        return frames.reshape(*rows.shape, *self.obs_shape)
+
+    def _frames_of(self, obs: np.ndarray) -> np.ndarray:
+        """The newest frame of each stacked observation [T+1, C, H, W] -> [T+1, C / frames, H, W],
+        after checking that the stacks are those of one episode (first frame repeated at reset)."""
+        if obs.shape[1:] != self.obs_shape or obs.dtype != np.uint8:
+            raise ValueError(f"pixel observations must be uint8 {self.obs_shape}, got {obs.dtype} {obs.shape[1:]}")
+        channels = self.obs_shape[0] // self.stacked_frames
+        frames = obs[:, -channels:]
+        positions = np.arange(len(obs))
+        back = np.arange(self.stacked_frames - 1, -1, -1)
+        rebuilt = frames[positions[:, None] - np.minimum(positions[:, None], back)].reshape(obs.shape)
+        if not np.array_equal(rebuilt, obs):
+            raise ValueError("pixel observations are not the frame stacks of one episode (each stack: the "
+                             f"last {self.stacked_frames} frames, the first repeated at reset)")
+        return frames
 
     def _arrays(self) -> tuple[str, ...]:
         names = ("obs", "action", "reward", "terminated", "episode", "valid_start")
-        return names + ("task",) if self.task is not None else names
+        names += ("task",) if self.task is not None else ()
+        return names + ("position",) if self.position is not None else names
 
     def state_dict(self) -> dict[str, Any]:
         return {**{name: getattr(self, name) for name in self._arrays()},

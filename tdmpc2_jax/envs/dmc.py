@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any, NamedTuple
 
+RENDERER_FROM_USER = "MUJOCO_GL" in os.environ  # else pixels.select_renderer may choose another backend
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; set before dm_control loads MuJoCo
 
 import numpy as np  # noqa: E402
@@ -73,6 +74,7 @@ class DMCEnv:
         self._low, self._high = spec.minimum.astype(np.float64), spec.maximum.astype(np.float64)
         self.action_dim = int(spec.shape[0])
         self.obs_dim = int(sum(np.prod(v.shape, dtype=int) for v in self._env.observation_spec().values()))
+        self.obs_shape = (self.obs_dim,)
         self.camera_id = 2 if domain == "quadruped" else 0
         self._t = 0
 

@@ -61,6 +61,7 @@ class GymEnv:
         self._low, self._high = space.low.astype(np.float64), space.high.astype(np.float64)
         self.action_dim = int(space.shape[0])
         self.obs_dim = int(np.prod(self._env.observation_space.shape))
+        self.obs_shape = (self.obs_dim,)
 
     def reset(self) -> np.ndarray:
         seed, self._seed = self._seed, None  # seeded once: later episodes continue the task's random state

@@ -63,6 +63,7 @@ class MetaWorldEnv:
         self._env.model.cam_pos[self._env.model.camera(CAMERA).id] = CAMERA_POS
         self.task, self.episode_length, self.action_repeat = task, episode_length or EPISODE_LENGTH, ACTION_REPEAT
         self.obs_dim = int(self._env.observation_space.shape[0])
+        self.obs_shape = (self.obs_dim,)
         self.action_dim = int(self._env.action_space.shape[0])
         self._renderer = None
         self._t = 0

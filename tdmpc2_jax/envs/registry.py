@@ -1,6 +1,6 @@
-"""Every host task by name, whatever its domain: DMControl (dash names and the custom tasks),
-Meta-World (`mw-*`), Gymnasium (`mujoco-*`, `bipedal-walker`, `lunarlander-continuous`). A domain's
-package is imported only when one of its tasks is made."""
+"""Every host task by name, whatever its domain: DMControl (dash names and the custom tasks; state or
+pixels), Meta-World (`mw-*`), Gymnasium (`mujoco-*`, `bipedal-walker`, `lunarlander-continuous`).
+A domain's package is imported only when one of its tasks is made."""
 from __future__ import annotations
 
 from tdmpc2_jax.envs.gym import GYM_TASKS
@@ -31,9 +31,27 @@ def check_task(task: str) -> None:
         resolve(task)
 
 
-def make_host_env(task: str, seed: int, episode_length: int | None = None):
-    """The host environment of one task; `episode_length` (agent steps) defaults to its domain's."""
+def check_obs(task: str, obs: str) -> None:
+    """A clear error for an observation kind the task's domain does not give (pixels: DMControl only,
+    as in the official code)."""
+    if obs not in ("state", "rgb"):
+        raise ValueError(f"obs={obs!r}: choose 'state' or 'rgb'")
+    if obs == "rgb" and domain_of(task) != "dmc":
+        raise ValueError(f"obs=rgb: {task} is a {domain_of(task)} task, and only DMControl tasks have pixel "
+                         "observations (as in the official code)")
+
+
+def make_host_env(task: str, seed: int, episode_length: int | None = None, obs: str = "state"):
+    """The host environment of one task; `episode_length` (agent steps) defaults to its domain's.
+
+    obs="rgb" observes a DMControl task through its camera (envs/pixels.py).
+    """
     check_task(task)
+    check_obs(task, obs)
+    if obs == "rgb":
+        from tdmpc2_jax.envs.pixels import PixelEnv
+
+        return PixelEnv(make_host_env(task, seed, episode_length))
     if domain_of(task) == "gym":
         from tdmpc2_jax.envs.gym import GymEnv
 

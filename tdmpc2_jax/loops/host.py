@@ -26,6 +26,7 @@ from tdmpc2_jax.buffers.episodic import EpisodeBuffer
 from tdmpc2_jax.config import Config
 from tdmpc2_jax.envs.dmc import DMCEnv
 from tdmpc2_jax.envs.multitask import MultitaskEnv
+from tdmpc2_jax.envs.pixels import FRAMES, select_renderer
 from tdmpc2_jax.envs.registry import make_host_env
 from tdmpc2_jax.envs.task_sets import task_dim_of, task_set_of
 from tdmpc2_jax.logs import RunLogger
@@ -73,7 +74,7 @@ class Planners:
     """Jitted planners for acting (training noise) and evaluation."""
 
     def __init__(self, agent: Agent):
-        self.horizon, self.obs_dim, self.action_dim = agent.cfg.horizon, agent.cfg.obs_dim, agent.cfg.action_dim
+        self.horizon, self.action_dim = agent.cfg.horizon, agent.cfg.action_dim
         self.train_plan = make_planner(agent.model, eval_mode=False)
         self.eval_plan = make_planner(agent.model, eval_mode=True)
 
@@ -121,7 +122,9 @@ def train(config: ConfigDict) -> dict[str, Any]:
     if resumed:
         run_state = restore_run(ckpt_dir, config, agent.cfg, run_state, buffer, (env, eval_env))
     logger = make_logger(config, work_dir, run_state.step, agent.cfg, env.action_repeat)
-    logger.message(f"{describe(agent.cfg, config.task)}: obs {env.obs_dim}, action {env.action_dim}, agent steps {config.steps:,} "
+    obs = "x".join(map(str, agent.cfg.obs_shape)) if agent.cfg.obs == "rgb" else env.obs_dim
+    logger.message(f"{describe(agent.cfg, config.task)}: obs {obs}, action {env.action_dim}, "
+                   f"agent steps {config.steps:,} "
                    f"(from {run_state.step:,}), buffer {buffer.capacity:,} rows = {buffer.nbytes / 2**20:.1f} MiB, "
                    f"work dir {work_dir}")
     save = lambda final=False: save_run(ckpt_dir, config, agent.cfg, run_state, buffer, (env, eval_env), final)
@@ -182,9 +185,11 @@ def make_envs(config: ConfigDict) -> tuple[Any, Any, Config]:
     """(training env, evaluation env, the agent's Config): the task's host envs, MultitaskEnvs for a set."""
     task_set = task_set_of(config)
     if task_set is None:
-        env = make_host_env(config.task, config.seed, config.episode_length)
-        eval_env = make_host_env(config.task, run.eval_seed(config.seed), config.episode_length)
-        return env, eval_env, run.agent_config(config, env.obs_dim, env.action_dim, env.episode_length)
+        if config.obs == "rgb":
+            select_renderer()
+        env = make_host_env(config.task, config.seed, config.episode_length, config.obs)
+        eval_env = make_host_env(config.task, run.eval_seed(config.seed), config.episode_length, config.obs)
+        return env, eval_env, run.agent_config(config, env.obs_shape, env.action_dim, env.episode_length)
     env = MultitaskEnv(task_set.tasks, config.seed, run.set_episode_length(config))
     eval_env = MultitaskEnv(task_set.tasks, run.eval_seed(config.seed), run.set_episode_length(config))
     agent_cfg = run.multitask_agent_config(config, task_set, env.obs_dim, env.action_dims, env.episode_lengths,
@@ -208,8 +213,9 @@ def make_buffer(config: ConfigDict, env, agent_cfg: Config) -> EpisodeBuffer:
     """A buffer for min(buffer_size, steps) transitions (plus each episode's final observation)."""
     capacity_steps = min(config.buffer_size, config.steps)
     shortest = min(agent_cfg.episode_lengths or (env.episode_length,))
-    return EpisodeBuffer(capacity_steps + capacity_steps // shortest + 1, env.obs_dim, env.action_dim,
-                         agent_cfg.horizon, multitask=agent_cfg.multitask)
+    return EpisodeBuffer(capacity_steps + capacity_steps // shortest + 1, agent_cfg.obs_shape, env.action_dim,
+                         agent_cfg.horizon, multitask=agent_cfg.multitask,
+                         stacked_frames=FRAMES if agent_cfg.obs == "rgb" else 0)
 
 
 def initial_run_state(config: ConfigDict, agent: Agent, planners: Planners) -> RunState:

@@ -23,13 +23,16 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
-def agent_config(config: ConfigDict, obs_dim: int, action_dim: int, episode_length: int) -> Config:
-    """The agent's Config from a run config (official keys) and the environment's dimensions."""
-    if config.obs != "state":
-        raise ValueError(f"obs={config.obs!r}: only state observations are supported")
+def agent_config(config: ConfigDict, obs_shape: int | tuple[int, ...], action_dim: int, episode_length: int
+                 ) -> Config:
+    """The agent's Config from a run config (official keys) and the environment's dimensions:
+    obs_shape is obs_dim, or the image shape [C, H, W] of pixel observations."""
     values = {k: v for k, v in config.to_dict().items() if k in FIELD_NAMES and k not in DERIVED}
-    values.update(obs_dim=obs_dim, action_dim=action_dim, episode_length=episode_length,
-                  model_size=config.model_size)
+    if config.obs == "rgb":
+        values.update(obs_dim=0, image_shape=tuple(obs_shape))
+    else:
+        values.update(obs_dim=obs_shape if isinstance(obs_shape, int) else int(obs_shape[0]))
+    values.update(action_dim=action_dim, episode_length=episode_length, model_size=config.model_size)
     if config.task == "mt30" and config.model_size == 19 and config.latent_dim is None:
         values["latent_dim"] = 512  # the official mt30 19M model is narrower than the 19M preset
     return make_config(values)
@@ -54,6 +57,14 @@ def check_run_keys(config: ConfigDict) -> None:
     """Refuses combinations of the official run keys that cannot work, with what to change."""
     if config.resume and not config.save_agent:
         raise ValueError("resume=True needs the checkpoints that save_agent=False turns off")
+    if config.obs not in ("state", "rgb"):
+        raise ValueError(f"obs={config.obs!r}: choose 'state' or 'rgb'")
+    if config.obs == "rgb":
+        if config.backend == "mjx":
+            raise ValueError("obs=rgb runs on host MuJoCo (--config=configs/dmc.py:TASK): MJX environments render "
+                             "pixels only through Madrona on NVIDIA GPUs, which this project does not drive")
+        if task_set_of(config) is not None or config.data_dir:
+            raise ValueError("obs=rgb is single-task and online (the official code has no multitask pixel agent)")
     if config.save_video and config.backend != "dmc":
         raise ValueError("save_video records evaluation episodes rendered on host MuJoCo: train with "
                          f"--config=configs/dmc.py:{config.task}, or evaluate an MJX checkpoint there with --video")
