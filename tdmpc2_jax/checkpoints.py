@@ -38,8 +38,10 @@ def tree_mismatches(expected: Any, got: Any, path: str = "") -> list[str]:
 
 
 def architecture_mismatches(expected: Mapping[str, Any], got: Mapping[str, Any]) -> list[str]:
+    """Keys on which two architectures differ (a shape stored as a JSON list equals its tuple)."""
+    as_stored = lambda v: list(v) if isinstance(v, tuple) else v
     return [f"{k}: model has {expected[k]!r}, checkpoint has {got.get(k)!r}"
-            for k in expected if k in got and got[k] != expected[k]]
+            for k in expected if k in got and as_stored(got[k]) != as_stored(expected[k])]
 
 
 def config_to_json(cfg: Config) -> dict[str, Any]:

@@ -54,6 +54,8 @@ def main(argv: list[str]) -> None:
     if FLAGS.tasks:
         fail("--tasks selects tasks of a task set: give one, e.g. --config=configs/dmc.py:mt30")
     if config.backend == "mjx":
+        if config.obs == "rgb":
+            fail("obs=rgb evaluates on host MuJoCo: use --config=configs/dmc.py:" + config.task)
         if FLAGS.video:
             fail("--video renders on host MuJoCo: use --config=configs/dmc.py:" + config.task)
         returns, lengths = _evaluate_mjx(config, checkpoint, seed)
@@ -142,14 +144,17 @@ def _evaluate_host(config, checkpoint, seed: int):
     import numpy as np
 
     from tdmpc2_jax.agent import Agent
+    from tdmpc2_jax.envs.pixels import select_renderer
     from tdmpc2_jax.envs.registry import make_host_env
     from tdmpc2_jax.loops.host import Planners, evaluate
     from tdmpc2_jax.loops.run import eval_seed
 
     try:
-        env = make_host_env(config.task, eval_seed(seed), config.episode_length)
-        agent_cfg, params = for_task(FLAGS.checkpoint, checkpoint, config, env.obs_dim, env.action_dim)
-    except (ValueError, FileNotFoundError, ImportError) as err:
+        if config.obs == "rgb":
+            select_renderer()
+        env = make_host_env(config.task, eval_seed(seed), config.episode_length, config.obs)
+        agent_cfg, params = for_task(FLAGS.checkpoint, checkpoint, config, env.obs_shape, env.action_dim)
+    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as err:
         fail(str(err))
     frames: list[np.ndarray] = []
     result = evaluate(env, Planners(Agent(agent_cfg)), params, jax.random.key(seed), FLAGS.episodes,

@@ -11,8 +11,8 @@ from tdmpc2_jax.config import Config
 from tdmpc2_jax.envs.task_sets import TaskSet, episode_length_of, known_set_of_size
 from tdmpc2_jax.types import Params
 
-ARCHITECTURE_KEYS = ("num_enc_layers", "enc_dim", "mlp_dim", "latent_dim", "num_q", "simnorm_dim", "num_bins",
-                     "log_std_min", "log_std_max", "episodic", "task_dim")
+ARCHITECTURE_KEYS = ("num_enc_layers", "enc_dim", "num_channels", "mlp_dim", "latent_dim", "num_q", "simnorm_dim",
+                     "num_bins", "log_std_min", "log_std_max", "episodic", "task_dim")
 
 
 def read_checkpoint(path: str) -> tuple[Config, Params]:
@@ -26,23 +26,29 @@ def read_checkpoint(path: str) -> tuple[Config, Params]:
     return ckpt_cfg, jax.tree.map(jax.numpy.asarray, params)
 
 
-def load_for_task(path: str, config, obs_dim: int, action_dim: int) -> tuple[Config, Params]:
+def load_for_task(path: str, config, obs_shape: int | tuple[int, ...], action_dim: int) -> tuple[Config, Params]:
     """(agent Config, params) of a single-task checkpoint, planning settings from `config`; checks the task's shapes."""
-    return for_task(path, read_checkpoint(path), config, obs_dim, action_dim)
+    return for_task(path, read_checkpoint(path), config, obs_shape, action_dim)
 
 
-def for_task(path: str, checkpoint: tuple[Config, Params], config, obs_dim: int, action_dim: int):
-    """`load_for_task` of a checkpoint already read from `path`."""
+def for_task(path: str, checkpoint: tuple[Config, Params], config, obs_shape: int | tuple[int, ...],
+             action_dim: int):
+    """`load_for_task` of a checkpoint already read from `path` (obs_shape: the task's obs_dim or image shape)."""
     from tdmpc2_jax.loops.run import agent_config
 
     ckpt_cfg, params = checkpoint
+    obs_shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
     if ckpt_cfg.multitask:
         raise ValueError(f"checkpoint {path} is multitask ({ckpt_cfg.num_tasks} tasks): evaluate it with its task "
                          f"set, e.g. --config=configs/dmc.py:mt30, or with --config.tasks listing its tasks")
-    if (ckpt_cfg.obs_dim, ckpt_cfg.action_dim) != (obs_dim, action_dim):
-        raise ValueError(f"checkpoint {path} is for obs {ckpt_cfg.obs_dim} / action {ckpt_cfg.action_dim}, task "
-                         f"{config.task} has obs {obs_dim} / action {action_dim}")
-    agent_cfg = agent_config(config, obs_dim, action_dim, config.episode_length)
+    if ckpt_cfg.obs != config.obs:
+        raise ValueError(f"checkpoint {path} was trained on {ckpt_cfg.obs} observations: evaluate it with "
+                         f"--config.obs={ckpt_cfg.obs} (this run has obs={config.obs})")
+    if (ckpt_cfg.obs_shape, ckpt_cfg.action_dim) != (obs_shape, action_dim):
+        shape = lambda s: "x".join(map(str, s))
+        raise ValueError(f"checkpoint {path} is for obs {shape(ckpt_cfg.obs_shape)} / action {ckpt_cfg.action_dim}, "
+                         f"task {config.task} has obs {shape(obs_shape)} / action {action_dim}")
+    agent_cfg = agent_config(config, obs_shape, action_dim, config.episode_length)
     return agent_cfg.replace(**{k: getattr(ckpt_cfg, k) for k in ARCHITECTURE_KEYS}), params
 
 

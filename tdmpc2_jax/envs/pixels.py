@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from collections import deque
 
 import numpy as np
@@ -26,7 +27,9 @@ def _renders(backend: str) -> str | None:
     """None if a child process renders a frame with MUJOCO_GL=backend, else its last error line."""
     env = {**os.environ, "MUJOCO_GL": backend, "PYOPENGL_PLATFORM": backend}
     try:
-        out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=120)
+        with warnings.catch_warnings():  # the child execs at once, so JAX's threads do not matter to it
+            warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+            out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
         return "timed out"
     if out.returncode == 0:

@@ -45,6 +45,8 @@ def main(argv: list[str]) -> None:
     from tdmpc2_jax.world_model import WorldModel
 
     try:
+        if config.obs != "state":
+            raise ValueError("speculative execution runs on state observations (obs=state)")
         env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
         agent_cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
         corrector, corrector_params, round_ = None, None, 0

@@ -70,6 +70,8 @@ def main(argv: list[str]) -> None:
             from tdmpc2_jax.loops.run import eval_seed
 
             make_env = lambda: make_host_env(config.task, eval_seed(FLAGS.seed), config.episode_length)
+        if config.obs != "state":
+            raise ValueError("speculative execution runs on state observations (obs=state)")
         env = make_env()
         agent_cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
         correctors = {name: fitting.load(path, config.task, agent_cfg.latent_dim, max(ks)) for name, path in pairs}
