@@ -212,7 +212,8 @@ def make_config(values: Mapping[str, Any], *, strict: bool = True) -> Config:
     """Builds a Config from official-style keys.
 
     `model_size` (1, 5, 19, 48, 317) fills the size keys that are not given explicitly (None or
-    absent); explicit size keys always win. `obs_shape` ({'state': [D]}) may stand for `obs_dim`.
+    absent); explicit size keys always win. `obs_shape` ({"state": [D]} or {"rgb": [C, H, W]}) may stand
+    for `obs_dim` (or for `obs` and `image_shape`).
     With strict=True an unknown key is an error naming close matches; with strict=False unknown keys
     (wandb settings, paths, ...) are ignored.
     """
@@ -223,15 +224,15 @@ def make_config(values: Mapping[str, Any], *, strict: bool = True) -> Config:
             raise ValueError(f"unknown model_size {size!r}; choose one of {sorted(MODEL_SIZES)}")
         for key, val in MODEL_SIZES[int(size)].items():
             values.setdefault(key, val)
-    obs_shape = values.get("obs_shape")
+    obs_shape = values.pop("obs_shape", None)  # the official key: {'state': [D]} or {'rgb': [C, H, W]}
     if isinstance(obs_shape, Mapping) and "rgb" in obs_shape:
         values.setdefault("obs", "rgb")
         values.setdefault("image_shape", tuple(int(d) for d in obs_shape["rgb"]))
     if values.get("obs") == "rgb":
         values.setdefault("obs_dim", 0)
     if "obs_dim" not in values:
-        if "obs_shape" in values:
-            values["obs_dim"] = _leading_dim(values["obs_shape"])
+        if obs_shape is not None:
+            values["obs_dim"] = _leading_dim(obs_shape)
         elif values.get("obs_shapes"):
             values["obs_dim"] = max(_leading_dim(s) for s in values["obs_shapes"])
     if values.get("multitask"):
