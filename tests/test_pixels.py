@@ -1,5 +1,10 @@
 """Pixel observations: the encoder and the whole update against the official code
 (tests/fixtures/parity_rgb), official rgb weights, shapes, frame stacking and the frame buffer."""
+import signal
+import subprocess
+import sys
+import time
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -7,14 +12,17 @@ import numpy as np
 import pytest
 
 import tiny
+from helpers import rows
 from tiny import ROOT
 
-from tdmpc2_jax import convert, official, ops, parity
+from tdmpc2_jax import checkpoints, convert, official, ops, parity
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.buffers.episodic import EpisodeBuffer
 from tdmpc2_jax.config import make_config
 from tdmpc2_jax.envs.dmc import StepResult
+from tdmpc2_jax.envs import registry
 from tdmpc2_jax.envs.pixels import PixelEnv
+from tdmpc2_jax.loops import run
 from tdmpc2_jax.networks import ConvEncoder
 from tdmpc2_jax.planner import init_plan_state, make_planner
 from tdmpc2_jax.types import Batch
@@ -247,3 +255,60 @@ def test_the_buffer_stores_each_frame_once_and_rebuilds_the_stacks():
         buffer.add_episode(shuffled, np.zeros((9, 1), np.float32), np.zeros(9, np.float32))
     with pytest.raises(ValueError, match="pixel observations must be uint8"):
         buffer.add_episode(episodes[1].astype(np.float32), np.zeros((9, 1), np.float32), np.zeros(9, np.float32))
+
+
+# ---------------------------------------------------------------- end to end on a DMControl task
+
+PIXEL_RUN = dict(obs="rgb", num_channels=2, latent_dim=32, steps=60, seed_steps=20, episode_length=20, eval_freq=60,
+                 eval_episodes=1, checkpoint_every=20)
+
+
+def test_pixel_training_resumes_exactly_after_kill_9_and_its_checkpoint_evaluates(tmp_path):
+    """Every command shares one compilation cache: the conv gradients compile once."""
+    cache = tmp_path / "xla"
+    command = lambda module, work_dir, *extra: [
+        sys.executable, "-m", f"tdmpc2_jax.{module}", f"--config={ROOT / 'configs' / 'dmc.py'}:cartpole-balance",
+        *tiny.flags(tiny.AGENT, tiny.HOST_RUN, PIXEL_RUN, work_dir=work_dir, compilation_cache=cache), *extra]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    out = subprocess.run(command("train", straight), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "obs 9x64x64" in out.stdout + out.stderr
+
+    proc = subprocess.Popen(command("train", killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not (killed / "checkpoints" / "40").is_dir() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    survived = checkpoints.latest_step(str(killed / "checkpoints"))
+    assert survived is not None and survived < 61, "the run must be killed mid-way"
+    out = subprocess.run(command("train", killed, "--config.resume=True"), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    finals = [checkpoints.load_model(str(run / "checkpoints"))[1] for run in (straight, killed)]
+    jax.tree.map(np.testing.assert_array_equal, *finals)
+    returns = lambda run: [(r["agent_step"], r["episode_reward"]) for r in rows(run / "eval.csv")]
+    assert returns(killed) == returns(straight) and len(returns(straight)) == 2
+
+    evaluate = command("evaluate", tmp_path / "unused", "--checkpoint", str(straight / "checkpoints"), "--episodes", "1")
+    out = subprocess.run(evaluate + ["--video", str(tmp_path / "eval.mp4")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "1 episodes, return mean" in out.stdout and (tmp_path / "eval.mp4").stat().st_size > 1000
+    out = subprocess.run(evaluate + ["--config.obs=state"], capture_output=True, text=True)
+    assert out.returncode == 2 and "was trained on rgb observations: evaluate it with --config.obs=rgb" in out.stderr
+
+
+def test_pixels_are_refused_where_they_cannot_work():
+    with pytest.raises(ValueError, match="only DMControl tasks have pixel observations"):
+        registry.check_obs("mw-reach", "rgb")
+    with pytest.raises(ValueError, match="choose 'state' or 'rgb'"):
+        registry.check_obs("cartpole-balance", "pixels")
+    mjx = tiny.load_config("mjx.py", "cartpole-balance")
+    mjx.obs = "rgb"
+    with pytest.raises(ValueError, match="obs=rgb runs on host MuJoCo.*Madrona on NVIDIA GPUs"):
+        run.check_run_keys(mjx)
+    multitask = tiny.load_config("dmc.py", "mt30")
+    multitask.obs = "rgb"
+    with pytest.raises(ValueError, match="obs=rgb is single-task and online"):
+        run.check_run_keys(multitask)
+    with pytest.raises(ValueError, match="cannot render frames"):
+        PixelEnv(object())
