@@ -6,7 +6,9 @@ the official TD-MPC2 one.
 ENV_STEPS counts environment steps like the official CSVs (agent steps x the action repeat: 2 on
 DMControl, 1 on Gymnasium). The run goes to experiments/results/learning/<TASK>/ (eval.csv,
 train.csv) and the plot to experiments/results/learning/<TASK>.png, with wall-clock and device in
-the title; an episodic task's plot has a second panel with the termination loss.
+the title; an episodic task's plot has a second panel with the termination loss. A pixel run
+(`--config.obs=rgb`) is named <TASK>-rgb; the official curve beside it is the state-based one (the
+only one published).
 """
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ def read_curve(path: pathlib.Path, x: str, y: str) -> tuple[list[float], list[fl
     return [float(r[x]) for r in rows], [float(r[y]) for r in rows]
 
 
-def plot(task: str, run_dir: pathlib.Path, env_steps: int, title: str, out: pathlib.Path) -> None:
+def plot(task: str, run_dir: pathlib.Path, env_steps: int, title: str, out: pathlib.Path, obs: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,9 +67,10 @@ def plot(task: str, run_dir: pathlib.Path, env_steps: int, title: str, out: path
         for seed in sorted({r["seed"] for r in rows}):
             xs = [float(r["step"]) for r in rows if r["seed"] == seed]
             ys = [float(r["reward"]) for r in rows if r["seed"] == seed]
-            ax.plot(xs, ys, color="gray", alpha=0.6, marker=".", label="official TD-MPC2 (5M)" if seed == "1" else None)
+            ax.plot(xs, ys, color="gray", alpha=0.6, marker=".",
+                    label="official TD-MPC2 (5M, state)" if seed == "1" else None)
     xs, ys = read_curve(run_dir / "eval.csv", "step", "episode_reward")
-    ax.plot(xs, ys, color="C0", marker="o", label="tdmpc2_jax")
+    ax.plot(xs, ys, color="C0", marker="o", label=f"tdmpc2_jax ({obs})")
     ax.set(xlabel="environment steps", ylabel="episode return", title=title)
     ax.legend()
     fig.tight_layout()
@@ -81,17 +84,18 @@ def main() -> None:
     setup_process()
     config = load_config(task, overrides)
     results = ROOT / "experiments" / "results" / "learning"
-    run_dir = results / task
+    name = task + ("-rgb" if config.obs == "rgb" else "")
+    run_dir = results / name
     config.update(dict(steps=env_steps // action_repeat_of(task), work_dir=str(run_dir), save_buffer=False))
     start = time.time()
     last = host.train(config)
     minutes = (time.time() - start) / 60
     device = jax.devices()[0].device_kind
-    title = f"{task}: {config.model_size}M model, {minutes:.0f} min on {device}"
-    plot(task, run_dir, env_steps, title, results / f"{task}.png")
+    title = f"{name}: {config.model_size}M model, {minutes:.0f} min on {device}"
+    plot(task, run_dir, env_steps, title, results / f"{name}.png", config.obs)
     print(f"{title}; final eval return {last.get('episode_reward', float('nan')):.1f}")
     with open(results / "README.md", "a") as f:
-        f.write(f"- {task}, {env_steps:,} env steps, {config.model_size}M model: final return "
+        f.write(f"- {name}, {env_steps:,} env steps, {config.model_size}M model: final return "
                 f"{last.get('episode_reward', float('nan')):.1f}, {minutes:.1f} min on {device} "
                 f"({jax.default_backend()}); overrides: {' '.join(overrides) or 'none'}\n")
 
