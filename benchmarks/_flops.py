@@ -1,7 +1,8 @@
-"""Matrix-product FLOPs of a traced program, loops counted as many times as they run.
+"""Matrix-product and convolution FLOPs of a traced program, loops counted as many times as they run.
 
 XLA's own cost analysis counts the body of a loop once, and the planner's iterations and horizon are
-loops; here every `dot_general` counts 2 x (batch x free x free x contracted) and a `scan` body counts
+loops; here every `dot_general` counts 2 x (batch x free x free x contracted), every convolution
+2 x output entries x (kernel window x input channels), and a `scan` body counts
 `length` times. A `while` whose trip count is not static counts once; `cond` counts its most
 expensive branch. Elementwise work (LayerNorm, Mish, softmax) is left out: it is a few percent of
 the products' FLOPs in these models.
@@ -22,6 +23,16 @@ def _dot_flops(eqn: core.JaxprEqn) -> int:
     return 2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[d] for d in lhs_contract)
 
 
+def _conv_flops(eqn: core.JaxprEqn) -> int:
+    """2 x output entries x products per entry (the kernel's entries per output feature); the
+    input-dilated convolutions of a strided layer's gradient count only their non-zero taps."""
+    rhs = eqn.invars[1].aval.shape
+    out_features = rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
+    groups = eqn.params.get("batch_group_count", 1)
+    dilation = math.prod(eqn.params.get("lhs_dilation") or (1,))
+    return 2 * math.prod(eqn.outvars[0].aval.shape) * math.prod(rhs) // out_features // groups // dilation
+
+
 def _sub_jaxprs(value: Any) -> list[core.Jaxpr]:
     if isinstance(value, core.ClosedJaxpr):
         return [value.jaxpr]
@@ -38,6 +49,8 @@ def jaxpr_flops(jaxpr: core.Jaxpr) -> int:
         name = eqn.primitive.name
         if name == "dot_general":
             total += _dot_flops(eqn)
+        elif name == "conv_general_dilated":
+            total += _conv_flops(eqn)
         elif name == "cond":
             total += max(jaxpr_flops(b) for b in _sub_jaxprs(eqn.params["branches"]))
         else:

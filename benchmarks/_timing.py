@@ -14,10 +14,15 @@ from tdmpc2_jax.types import Batch
 
 
 def random_batch(cfg: Config, batch_size: int, key: jax.Array) -> Batch:
-    """An update batch of random observations, actions in [-1, 1] and rewards in [0, 1]."""
+    """An update batch of random observations (uint8 images for pixels), actions in [-1, 1] and
+    rewards in [0, 1]."""
     k = jax.random.split(key, 3)
     h = cfg.horizon
-    return Batch(obs=jax.random.normal(k[0], (h + 1, batch_size, cfg.obs_dim)),
+    if cfg.obs == "rgb":
+        obs = jax.random.randint(k[0], (h + 1, batch_size, *cfg.image_shape), 0, 256).astype(jnp.uint8)
+    else:
+        obs = jax.random.normal(k[0], (h + 1, batch_size, cfg.obs_dim))
+    return Batch(obs=obs,
                  action=jax.random.uniform(k[1], (h, batch_size, cfg.action_dim), minval=-1, maxval=1),
                  reward=jax.random.uniform(k[2], (h, batch_size)), terminated=jnp.zeros((h, batch_size)))
 

@@ -7,8 +7,9 @@ Three parts, each skipped when the time left could not finish it (the learning r
 reserve of the budget, so it always runs):
 - core: one MPPI plan (one observation) and one update (batch 256) for the model-size presets
   (obs 24, action 6): first call (trace + compile + run), median of warm calls, matrix-product
-  FLOPs counted from the traced program (benchmarks/_flops.py) and the TFLOP/s they reach; and
-  the 5M plan batched over 1024 observations.
+  and convolution FLOPs counted from the traced program (benchmarks/_flops.py) and the TFLOP/s
+  they reach; the 5M plan batched over 1024 observations; the 5M update with pixels (images
+  [9, 64, 64], 32 channels).
 - mjx: cheetah-run with the 5M model at N environments: transitions/s acting with the full planner
   (MPPI + MJX step + buffer insert), updates/s from the device buffer, device memory in use.
 - learning: MJX cheetah-run, 5M model, the official ratio of one update per transition, sized from
@@ -43,6 +44,7 @@ from tdmpc2_jax.planner import init_plan_state, plan
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OBS_DIM, ACTION_DIM = 24, 6
+PIXELS = (9, 64, 64)  # three stacked 64x64 RGB frames
 LEARN_COMPILE_S = 90.0  # kept free for compiling the learning run's programs
 
 
@@ -54,12 +56,14 @@ class Settings(dict):
 
 FULL = Settings(sizes={"1M": dict(model_size=1), "5M": dict(model_size=5), "48M": dict(model_size=48),
                        "317M": dict(model_size=317)},
+                pixels=("5M rgb", dict(model_size=5, obs="rgb", num_channels=32)),
                 batched_plan=("5M", 1024), task="cheetah-run", mjx_model=dict(model_size=5), mjx_envs=(1024, 256, 4096),
                 mjx_steps=10, mjx_updates=20, repeats=20, learn_envs=256, learn_steps=None, learn_reserve_s=200.0,
                 eval_episodes=16, learn_overrides={})
 TINY = dict(num_enc_layers=1, enc_dim=16, mlp_dim=16, latent_dim=16, num_q=2, num_samples=16, num_elites=4,
             num_pi_trajs=2, iterations=2, batch_size=8)
-SMOKE = Settings(sizes={"tiny": TINY}, batched_plan=("tiny", 8), task="cartpole-balance", mjx_model=TINY,
+SMOKE = Settings(sizes={"tiny": TINY}, pixels=("tiny rgb", dict(TINY, obs="rgb", num_channels=2, latent_dim=32)),
+                 batched_plan=("tiny", 8), task="cartpole-balance", mjx_model=TINY,
                  mjx_envs=(2,), mjx_steps=2, mjx_updates=2, repeats=2, learn_envs=2, learn_steps=40, learn_reserve_s=0.0,
                  eval_episodes=2, learn_overrides=dict(TINY, episode_length=10, seed_steps=8, buffer_size=200))
 
@@ -155,7 +159,9 @@ def plan_figures(sizes: dict, repeats: int, batch: int | None = None) -> dict:
 
 
 def update_figures(sizes: dict, repeats: int) -> dict:
-    cfg = make_config(dict(sizes, obs_dim=OBS_DIM, action_dim=ACTION_DIM))
+    """The update at the preset's batch size; pixels (`obs="rgb"`) take images [9, 64, 64]."""
+    observations = dict(obs_dim=0, image_shape=PIXELS) if sizes.get("obs") == "rgb" else dict(obs_dim=OBS_DIM)
+    cfg = make_config(dict(sizes, **observations, action_dim=ACTION_DIM))
     agent = Agent(cfg)
     batch = random_batch(cfg, cfg.batch_size, jax.random.key(0))
     update = xla.jit(agent.update, donate_argnums=0)
@@ -271,6 +277,8 @@ def main() -> None:
     mjx = lambda n: lambda: device_figures(settings.task, settings.mjx_model, n, settings.mjx_steps,
                                            settings.mjx_updates, settings.repeats)
     check.attempt("mjx", str(settings.mjx_envs[0]), 90, mjx(settings.mjx_envs[0]))
+    pixel_name, pixel_sizes = settings.pixels
+    check.attempt("core", f"update {pixel_name}", 40, lambda: update_figures(pixel_sizes, settings.repeats))
     for name, sizes in others[1:]:
         check.attempt("core", f"plan {name}", 30, lambda: plan_figures(sizes, settings.repeats))
         check.attempt("core", f"update {name}", 45, lambda: update_figures(sizes, settings.repeats))

@@ -86,7 +86,9 @@ def main() -> None:
     results = ROOT / "experiments" / "results" / "learning"
     name = task + ("-rgb" if config.obs == "rgb" else "")
     run_dir = results / name
-    config.update(dict(steps=env_steps // action_repeat_of(task), work_dir=str(run_dir), save_buffer=False))
+    config.update(dict(steps=env_steps // action_repeat_of(task), work_dir=str(run_dir)))
+    if not any(item.startswith("--config.save_buffer=") for item in overrides):
+        config.save_buffer = False  # lighter checkpoints; --config.save_buffer=True for an exact resume
     start = time.time()
     last = host.train(config)
     minutes = (time.time() - start) / 60

@@ -30,12 +30,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks._timing import report, time_calls
+from benchmarks._timing import random_batch, report, time_calls
 from tdmpc2_jax import xla
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.buffers.episodic import EpisodeBuffer
 from tdmpc2_jax.config import make_config
-from tdmpc2_jax.types import Batch
 from tdmpc2_jax.world_model import WorldModel
 
 IMAGE = (9, 64, 64)
@@ -94,11 +93,7 @@ def update_times(name: str, preset: dict, batch_size: int, repeats: int) -> dict
     cfg = pixel_config(preset, batch_size)
     agent = Agent(cfg)
     state = agent.init(jax.random.key(0))
-    h = cfg.horizon
-    keys = jax.random.split(jax.random.key(1), 3)
-    batch = Batch(obs=random_images(keys[0], (h + 1, batch_size)),
-                  action=jax.random.uniform(keys[1], (h, batch_size, cfg.action_dim), minval=-1, maxval=1),
-                  reward=jax.random.uniform(keys[2], (h, batch_size)), terminated=jnp.zeros((h, batch_size)))
+    batch = random_batch(cfg, batch_size, jax.random.key(1))
     update = xla.jit(agent.update)
     holder = {"state": state}
 
