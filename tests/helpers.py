@@ -1,7 +1,9 @@
 """Helpers shared by the end-to-end tests."""
 import csv
+import signal
 import subprocess
 import sys
+import time
 
 import tiny
 from tiny import ROOT
@@ -32,3 +34,13 @@ def tiny_agent(directory) -> str:
     state = Agent(cfg).init(jax.random.key(0))
     checkpoints.save(str(directory), 1, {"params": state.params, "target_qs": state.target_qs}, cfg)
     return str(directory)
+
+
+def kill_9_once(command: list[str], written, env=None, timeout_s: float = 600) -> None:
+    """Starts `command` and kills it with SIGKILL as soon as the path `written` exists (or it ends)."""
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout_s
+    while not written.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()

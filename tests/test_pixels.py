@@ -1,9 +1,7 @@
 """Pixel observations: the encoder and the whole update against the official code
 (tests/fixtures/parity_rgb), official rgb weights, shapes, frame stacking and the frame buffer."""
-import signal
 import subprocess
 import sys
-import time
 
 import chex
 import jax
@@ -12,7 +10,7 @@ import numpy as np
 import pytest
 
 import tiny
-from helpers import rows
+from helpers import kill_9_once, rows
 from tiny import ROOT
 
 from tdmpc2_jax import checkpoints, convert, official, ops, parity
@@ -274,12 +272,7 @@ def test_pixel_training_resumes_exactly_after_kill_9_and_its_checkpoint_evaluate
     assert out.returncode == 0, out.stderr[-2000:]
     assert "obs 9x64x64" in out.stdout + out.stderr
 
-    proc = subprocess.Popen(command("train", killed), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not (killed / "checkpoints" / "40").is_dir() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_9_once(command("train", killed), killed / "checkpoints" / "40")
     survived = checkpoints.latest_step(str(killed / "checkpoints"))
     assert survived is not None and survived < 61, "the run must be killed mid-way"
     out = subprocess.run(command("train", killed, "--config.resume=True"), capture_output=True, text=True)

@@ -1,10 +1,8 @@
 """Host training end to end: logs, checkpoints, exact resume after kill -9, evaluation, error paths."""
 import os
 import pathlib
-import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -15,7 +13,7 @@ from tdmpc2_jax.envs.dmc import DMCEnv
 from tdmpc2_jax.loops import host, run
 
 import tiny
-from helpers import ROOT, rows
+from helpers import ROOT, kill_9_once, rows
 
 
 def tiny_config(work_dir, task="cartpole-balance", **changes):
@@ -84,13 +82,7 @@ def test_kill_9_then_resume_ends_with_the_same_parameters(tmp_path):
     assert list(cache.glob("*/jit_update-*-cache")), "the update program is kept for later runs"
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(cli("train", "cartpole-balance", killed, compilation_cache=cache), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while not (killed / "checkpoints" / "100").is_dir() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    kill_9_once(cli("train", "cartpole-balance", killed, compilation_cache=cache), killed / "checkpoints" / "100", env)
     survived = checkpoints.latest_step(str(killed / "checkpoints"))
     assert survived is not None and survived < 301, "the run must be killed mid-way"
     subprocess.run(cli("train", "cartpole-balance", killed, resume=True, compilation_cache=cache), check=True, env=env,
