@@ -1,7 +1,7 @@
 """Writes a pixel-observation (obs=rgb) parity fixture from the official PyTorch TD-MPC2.
 
     PYTHONPATH=.venv/lib/python3.11/site-packages .venv-official/bin/python -m experiments.rgb_fixture \\
-        --official-repo PATH --out tests/fixtures/parity_rgb
+        --official-repo PATH --out tests/fixtures/parity_rgb [key=value ...]
     python -m experiments.rgb_fixture --check tests/fixtures/parity_rgb      (NumPy only)
 
 (the official code needs tensordict, this package's helpers import jax: the PYTHONPATH gives the
@@ -10,8 +10,10 @@ patched for CPU as in benchmarks/versus_official.py. The agent is the official s
 with obs=rgb: 64x64 RGB images, three frames stacked on the channel axis (uint8 [9, 64, 64]),
 encoded by common/layers.py conv(): ShiftAug(pad=3), x/255 - 0.5, four convolutions (7/2, 5/2,
 3/2, 3/1, ReLU between them), Flatten and SimNorm. The config is small (RGB below): num_channels=8,
-so latent_dim = 8 * 4 * 4 = 128. The weights are the official init perturbed as in
-experiments/parity_fixture.py, so the zero-initialised output layers are exercised.
+so latent_dim = 8 * 4 * 4 = 128; official config keys given as key=value change it (for
+example num_channels=4 latent_dim=64 batch_size=6 horizon=4 num_q=3 episodic=true; an episodic
+batch ends a quarter of its steps in a terminal state). The weights are the official init
+perturbed as in experiments/parity_fixture.py, so the zero-initialised output layers are exercised.
 
 Written to DIR: README.json, weights.npz, forward.npz (one encode of a batch with every encoder
 stage, then dynamics / reward / Q / pi on its latent) and update.npz (one official TDMPC2._update).
@@ -139,10 +141,10 @@ def shift_injector(torch, seed: int):
     return ShiftInjector(torch, seed)
 
 
-def rgb_config(defaults: dict) -> Any:
+def rgb_config(defaults: dict, overrides: dict) -> Any:
     from experiments.parity_fixture import official_config
 
-    cfg = official_config(defaults, RGB)
+    cfg = official_config(defaults, {**RGB, **overrides})
     cfg.obs_shape = {"rgb": [3 * FRAMES, SIZE, SIZE]}  # in place of official_config's state shape
     if cfg.latent_dim != cfg.num_channels * 4 * 4:
         raise SystemExit("conv() flattens num_channels x 4 x 4: latent_dim must be 16 num_channels")
@@ -234,6 +236,8 @@ def update_fixture(torch, agent, cfg, seed: int) -> tuple[dict, dict]:
     action = torch.rand(h, b, cfg.action_dim, generator=g) * 2 - 1
     reward = torch.rand(h, b, 1, generator=g) * 4 - 2
     terminated = torch.zeros(h, b, 1)
+    if cfg.episodic:
+        terminated = (torch.rand(h, b, 1, generator=g) < 0.25).float()
     inject = shift_injector(torch, seed + 1)
     record: dict[str, Any] = {}
     model = agent.model
@@ -329,9 +333,9 @@ def write_npz(path: pathlib.Path, arrays: dict) -> None:
             zf.writestr(info, buffer.getvalue(), compresslevel=9)
 
 
-def generate(official_repo: pathlib.Path, out: pathlib.Path) -> None:
+def generate(official_repo: pathlib.Path, out: pathlib.Path, overrides: list[str]) -> None:
     from benchmarks.versus_official import load_official
-    from experiments.parity_fixture import _describe, perturb, state_arrays
+    from experiments.parity_fixture import _describe, parse_overrides, perturb, state_arrays
 
     agent_cls, _, defaults = load_official(official_repo)
     import tensordict
@@ -339,7 +343,7 @@ def generate(official_repo: pathlib.Path, out: pathlib.Path) -> None:
 
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
-    cfg = rgb_config(defaults)
+    cfg = rgb_config(defaults, parse_overrides(overrides))
     torch.manual_seed(SEEDS["torch_manual_seed_init"])
     with contextlib.redirect_stdout(open(os.devnull, "w")):
         agent = agent_cls(cfg)
@@ -373,17 +377,17 @@ def generate(official_repo: pathlib.Path, out: pathlib.Path) -> None:
                              "tensordict": tensordict.__version__, "numpy": np.__version__},
         "torch_version": torch.__version__, "torch_num_threads": 1, "torch_use_deterministic_algorithms": True,
         "generated_by": "PYTHONPATH=.venv/lib/python3.11/site-packages .venv-official/bin/python -m "
-                        "experiments.rgb_fixture --official-repo PATH --out tests/fixtures/parity_rgb",
-        "checked_by": "python -m experiments.rgb_fixture --check tests/fixtures/parity_rgb",
+                        f"experiments.rgb_fixture --official-repo PATH --out {out} {' '.join(overrides)}".rstrip(),
+        "checked_by": f"python -m experiments.rgb_fixture --check {out}",
         "seeds": SEEDS,
         "seed_notes": "torch.manual_seed(torch_manual_seed_init) right before TDMPC2(cfg); every other random "
                       "value comes from a private torch.Generator with the listed seed; the global torch RNG is "
                       "checked to be untouched during the forward and update calls.",
         "config": {k: v for k, v in cfg.items()},
         "config_notes": {"latent_dim": "num_channels * 4 * 4 (conv() flattens a [C, 4, 4] map)",
-                         "num_q": "2: WorldModel.Q's perm[:2] then holds both heads (min / avg do not depend "
-                                  "on the order)",
-                         "batch_size": "B=4 (zs is allocated with cfg.batch_size inside _update)",
+                         "num_q": f"{cfg.num_q}: WorldModel.Q's perm[:2] picks the heads (min / avg do not "
+                                  "depend on their order)",
+                         "batch_size": f"B={cfg.batch_size} (zs is allocated with cfg.batch_size inside _update)",
                          "discount": "clip((500/5-1)/(500/5), 0.95, 0.995) = 0.99"},
         "encoder": {"module": "model._encoder.rgb = common.layers.conv(): 0 ShiftAug(pad=3), 1 PixelPreprocess, "
                               "2 Conv2d(9, C, 7, stride 2), 3 ReLU, 4 Conv2d(C, C, 5, stride 2), 5 ReLU, "
@@ -497,12 +501,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--official-repo", type=pathlib.Path)
     parser.add_argument("--out", type=pathlib.Path, help="directory to write (then checked)")
     parser.add_argument("--check", type=pathlib.Path, metavar="DIR", help="only check an existing fixture (NumPy)")
+    parser.add_argument("overrides", nargs="*", help="official config key=value")
     args = parser.parse_args(argv)
     if args.check is not None:
         return 0 if check(args.check) else 1
     if args.official_repo is None or args.out is None:
         parser.error("--official-repo and --out are needed to generate (or --check DIR)")
-    generate(args.official_repo, args.out)
+    generate(args.official_repo, args.out, args.overrides)
     return 0 if check(args.out) else 1
 
 

@@ -305,3 +305,16 @@ def test_pixels_are_refused_where_they_cannot_work():
         run.check_run_keys(multitask)
     with pytest.raises(ValueError, match="cannot render frames"):
         PixelEnv(object())
+
+
+def test_an_episodic_rgb_fixture_of_other_sizes_passes():
+    """Termination head and (1 - terminated) targets with pixels, horizon 4 (five shift draws),
+    batch 6, 3 Q heads, 4 channels (latent 64): made by the official code like parity_rgb."""
+    fixture = FIXTURE.parent / "parity_rgb_episodic"
+    assert 0 < np.load(fixture / "update.npz")["terminated"].sum() < 24
+    rows = parity.run(str(fixture))
+    bad = [r for r in rows if not r.ok]
+    assert not bad, parity.format_table(bad)
+    names = {r.name.split(" ")[0] for r in rows}
+    assert {"update/termination_loss", "update/grad/_encoder.rgb.2.weight", "update/grad/_termination.2.weight",
+            "forward/z"} <= names
