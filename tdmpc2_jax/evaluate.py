@@ -89,6 +89,8 @@ def _evaluate_set(config, checkpoint, task_set, seed: int) -> None:
 
     if config.backend != "dmc":
         fail("multitask evaluation runs on host MuJoCo: use --config=configs/dmc.py:" + config.task)
+    if config.obs != "state":
+        fail("multitask agents take state observations (the official code has no multitask pixel agent)")
     try:
         model = for_set(FLAGS.checkpoint, checkpoint, config, task_set)
     except ValueError as err:
