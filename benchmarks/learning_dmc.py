@@ -2,13 +2,15 @@
 the official TD-MPC2 one.
 
     python benchmarks/learning_dmc.py TASK ENV_STEPS [--config.key=value ...]
+    python benchmarks/learning_dmc.py TASK ENV_STEPS [--config.key=value ...] --plot-only
 
 ENV_STEPS counts environment steps like the official CSVs (agent steps x the action repeat: 2 on
 DMControl, 1 on Gymnasium). The run goes to experiments/results/learning/<TASK>/ (eval.csv,
 train.csv) and the plot to experiments/results/learning/<TASK>.png, with wall-clock and device in
 the title; an episodic task's plot has a second panel with the termination loss. A pixel run
 (`--config.obs=rgb`) is named <TASK>-rgb; the official curve beside it is the state-based one (the
-only one published).
+only one published). `--plot-only` plots a run that has not finished (it resumes later with the
+same command and `--config.resume=True`).
 """
 from __future__ import annotations
 
@@ -81,6 +83,8 @@ def main() -> None:
     if len(sys.argv) < 3:
         sys.exit(__doc__)
     task, env_steps, overrides = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+    plot_only = "--plot-only" in overrides
+    overrides = [item for item in overrides if item != "--plot-only"]
     setup_process()
     config = load_config(task, overrides)
     results = ROOT / "experiments" / "results" / "learning"
@@ -89,6 +93,12 @@ def main() -> None:
     config.update(dict(steps=env_steps // action_repeat_of(task), work_dir=str(run_dir)))
     if not any(item.startswith("--config.save_buffer=") for item in overrides):
         config.save_buffer = False  # lighter checkpoints; --config.save_buffer=True for an exact resume
+    if plot_only:
+        steps, _ = read_curve(run_dir / "eval.csv", "step", "episode_reward")
+        title = f"{name}: first {max(steps):,.0f} of {env_steps:,} env steps (unfinished)"
+        plot(task, run_dir, env_steps, title, results / f"{name}.png", config.obs)
+        print(f"wrote {results / f'{name}.png'}: {title}")
+        return
     start = time.time()
     last = host.train(config)
     minutes = (time.time() - start) / 60
