@@ -318,3 +318,26 @@ def test_an_episodic_rgb_fixture_of_other_sizes_passes():
     names = {r.name.split(" ")[0] for r in rows}
     assert {"update/termination_loss", "update/grad/_encoder.rgb.2.weight", "update/grad/_termination.2.weight",
             "forward/z"} <= names
+
+
+def test_the_renderer_is_chosen_or_refused_in_one_line(monkeypatch):
+    from tdmpc2_jax.envs import dmc, pixels
+
+    tried = []
+
+    def broken(backend):
+        tried.append(backend)
+        return f"no {backend} library"
+
+    monkeypatch.setattr(pixels, "_renders", broken)
+    monkeypatch.setattr(dmc, "RENDERER_FROM_USER", False)
+    with pytest.raises(pixels.RendererUnavailable, match="MUJOCO_GL=egl: no egl library; MUJOCO_GL=osmesa: no osmesa"):
+        pixels.select_renderer()
+    assert tried == ["egl", "osmesa"]
+    # a backend the user chose is the only one tried
+    tried.clear()
+    monkeypatch.setattr(dmc, "RENDERER_FROM_USER", True)
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    with pytest.raises(pixels.RendererUnavailable, match="MUJOCO_GL=osmesa: no osmesa library\\)"):
+        pixels.select_renderer()
+    assert tried == ["osmesa"]

@@ -23,6 +23,10 @@ _PROBE = ("from dm_control import suite; env = suite.load('cartpole', 'balance')
           "assert env.physics.render(8, 8, camera_id=0).shape == (8, 8, 3)")
 
 
+class RendererUnavailable(RuntimeError):
+    """No headless MuJoCo renderer works in this process."""
+
+
 def _renders(backend: str) -> str | None:
     """None if a child process renders a frame with MUJOCO_GL=backend, else its last error line."""
     env = {**os.environ, "MUJOCO_GL": backend, "PYOPENGL_PLATFORM": backend}
@@ -51,14 +55,14 @@ def select_renderer() -> str:
         error = _renders(backend)
         if error is None:
             if "dm_control._render" in sys.modules and os.environ.get("MUJOCO_GL") != backend:
-                raise RuntimeError(f"obs=rgb renders with MUJOCO_GL={backend}, but MuJoCo's renderer already "
+                raise RendererUnavailable(f"obs=rgb renders with MUJOCO_GL={backend}, but MuJoCo's renderer already "
                                    f"loaded {os.environ.get('MUJOCO_GL')}: set MUJOCO_GL={backend} and start again")
             os.environ["MUJOCO_GL"] = backend
             os.environ.setdefault("PYOPENGL_PLATFORM", backend)
             return backend
         failures[backend] = error
     tried = "; ".join(f"MUJOCO_GL={b}: {e}" for b, e in failures.items())
-    raise RuntimeError(f"obs=rgb needs headless rendering and none works here ({tried}); install EGL "
+    raise RendererUnavailable(f"obs=rgb needs headless rendering and none works here ({tried}); install EGL "
                        "(libegl1 with an NVIDIA driver or Mesa) or OSMesa (libosmesa6), or set MUJOCO_GL")
 
 
