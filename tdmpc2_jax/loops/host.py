@@ -74,7 +74,7 @@ class Planners:
     """Jitted planners for acting (training noise) and evaluation."""
 
     def __init__(self, agent: Agent):
-        self.horizon, self.action_dim = agent.cfg.horizon, agent.cfg.action_dim
+        self.horizon, self.obs_dim, self.action_dim = agent.cfg.horizon, agent.cfg.obs_dim, agent.cfg.action_dim
         self.train_plan = make_planner(agent.model, eval_mode=False)
         self.eval_plan = make_planner(agent.model, eval_mode=True)
 
