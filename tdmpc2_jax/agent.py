@@ -20,6 +20,7 @@ from tdmpc2_jax.world_model import WorldModel, sample_pair
 
 SHIFT_STREAM = 1  # the update key's fold-in for the image shifts (pixel observations)
 
+
 class UpdateDraws(NamedTuple):
     """The random numbers of one update, in the official call order."""
 
