@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The speculative-execution protocol on MJX for one trained agent:
+# The speculative-execution protocol for one trained agent, on MJX (default) or host MuJoCo
+# (BACKEND=host: tasks without an MJX version, such as humanoid-walk):
 #   1. collect teacher-labelled tuples from naive K_MAX rollouts (history of 4 steps);
 #   2. train the MLP (newest step) and the transformer (4 steps) correctors;
 #   3. one DAgger round per corrector: roll out the corrected controller, add its tuples, retrain;
 #   4. evaluate every mode for K in KS on the same seeds (calibrating tau first).
 # usage: experiments/speculative.sh CHECKPOINT OUT [TASK]
-# Sizes are environment variables: ENVS, STEPS, DAGGER_STEPS, EPISODES, KS, K_MAX.
+# Sizes are environment variables: ENVS, STEPS, DAGGER_STEPS (MJX collection), COLLECT_EPISODES,
+# DAGGER_EPISODES (host collection), EPISODES, KS, K_MAX; MISMATCH (latent, policy or latent,policy)
+# picks what the fallback compares with tau_k.
 set -euo pipefail
 CHECKPOINT=$1
 OUT=$2
@@ -16,22 +19,31 @@ DAGGER_STEPS=${DAGGER_STEPS:-150}
 EPISODES=${EPISODES:-4}
 KS=${KS:-2,3,4,6}
 K_MAX=${K_MAX:-6}
-CONFIG=configs/mjx.py:$TASK
+MISMATCH=${MISMATCH:-latent}
+if [ "${BACKEND:-mjx}" = host ]; then
+  CONFIG=configs/dmc.py:$TASK
+  COLLECT=(--episodes="${COLLECT_EPISODES:-4}")
+  DAGGER=(--episodes="${DAGGER_EPISODES:-2}")
+else
+  CONFIG=configs/mjx.py:$TASK
+  COLLECT=(--envs="$ENVS" --steps="$STEPS")
+  DAGGER=(--envs="$ENVS" --steps="$DAGGER_STEPS")
+fi
 DATA=$OUT/data
 mkdir -p "$DATA"
 run() { echo "+ $*"; "$@"; }
 
 run python -m tdmpc2_jax.speculative.collect --config="$CONFIG" --checkpoint="$CHECKPOINT" --k="$K_MAX" \
-    --history=4 --envs="$ENVS" --steps="$STEPS" --out="$DATA/naive.npz"
+    --history=4 "${COLLECT[@]}" --out="$DATA/naive.npz"
 for KIND in mlp transformer; do
   run python -m tdmpc2_jax.speculative.train_corrector --data="$DATA/naive.npz" --kind=$KIND \
       --out="$OUT/correctors/$KIND-round0"
   run python -m tdmpc2_jax.speculative.collect --config="$CONFIG" --checkpoint="$CHECKPOINT" --k="$K_MAX" \
-      --corrector="$OUT/correctors/$KIND-round0" --envs="$ENVS" --steps="$DAGGER_STEPS" --seed=1 \
+      --corrector="$OUT/correctors/$KIND-round0" "${DAGGER[@]}" --seed=1 \
       --out="$DATA/dagger-$KIND.npz"
   run python -m tdmpc2_jax.speculative.train_corrector --data="$DATA/naive.npz,$DATA/dagger-$KIND.npz" \
       --kind=$KIND --out="$OUT/correctors/$KIND"
 done
 run python -m tdmpc2_jax.speculative.evaluate --config="$CONFIG" --checkpoint="$CHECKPOINT" --k="$KS" \
     --correctors="mlp=$OUT/correctors/mlp,transformer=$OUT/correctors/transformer" \
-    --episodes="$EPISODES" --calibrate --out="$OUT"
+    --episodes="$EPISODES" --mismatch="$MISMATCH" --calibrate --out="$OUT"

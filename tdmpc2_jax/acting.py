@@ -58,7 +58,8 @@ class HostEpisodes(NamedTuple):
     returns: np.ndarray  # [E]
     lengths: list[int]  # [E]
     info: Any  # the policy's info of every step, leaves [steps, ...] (episodes one after another)
-    seconds: list[float]  # [steps] wall-clock of each policy call, until its action was on the host
+    rewards: np.ndarray  # [steps] the reward of every step (episodes one after another)
+    seconds: list[float]  # [steps] wall-clock of each step: the policy call and the environment's step
     successes: np.ndarray  # [E] the domain's success flag at each episode's last step (NaN where it has none)
 
 
@@ -71,22 +72,22 @@ def host_episodes(env, policy: Callable[[Any, jax.Array, jax.Array, jax.Array], 
     step; `initial_state()` starts each episode. `on_frame` receives the rendered frames of the
     first episode.
     """
-    returns, lengths, infos, seconds, successes = [], [], [], [], []
+    returns, lengths, infos, rewards, seconds, successes = [], [], [], [], [], []
     for e in range(episodes):
         obs, state, total, t, done, success = env.reset(), initial_state(), 0.0, 0, False, float("nan")
         while not done:
             key, k = jax.random.split(key)
             start = time.perf_counter()
             action, state, info = policy(state, jnp.asarray(obs), k, jnp.asarray(t == 0))
-            action = np.asarray(action)
+            step = env.step(np.asarray(action))
             seconds.append(time.perf_counter() - start)
-            step = env.step(action)
             obs, total, t, done, success = step.obs, total + step.reward, t + 1, step.done, step.success
             infos.append(info)
+            rewards.append(step.reward)
             if on_frame is not None and e == 0:
                 on_frame(env.render())
         returns.append(total)
         lengths.append(t)
         successes.append(success)
-    return HostEpisodes(np.asarray(returns), lengths, jax.tree.map(lambda *x: np.stack(x), *infos), seconds,
-                        np.asarray(successes, np.float64))
+    return HostEpisodes(np.asarray(returns), lengths, jax.tree.map(lambda *x: np.stack(x), *infos),
+                        np.asarray(rewards, np.float64), seconds, np.asarray(successes, np.float64))

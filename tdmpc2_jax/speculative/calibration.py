@@ -1,8 +1,10 @@
 """Thresholds tau_k for the fallback: full-replanning runs that record e_k, and their file.
 
 e_k compares each observation with the latent that the plan made k steps earlier predicted for it;
-tau_k is a quantile of e_k per k (`controller.calibrate_tau`). The thresholds are saved per task
-and K in `speculative_calibration.json` beside the agent's checkpoint.
+tau_k is a quantile of e_k per k (`controller.calibrate_tau`). The policy mismatch (the prior's
+action at the observed latent against the planned action) has its own thresholds, taken from the
+same runs. The thresholds are saved per task, K and mismatch in `speculative_calibration.json`
+beside the agent's checkpoint (keys "K" for e_k, "K:policy" for the policy mismatch).
 """
 from __future__ import annotations
 
@@ -22,18 +24,30 @@ def calibration_path(checkpoint: str) -> str:
     return os.path.join(directory, CALIBRATION_FILE)
 
 
-def read_calibration(checkpoint: str, task: str) -> dict[int, list[float]]:
+def entry_key(k: int, mismatch: str) -> str:
+    return str(k) if mismatch == "latent" else f"{k}:{mismatch}"
+
+
+def read_calibration(checkpoint: str, task: str) -> dict[tuple[int, str], list[float]]:
+    """{(K, mismatch): tau [K]} of one task."""
     path = calibration_path(checkpoint)
     if not os.path.exists(path):
         return {}
     with open(path) as f:
-        return {int(k): v["tau"] for k, v in json.load(f).get(task, {}).items()}
+        entries = json.load(f).get(task, {})
+    taus = {}
+    for key, value in entries.items():
+        k, _, mismatch = key.partition(":")
+        taus[int(k), mismatch or "latent"] = value["tau"]
+    return taus
 
 
-def write_calibration(checkpoint: str, task: str, k: int, tau: np.ndarray, quantile: float, episodes: int) -> None:
+def write_calibration(checkpoint: str, task: str, k: int, mismatch: str, tau: np.ndarray, quantile: float,
+                      episodes: int) -> None:
     path = calibration_path(checkpoint)
     table = json.load(open(path)) if os.path.exists(path) else {}
-    table.setdefault(task, {})[str(k)] = dict(tau=[float(t) for t in tau], quantile=quantile, episodes=episodes)
+    table.setdefault(task, {})[entry_key(k, mismatch)] = dict(tau=[float(t) for t in tau], quantile=quantile,
+                                                             episodes=episodes)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(table, f, indent=1)

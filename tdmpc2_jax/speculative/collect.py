@@ -1,8 +1,11 @@
-"""Collect corrector training tuples from speculative rollouts of a trained agent on MJX.
+"""Collect corrector training tuples from speculative rollouts of a trained agent, on MJX or on
+host MuJoCo (tasks that have no MJX version, such as humanoid or dog).
 
     python -m tdmpc2_jax.speculative.collect --config=configs/mjx.py:cartpole-balance \
         --checkpoint runs/.../checkpoints --k 4 --envs 16 --steps 1000 --out data/cartpole-k4.npz \
         [--history 4] [--corrector corrector_dir (a DAgger round: roll out the corrected controller)]
+    python -m tdmpc2_jax.speculative.collect --config=configs/dmc.py:humanoid-walk \
+        --checkpoint runs/.../checkpoints --k 4 --episodes 8 --out data/humanoid-k4.npz
 
 Every reuse step (k = 1..K-1) gives one tuple, labelled with the teacher's MPPI mean action at the
 visited state. The file records the task, K, history, agent checkpoint, seed and DAgger round;
@@ -21,11 +24,12 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """This command line's flags; defined when it runs, so that importing the module defines none."""
-    define_config_flags("an MJX config, e.g. configs/mjx.py:cartpole-balance",
+    define_config_flags("configs/mjx.py:TASK (batched MJX rollouts) or configs/dmc.py:TASK (host episodes)",
                                   "the trained agent (orbax checkpoint directory or official .pt)")
     flags.DEFINE_integer("k", 4, "execution horizon K")
-    flags.DEFINE_integer("envs", 16, "environments rolled out at once")
-    flags.DEFINE_integer("steps", 1000, "batched steps (episodes of episode_length steps follow each other)")
+    flags.DEFINE_integer("envs", 16, "MJX: environments rolled out at once")
+    flags.DEFINE_integer("steps", 1000, "MJX: batched steps (episodes of episode_length steps follow each other)")
+    flags.DEFINE_integer("episodes", 4, "host: episodes, one after another")
     flags.DEFINE_integer("history", 1, "steps of history per tuple (1 for the MLP corrector)")
     flags.DEFINE_string("corrector", None, "roll out with this corrector (DAgger round)")
     flags.DEFINE_string("out", None, "output .npz")
@@ -38,16 +42,23 @@ def main(argv: list[str]) -> None:
     config = start_command("checkpoint", "out")
     import jax
 
-    from tdmpc2_jax.envs.mjx import MJXEnv
     from tdmpc2_jax.loading import load_for_task
     from tdmpc2_jax.speculative import dataset, fitting
     from tdmpc2_jax.speculative.controller import SpecSettings, Speculator
     from tdmpc2_jax.world_model import WorldModel
 
+    mjx = config.get("backend") == "mjx"
     try:
         if config.obs != "state":
             raise ValueError("speculative execution runs on state observations (obs=state)")
-        env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
+        if mjx:
+            from tdmpc2_jax.envs.mjx import MJXEnv
+
+            env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
+        else:
+            from tdmpc2_jax.envs.registry import make_host_env
+
+            env = make_host_env(config.task, config.seed + FLAGS.seed, config.episode_length)
         agent_cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
         corrector, corrector_params, round_ = None, None, 0
         if FLAGS.corrector:
@@ -70,10 +81,14 @@ def main(argv: list[str]) -> None:
             meta["dagger_round"] = max(round_, int(old_meta.get("dagger_round", 0)))
     except (ValueError, FileNotFoundError, ImportError) as err:
         fail(str(err))
-    print(f"collecting: {config.task}, K={FLAGS.k}, {FLAGS.envs} envs x {FLAGS.steps} steps, "
+    size = f"{FLAGS.envs} envs x {FLAGS.steps} steps" if mjx else f"{FLAGS.episodes} host episodes"
+    print(f"collecting: {config.task}, K={FLAGS.k}, {size}, "
           f"{'corrected' if corrector else 'naive'} rollouts (DAgger round {round_}) ...", flush=True)
-    new = dataset.label_rollouts(env, speculator, params, corrector_params, jax.random.key(FLAGS.seed), FLAGS.envs,
-                                 FLAGS.steps)
+    key = jax.random.key(FLAGS.seed)
+    if mjx:
+        new = dataset.label_rollouts(env, speculator, params, corrector_params, key, FLAGS.envs, FLAGS.steps)
+    else:
+        new = dataset.label_host(env, speculator, params, corrector_params, key, FLAGS.episodes)
     tuples = dataset.concatenate(parts + [new]) if parts else new
     dataset.save(FLAGS.out, tuples, meta)
     print(f"wrote {FLAGS.out}: {new.label.shape[0]:,} new tuples, {tuples.label.shape[0]:,} in all")

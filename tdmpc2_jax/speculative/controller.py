@@ -6,7 +6,9 @@ prediction for this step, e_k = ||z - zhat_k||_2; optionally correct the planned
 with a learned corrector. Replan (one MPPI solve, whose first action is executed) when the
 episode starts, when k reached K, when fallback is on and e_k > tau_k, or when the corrector
 moves the action by more than `delta_cap` (max-norm); otherwise execute the (corrected) planned
-action. `step` decides with `lax.cond`; `step_batch` decides per environment and runs the planner
+action. The mismatch that the fallback compares with tau_k is e_k by default (`mismatch="latent"`);
+`mismatch="policy"` uses the distance in action space instead, ||pi(z) - a_plan_k||_2 between the
+policy prior's mean action at the observed latent and the planned action. `step` decides with `lax.cond`; `step_batch` decides per environment and runs the planner
 for the batch only when some environment needs it. The batch's solve costs the same whoever asked
 for it, so by default (`batch_refresh`) every environment then takes its fresh plan: the batch
 stays on one plan cycle instead of drifting into per-env cycles that each trigger a batch solve.
@@ -29,6 +31,7 @@ from tdmpc2_jax.types import Params
 from tdmpc2_jax.world_model import WorldModel
 
 EXTENSIONS = ("prior", "plan", "none")
+MISMATCHES = ("latent", "policy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +39,8 @@ class SpecSettings:
     horizon_k: int = 3  # K: steps executed from one plan at most
     source: str = "mean"  # buffer actions after the first: the MPPI "mean" or the sampled "elite"
     extension: str = "prior"  # K > H: roll the policy prior's mean ("prior"), plan with horizon K ("plan"), or refuse
-    fallback: bool = False  # replan when e_k > tau_k
+    fallback: bool = False  # replan when the mismatch exceeds tau_k
+    mismatch: str = "latent"  # what the fallback compares with tau_k: "latent" (e_k) or "policy" (action space)
     corrector: bool = False  # correct the planned action with a learned corrector
     delta_cap: float = math.inf  # replan when the corrector moves any action entry by more than this
     batch_refresh: bool = True  # on a batch: when the planner runs for some env, every env takes its fresh plan
@@ -51,15 +55,18 @@ class SpecState(NamedTuple):
 class StepInfo(NamedTuple):
     replanned: jax.Array  # [] bool: the planner ran at this step
     k: jax.Array  # [] int32 steps since the last plan, before this step's decision
-    mismatch: jax.Array  # [] e_k = ||encode(obs) - zhat_k||_2 (meaningful when 1 <= k < K)
+    mismatch: jax.Array  # [] the settings' mismatch: e_k = ||encode(obs) - zhat_k||_2 or ||pi(z) - a_plan_k||_2
+                         # (meaningful when 1 <= k < K)
     correction: jax.Array  # [] max |a_corrected - a_plan| (0 without a corrector)
-    fallback: jax.Array  # [] bool: e_k > tau_k caused the replan
+    correction_norm: jax.Array  # [] ||a_corrected - a_plan||_2 (0 without a corrector)
+    fallback: jax.Array  # [] bool: mismatch > tau_k caused the replan
 
 
 class CalibrationState(NamedTuple):
     """Full replanning that keeps the predictions of the last K plans (for `calibrate_tau`)."""
 
     predictions: jax.Array  # [K, K, L] latents predicted by the plans made 1..K steps ago (row j: j+1 ago)
+    planned: jax.Array  # [K, K, A] the actions of those plans
     valid: jax.Array  # [K] bool: that plan was made in this episode
     plan_mean: jax.Array  # [H', A] warm start
 
@@ -67,6 +74,7 @@ class CalibrationState(NamedTuple):
 class Checks(NamedTuple):
     k: jax.Array  # [K-1] int32: 1..K-1, or -1 where no plan of this episode was made k steps ago
     mismatch: jax.Array  # [K-1] e_k = ||encode(obs) - latent predicted for it by the plan made k steps ago||
+    policy_mismatch: jax.Array  # [K-1] ||pi(encode(obs)) - action planned for this step k steps ago||
 
 
 class _Decision(NamedTuple):
@@ -86,6 +94,8 @@ class Speculator:
         cfg, k = model.cfg, settings.horizon_k
         if k < 1:
             raise ValueError(f"the execution horizon K must be at least 1, got {k}")
+        if settings.mismatch not in MISMATCHES:
+            raise ValueError(f"mismatch must be one of {MISMATCHES}, got {settings.mismatch!r}")
         if settings.extension not in EXTENSIONS:
             raise ValueError(f"extension must be one of {EXTENSIONS}, got {settings.extension!r}")
         if settings.extension == "none" and k > cfg.horizon:
@@ -123,7 +133,8 @@ class Speculator:
         k = buf.k
         index = jnp.minimum(k, s.horizon_k - 1)
         z_pred, a_plan, std = buf.latents[index], buf.actions[index], buf.std[index]
-        mismatch = jnp.linalg.norm(z - z_pred)
+        mismatch = jnp.linalg.norm(z - z_pred) if s.mismatch == "latent" else policy_distance(
+            self.model, params, z, a_plan)
         history = jax.tree.map(lambda h: jnp.where(t0, jnp.zeros_like(h), h), state.history)
         history = push(history, CorrectorInput(z[None], z_pred[None], a_plan[None], index[None], std[None],
                                                jnp.ones((1,), bool)))
@@ -134,7 +145,8 @@ class Speculator:
         correction = jnp.max(jnp.abs(action - a_plan))
         fallback = (mismatch > self.tau[index]) if s.fallback else jnp.zeros((), bool)
         need = t0 | (k >= s.horizon_k) | fallback | (correction > s.delta_cap)
-        info = StepInfo(need, k, mismatch, correction, fallback & ~t0 & (k < s.horizon_k))
+        info = StepInfo(need, k, mismatch, correction, jnp.linalg.norm(action - a_plan),
+                        fallback & ~t0 & (k < s.horizon_k))
         return _Decision(need, action, history, info)
 
     def _replan(self, params: Params, state: SpecState, obs: jax.Array, key: jax.Array, t0: jax.Array):
@@ -161,7 +173,7 @@ class Speculator:
             action, buffer, mean = self._replan(params, state, obs, key, t0)
             zero = jnp.zeros(())
             return action, state._replace(buffer=buffer, plan_mean=mean), StepInfo(
-                jnp.ones((), bool), state.buffer.k, zero, zero, jnp.zeros((), bool))
+                jnp.ones((), bool), state.buffer.k, zero, zero, zero, jnp.zeros((), bool))
         d = self._decide(params, corrector_params, state, obs, t0)
         action, buffer, mean = jax.lax.cond(d.need, lambda: self._replan(params, state, obs, key, t0),
                                             lambda: self._reuse(state, d))
@@ -186,24 +198,33 @@ class Speculator:
     # ------------------------------------------------------------------ calibration
     def init_calibration_state(self) -> CalibrationState:
         cfg, k = self.model.cfg, self.settings.horizon_k
-        return CalibrationState(jnp.zeros((k, k, cfg.latent_dim)), jnp.zeros((k,), bool),
-                          jnp.zeros((self.plan_model.cfg.horizon, cfg.action_dim)))
+        return CalibrationState(jnp.zeros((k, k, cfg.latent_dim)), jnp.zeros((k, k, cfg.action_dim)),
+                                jnp.zeros((k,), bool), jnp.zeros((self.plan_model.cfg.horizon, cfg.action_dim)))
 
     def calibration_step(self, params: Params, state: CalibrationState, obs: jax.Array, key: jax.Array,
                    t0: jax.Array) -> tuple[jax.Array, CalibrationState, Checks]:
         """One step of full replanning (a solve at every step, as K = 1) that also measures e_k, for
         k = 1..K-1, between this observation and the latent the plan made k steps ago predicted for
-        it (that plan's buffer, built as for execution horizon K). These are the mismatches of
-        following the planner, the reference `calibrate_tau` takes its thresholds from."""
+        it (that plan's buffer, built as for execution horizon K), and the policy mismatch between
+        the prior's action here and the action that plan had for this step. These are the
+        mismatches of following the planner, the reference `calibrate_tau` takes its thresholds from."""
         horizon_k = self.settings.horizon_k
         z = self.model.encode(params, obs)
         ks = jnp.arange(1, horizon_k)
         seen = state.valid[ks - 1] & ~t0
         mismatch = jnp.linalg.norm(z - state.predictions[ks - 1, ks], axis=-1)
+        policy = jax.vmap(lambda a: policy_distance(self.model, params, z, a))(state.planned[ks - 1, ks])
         action, buffer, mean = self._solve(params, state.plan_mean, jnp.ones((), jnp.int32), obs, key, t0)
-        predictions = jnp.concatenate([buffer.latents[None], state.predictions[:-1]])
+        push_front = lambda new, old: jnp.concatenate([new[None], old[:-1]])
         valid = jnp.concatenate([jnp.ones((1,), bool), state.valid[:-1] & ~t0])
-        return action, CalibrationState(predictions, valid, mean), Checks(jnp.where(seen, ks, -1), mismatch)
+        new_state = CalibrationState(push_front(buffer.latents, state.predictions),
+                                     push_front(buffer.actions, state.planned), valid, mean)
+        return action, new_state, Checks(jnp.where(seen, ks, -1), mismatch, policy)
+
+
+def policy_distance(model: WorldModel, params: Params, z: jax.Array, planned: jax.Array) -> jax.Array:
+    """[] ||pi(z) - planned||_2: the policy prior's mean action at latent z [L] against a planned action [A]."""
+    return jnp.linalg.norm(model.pi(params, z, jnp.zeros_like(planned)).action - planned)
 
 
 def calibrate_tau(k: jax.Array, mismatch: jax.Array, horizon_k: int, quantile: float = 0.95) -> jax.Array:

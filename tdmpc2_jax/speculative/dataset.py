@@ -1,7 +1,7 @@
 """Corrector training data: speculative rollouts labelled by the teacher (the full planner).
 
-Every reuse step (k = 1..K-1 steps after a plan) of a speculative rollout on N MJX environments
-gives one tuple: the corrector's input history at that step and the teacher's label, the MPPI
+Every reuse step (k = 1..K-1 steps after a plan) of a speculative rollout, on N MJX environments
+(`label_rollouts`) or in host episodes one after another (`label_host`), gives one tuple: the corrector's input history at that step and the teacher's label, the MPPI
 mean's first action planned (eval mode) at the visited state. The teacher keeps its own warm
 start and plans at every step; its actions are never executed. DAgger: later rounds roll out the
 corrected controller, so the data covers the states the corrector itself visits.
@@ -18,7 +18,7 @@ import numpy as np
 
 from tdmpc2_jax import acting, xla
 from tdmpc2_jax.envs.mjx import MJXEnv
-from tdmpc2_jax.planner import init_plan_state, plan_batch
+from tdmpc2_jax.planner import init_plan_state, plan, plan_batch
 from tdmpc2_jax.speculative.controller import Speculator
 from tdmpc2_jax.speculative.correctors import CorrectorInput
 
@@ -51,6 +51,25 @@ def label_rollouts(env: MJXEnv, speculator: Speculator, params, corrector_params
     keep = np.asarray(keep).reshape(-1)
     flat = lambda x: np.asarray(x).reshape((-1,) + x.shape[2:])[keep]
     return Dataset(jax.tree.map(flat, history), flat(label))
+
+
+def label_host(env, speculator: Speculator, params, corrector_params, key: jax.Array, episodes: int) -> Dataset:
+    """Tuples from `episodes` episodes of a host environment (`envs.registry.make_host_env`), one
+    jitted call per step that runs the speculative step and the teacher's solve."""
+    model = speculator.model
+    cfg = model.cfg
+
+    def policy(states, obs, key, t0):
+        state, teacher_state = states
+        k_act, k_teach = jax.random.split(key)
+        action, state, info = speculator.step(params, corrector_params, state, obs, k_act, t0)
+        label, teacher_state = plan(model, params, obs, teacher_state, k_teach, t0, eval_mode=True)
+        return action, (state, teacher_state), (state.history, label.mean[0], ~info.replanned)
+
+    initial = lambda: (speculator.init_state(), init_plan_state(cfg.horizon, cfg.action_dim))
+    history, label, keep = acting.host_episodes(env, xla.jit(policy), initial, key, episodes).info
+    keep = np.asarray(keep)
+    return Dataset(jax.tree.map(lambda x: np.asarray(x)[keep], history), np.asarray(label)[keep])
 
 
 def trim(data: Dataset, history: int) -> Dataset:

@@ -6,9 +6,14 @@
 
 Modes: full replanning (K=1), and for each K: naive-K, fallback only, corrector-K and corrector-K
 with fallback for each corrector. Every mode runs the same episodes (same reset and planner keys).
-Reported per mode: return mean, std and 5th percentile (and as a fraction of full replanning),
-planner calls per step, measured wall-clock per step (encoder, corrector and planner included;
-batched episodes on MJX are timed as a whole and divided by steps), and the distribution of e_k.
+Reported per mode: return mean, std, median and 5th percentile (mean and median as fractions of
+full replanning), planner calls per step, the rate of fallbacks at each k, the mean correction
+||delta a||_2 on reused steps, measured wall-clock per step (encoder, corrector, planner and
+physics included; batched episodes on MJX are timed as a whole and divided by steps), the
+distribution of the mismatch, and the mean reward at every step index (by_step.csv, and the plot's
+right panel). `--mismatch latent,policy` runs every fallback mode with each mismatch: e_k, and the
+distance between the policy prior's action at the observed latent and the planned action (modes
+named `...:policy`).
 `--modes full,naive-2` re-runs (or re-times) only those modes and replaces their rows in an
 existing OUT/results.csv. Thresholds tau_k come from `speculative_calibration.json` beside the
 checkpoint; `--calibrate` makes the missing ones: a quantile of e_k per k under full replanning,
@@ -42,6 +47,7 @@ def define_flags() -> None:
     flags.DEFINE_string("out", None, "directory for results.md, results.csv and results.png")
     flags.DEFINE_bool("calibrate", False, "calibrate the missing thresholds tau (and save them)")
     flags.DEFINE_float("quantile", 0.95, "quantile of e_k used as tau_k")
+    flags.DEFINE_list("mismatch", ["latent"], "what fallback modes compare with tau_k: latent (e_k) and/or policy")
     flags.DEFINE_integer("seed", 0, "evaluation seed")
     flags.DEFINE_list("modes", [], "run only these modes (e.g. full,naive-2) and replace their rows in OUT/results.csv, "
                       "keeping the others (to re-run or re-time part of the protocol)")
@@ -52,7 +58,7 @@ def main(argv: list[str]) -> None:
     config = start_command("checkpoint", "out")
     from tdmpc2_jax.loading import load_for_task
     from tdmpc2_jax.speculative import fitting
-    from tdmpc2_jax.speculative.controller import SpecSettings, Speculator, calibrate_tau
+    from tdmpc2_jax.speculative.controller import MISMATCHES, SpecSettings, Speculator, calibrate_tau
     from tdmpc2_jax.world_model import WorldModel
 
     mjx = config.get("backend") == "mjx"
@@ -75,7 +81,9 @@ def main(argv: list[str]) -> None:
         env = make_env()
         agent_cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
         correctors = {name: fitting.load(path, config.task, agent_cfg.latent_dim, max(ks)) for name, path in pairs}
-        modes = protocol_modes(ks, list(correctors))
+        if not FLAGS.mismatch or set(FLAGS.mismatch) - set(MISMATCHES):
+            raise ValueError(f"--mismatch takes some of {list(MISMATCHES)}, got {FLAGS.mismatch}")
+        modes = protocol_modes(ks, list(correctors), tuple(FLAGS.mismatch))
         unknown = sorted(set(FLAGS.modes) - {m.name for m in modes})
         if unknown:
             raise ValueError(f"unknown modes {unknown}; this protocol has {[m.name for m in modes]}")
@@ -83,9 +91,10 @@ def main(argv: list[str]) -> None:
             raise ValueError(f"--modes without full needs {FLAGS.out}/results.csv with a full row to compare with")
         selected = [m for m in modes if not FLAGS.modes or m.name in FLAGS.modes]
         taus = read_calibration(FLAGS.checkpoint, config.task)
-        missing = sorted({m.k for m in selected if m.fallback} - set(taus))
+        missing = sorted({(m.k, m.mismatch) for m in selected if m.fallback} - set(taus))
         if missing and not FLAGS.calibrate:
-            raise ValueError(f"{FLAGS.checkpoint} has no calibration for K={missing} on {config.task} "
+            named = ", ".join(f"K={k}" + ("" if kind == "latent" else f" ({kind})") for k, kind in missing)
+            raise ValueError(f"{FLAGS.checkpoint} has no calibration for {named} on {config.task} "
                              f"({calibration_path(FLAGS.checkpoint)}): pass --calibrate to make it now")
     except (ValueError, FileNotFoundError, ImportError) as err:
         fail(str(err))
@@ -93,21 +102,24 @@ def main(argv: list[str]) -> None:
     run = run_mjx if mjx else run_host
     key = jax.random.key(FLAGS.seed)
     if missing:
-        # one full-replanning run serves every K: the buffer's first K latents do not depend on K
-        k_max = max(missing)
-        print(f"calibrating tau for K={missing} (full replanning, quantile {FLAGS.quantile}) ...", flush=True)
+        # one full-replanning run serves every K and mismatch: the buffer's first K steps do not depend on K
+        k_max = max(k for k, _ in missing)
+        print(f"calibrating tau for {missing} (full replanning, quantile {FLAGS.quantile}) ...", flush=True)
         watcher = Speculator(model, SpecSettings(horizon_k=k_max))
         checks = (calibration_mjx if mjx else calibration_host)(env, watcher, params, jax.random.fold_in(key, 7), FLAGS.episodes)
-        for k in missing:
-            taus[k] = np.asarray(calibrate_tau(checks.k, checks.mismatch, k, FLAGS.quantile)).tolist()
-            write_calibration(FLAGS.checkpoint, config.task, k, np.asarray(taus[k]), FLAGS.quantile, FLAGS.episodes)
+        for k, kind in missing:
+            values = checks.mismatch if kind == "latent" else checks.policy_mismatch
+            taus[k, kind] = np.asarray(calibrate_tau(checks.k, values, k, FLAGS.quantile)).tolist()
+            write_calibration(FLAGS.checkpoint, config.task, k, kind, np.asarray(taus[k, kind]), FLAGS.quantile,
+                              FLAGS.episodes)
 
     title = f"{config.task}: speculative execution, {FLAGS.episodes} episodes ({'MJX' if mjx else 'host MuJoCo'})"
     rows = {r["mode"]: r for r in read_results(FLAGS.out)} if FLAGS.modes else {}
     for mode in selected:
         corrector, corrector_params = (correctors[mode.corrector][:2] if mode.corrector else (None, None))
-        settings = SpecSettings(horizon_k=mode.k, fallback=mode.fallback, corrector=corrector is not None)
-        tau = jnp.asarray(taus[mode.k]) if mode.fallback else None
+        settings = SpecSettings(horizon_k=mode.k, fallback=mode.fallback, corrector=corrector is not None,
+                                mismatch=mode.mismatch)
+        tau = jnp.asarray(taus[mode.k, mode.mismatch]) if mode.fallback else None
         speculator = Speculator(model, settings, tau=tau, corrector=corrector)
         # host episodes draw their initial states from the env's generator: a fresh env per mode
         # gives every mode the same episodes
@@ -115,11 +127,12 @@ def main(argv: list[str]) -> None:
         rows[mode.name] = dict(result, mode=mode.name, K=mode.k)
         table = relative_to_full([rows[m.name] for m in modes if m.name in rows])
         result = next(r for r in table if r["mode"] == mode.name)
-        print(f"{mode.name:<24} return {result['return_mean']:8.1f} +- {result['return_std']:6.1f} "
-              f"({100 * result['of_full']:5.1f}% of full)  {result['calls_per_step']:.3f} calls/step  "
+        print(f"{mode.name:<31} return {result['return_mean']:8.1f} +- {result['return_std']:6.1f} "
+              f"({100 * result['of_full']:5.1f}% of full, median {100 * result['median_of_full']:5.1f}%)  "
+              f"{result['calls_per_step']:.3f} calls/step  "
               f"{result['ms_per_step']:8.2f} ms/step  (x{result['speedup']:.2f})", flush=True)
         write_results(table, FLAGS.out, title)
-    print(f"wrote {FLAGS.out}/results.md, results.csv, results.png")
+    print(f"wrote {FLAGS.out}/results.md, results.csv, by_step.csv, results.png")
 
 
 if __name__ == "__main__":

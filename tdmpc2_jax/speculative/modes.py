@@ -1,5 +1,5 @@
 """The modes of the speculative-execution protocol and one run of a mode: episodes, returns,
-planner calls per step, wall-clock per step and the distribution of e_k."""
+planner calls per step, wall-clock per step, fallbacks and corrections, and reward by step index."""
 from __future__ import annotations
 
 import time
@@ -16,15 +16,23 @@ class Mode(NamedTuple):
     k: int
     fallback: bool = False
     corrector: str | None = None
+    mismatch: str = "latent"  # what the fallback compares with tau_k
 
 
-def protocol_modes(ks: list[int], corrector_names: list[str]) -> list[Mode]:
+def protocol_modes(ks: list[int], corrector_names: list[str], mismatches: tuple[str, ...] = ("latent",)) -> list[Mode]:
+    """Full replanning, then per K: naive, fallback, and each corrector without and with fallback.
+    Every fallback mode runs once per mismatch; names of mismatches other than the latent e_k carry
+    it as a suffix (`fallback-3:policy`)."""
     modes = [Mode("full", 1)]
     for k in ks:
         modes += [Mode(f"naive-{k}", k), Mode(f"fallback-{k}", k, fallback=True)]
         for name in corrector_names:
             modes += [Mode(f"{name}-{k}", k, corrector=name), Mode(f"{name}-{k}+fallback", k, True, name)]
-    return modes
+        for mismatch in mismatches:
+            if mismatch != "latent":
+                modes += [m._replace(name=f"{m.name}:{mismatch}", mismatch=mismatch)
+                          for m in modes if m.k == k and m.fallback and m.mismatch == "latent"]
+    return [m for m in modes if not m.fallback or m.mismatch in mismatches]
 
 
 def run_mjx(env, speculator, params, corrector_params, key: jax.Array, episodes: int) -> dict[str, Any]:
@@ -36,30 +44,52 @@ def run_mjx(env, speculator, params, corrector_params, key: jax.Array, episodes:
     start = time.perf_counter()
     result = jax.block_until_ready(rollout(params, corrector_params, key))
     seconds = time.perf_counter() - start
-    return summarize(np.asarray(result.returns), result.info, seconds / env.episode_length,
+    ended = np.asarray(result.ended)
+    alive = (np.cumsum(ended, axis=0) - ended) == 0  # [T, N] steps of each env's first episode
+    rewards = np.where(alive, np.asarray(result.reward), np.nan).T  # [N, T]
+    return summarize(np.asarray(result.returns), rewards, result.info, seconds / env.episode_length,
                      speculator.settings.horizon_k)
 
 
 def host_episodes(env, speculator, params, corrector_params, key: jax.Array, episodes: int):
-    """Episodes one after another on host MuJoCo: (returns [E], StepInfo [steps], seconds per step
-    of the jitted speculative step, encoder included, without the first (compiling) call)."""
+    """Episodes one after another on host MuJoCo: HostEpisodes, whose seconds are each step's
+    wall-clock (encoder, corrector, planner when it runs, physics) without the first (compiling) step."""
     step = xla.jit(speculator.step)
     policy = lambda state, obs, k, t0: step(params, corrector_params, state, obs, k, t0)
     result = acting.host_episodes(env, policy, speculator.init_state, key, episodes)
-    return result.returns, result.info, result.seconds[1:]  # the first call compiles
+    return result._replace(seconds=result.seconds[1:])
 
 
 def run_host(env, speculator, params, corrector_params, key: jax.Array, episodes: int) -> dict[str, Any]:
     """Per step: the mean over steps, replans and reuses together (a median would be a reuse's time)."""
-    returns, info, times = host_episodes(env, speculator, params, corrector_params, key, episodes)
-    return summarize(returns, info, float(np.mean(times)), speculator.settings.horizon_k)
+    result = host_episodes(env, speculator, params, corrector_params, key, episodes)
+    return summarize(result.returns, by_episode(result.rewards, result.lengths), result.info,
+                     float(np.mean(result.seconds)), speculator.settings.horizon_k)
 
 
-def summarize(returns: np.ndarray, info, seconds_per_step: float, horizon_k: int) -> dict[str, Any]:
+def by_episode(rewards: np.ndarray, lengths: list[int]) -> np.ndarray:
+    """[E, T_max] rewards of episodes one after another ([steps]) split per episode, NaN after an end."""
+    table = np.full((len(lengths), max(lengths)), np.nan)
+    for e, (start, length) in enumerate(zip(np.cumsum([0] + lengths[:-1]), lengths)):
+        table[e, :length] = rewards[start:start + length]
+    return table
+
+
+def summarize(returns: np.ndarray, rewards: np.ndarray, info, seconds_per_step: float,
+              horizon_k: int) -> dict[str, Any]:
+    """The protocol's figures of one mode. rewards: [E, T] per episode and step (NaN after its end);
+    info: the controller's StepInfo over every step (any leading shape)."""
     k, mismatch = np.asarray(info.k), np.asarray(info.mismatch)
+    fallback, replanned = np.asarray(info.fallback), np.asarray(info.replanned)
     checked = mismatch[(k >= 1) & (k < horizon_k)]
+    reused = ~replanned
+    fallback_by_k = [float(fallback[k == j].mean()) if np.any(k == j) else 0.0 for j in range(1, horizon_k)]
     return dict(returns=returns, return_mean=float(returns.mean()), return_std=float(returns.std()),
-                return_p5=float(np.percentile(returns, 5)), calls_per_step=float(np.asarray(info.replanned).mean()),
-                fallback_rate=float(np.asarray(info.fallback).mean()), ms_per_step=1e3 * seconds_per_step,
+                return_median=float(np.median(returns)), return_p5=float(np.percentile(returns, 5)),
+                calls_per_step=float(replanned.mean()), fallback_rate=float(fallback.mean()),
+                fallback_by_k="/".join(f"{r:.3f}" for r in fallback_by_k) or "-",
+                correction_norm=float(np.asarray(info.correction_norm)[reused].mean()) if reused.any() else 0.0,
+                ms_per_step=1e3 * seconds_per_step,
                 e_p50=float(np.median(checked)) if checked.size else float("nan"),
-                e_p95=float(np.percentile(checked, 95)) if checked.size else float("nan"))
+                e_p95=float(np.percentile(checked, 95)) if checked.size else float("nan"),
+                reward_by_step=np.nanmean(rewards, axis=0).tolist())

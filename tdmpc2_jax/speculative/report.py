@@ -1,28 +1,43 @@
-"""The protocol's table (results.md / results.csv) and plot (results.png), one row per mode."""
+"""The protocol's table (results.md / results.csv), reward by step index (by_step.csv) and plot
+(results.png), one row per mode."""
 from __future__ import annotations
 
 import csv
 import os
 
-COLUMNS = ("mode", "K", "return_mean", "return_std", "return_p5", "of_full", "calls_per_step", "fallback_rate",
-           "ms_per_step", "speedup", "e_p50", "e_p95")
+import numpy as np
+
+COLUMNS = ("mode", "K", "return_mean", "return_std", "return_median", "return_p5", "of_full", "median_of_full",
+           "calls_per_step", "fallback_rate", "fallback_by_k", "correction_norm", "ms_per_step", "speedup",
+           "e_p50", "e_p95")
+TEXT_COLUMNS = ("mode", "fallback_by_k")
 
 
 def relative_to_full(rows: list[dict]) -> list[dict]:
-    """Rows (the full-replanning row first) with return and speed-up relative to full replanning."""
+    """Rows (the full-replanning row first) with mean and median return and speed-up relative to
+    full replanning."""
     full = rows[0]
-    return [dict(r, of_full=r["return_mean"] / full["return_mean"], speedup=full["ms_per_step"] / r["ms_per_step"])
-            for r in rows]
+    return [dict(r, of_full=r["return_mean"] / full["return_mean"],
+                 median_of_full=r.get("return_median", np.nan) / full.get("return_median", np.nan),
+                 speedup=full["ms_per_step"] / r["ms_per_step"]) for r in rows]
 
 
 def read_results(out: str) -> list[dict]:
-    """The rows of OUT/results.csv (none if there is no such file)."""
+    """The rows of OUT/results.csv with their reward by step from OUT/by_step.csv (none if there is no
+    such file)."""
     path = os.path.join(out, "results.csv")
     if not os.path.exists(path):
         return []
     with open(path) as f:
-        return [{k: v if k == "mode" else int(v) if k == "K" else float(v) for k, v in row.items()}
+        rows = [{k: v if k in TEXT_COLUMNS else int(v) if k == "K" else float(v) for k, v in row.items()}
                 for row in csv.DictReader(f)]
+    steps = os.path.join(out, "by_step.csv")
+    if os.path.exists(steps):
+        with open(steps) as f:
+            table = list(csv.DictReader(f))
+        for r in rows:
+            r["reward_by_step"] = [float(t[r["mode"]]) for t in table] if table and r["mode"] in table[0] else []
+    return rows
 
 
 def write_results(rows: list[dict], out: str, title: str) -> None:
@@ -33,22 +48,44 @@ def write_results(rows: list[dict], out: str, title: str) -> None:
         writer.writerows(rows)
     fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
     lines = [f"# {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in COLUMNS) + " |" for r in rows]
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
+    curves = {r["mode"]: r["reward_by_step"] for r in rows if r.get("reward_by_step")}
+    length = min((len(c) for c in curves.values()), default=0)
+    with open(os.path.join(out, "by_step.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["step"] + list(curves))
+        writer.writerows([t] + [f"{c[t]:.6g}" for c in curves.values()] for t in range(length))
+    plot(rows, curves, length, os.path.join(out, "results.png"), title)
+
+
+def plot(rows: list[dict], curves: dict[str, list[float]], length: int, path: str, title: str) -> None:
+    """Left: return against planner calls per step. Right: where in the episode each mode gains or
+    loses return, the cumulative reward difference to full replanning by step index."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.8))
     for r in rows:
-        ax.errorbar(r["calls_per_step"], r["return_mean"], yerr=r["return_std"], fmt="o", capsize=3)
-        ax.annotate(r["mode"], (r["calls_per_step"], r["return_mean"]), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
-    ax.set_xlabel("planner calls per step")
-    ax.set_ylabel("episode return (mean +- std)")
-    ax.set_title(title)
+        left.errorbar(r["calls_per_step"], r["return_mean"], yerr=r["return_std"], fmt="o", capsize=3)
+        left.annotate(r["mode"], (r["calls_per_step"], r["return_mean"]), fontsize=7, xytext=(3, 3),
+                      textcoords="offset points")
+    left.set_xlabel("planner calls per step")
+    left.set_ylabel("episode return (mean +- std)")
+    full = curves.get("full")
+    if full is not None and length:
+        reference = np.asarray(full[:length])
+        for name, curve in curves.items():
+            if name != "full":
+                right.plot(np.cumsum(np.asarray(curve[:length]) - reference), lw=1, label=name)
+        right.axhline(0.0, color="k", lw=0.8)
+        right.legend(fontsize=6, ncol=2)
+    right.set_xlabel("step of the episode")
+    right.set_ylabel("cumulative reward minus full replanning's")
+    fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "results.png"), dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -1,4 +1,6 @@
 """Calibration: full replanning measures each plan's prediction error, and tau_k is its per-k quantile."""
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,13 +17,15 @@ def test_watching_full_replanning_measures_each_plans_prediction_error(model, pa
     plain, _ = run_steps(Speculator(model, SpecSettings(horizon_k=1)), params, obs, t0)
     speculator = Speculator(model, SpecSettings(horizon_k=3))
     watch, state = xla.jit(speculator.calibration_step), speculator.init_calibration_state()
-    actions, ks, errors, predicted = [], [], [], []
+    actions, ks, errors, policy_errors, predicted, planned = [], [], [], [], [], []
     for t, key in enumerate(jax.random.split(jax.random.key(2), 8)):  # run_steps' keys
         action, state, checks = watch(params, state, obs[t], key, jnp.asarray(t0[t]))
         actions.append(action)
         ks.append(checks.k)
         errors.append(checks.mismatch)
+        policy_errors.append(checks.policy_mismatch)
         predicted.append(state.predictions[0])  # [K, L] of the plan made at t
+        planned.append(state.planned[0])  # [K, A]
     np.testing.assert_allclose(np.stack(actions), plain, atol=1e-5)  # the full planner's actions
     ks, errors = np.stack(ks), np.stack(errors)
     np.testing.assert_array_equal(ks, [[-1, -1], [1, -1], [1, 2], [1, 2], [-1, -1], [1, -1], [1, 2], [1, 2]])
@@ -29,6 +33,9 @@ def test_watching_full_replanning_measures_each_plans_prediction_error(model, pa
     for t, j in zip(*np.nonzero(ks > 0)):
         k = j + 1
         np.testing.assert_allclose(errors[t, j], np.linalg.norm(z[t] - np.asarray(predicted[t - k][k])), rtol=1e-5)
+        prior = np.asarray(model.pi(params, z[t], jnp.zeros(1)).action)
+        np.testing.assert_allclose(policy_errors[t][j], np.linalg.norm(prior - np.asarray(planned[t - k][k])),
+                                   rtol=1e-5, atol=1e-7)
     tau = calibrate_tau(ks, errors, 3, quantile=1.0)
     np.testing.assert_allclose(tau[1:], [errors[ks == 1].max(), errors[ks == 2].max()], rtol=1e-6)
 
@@ -39,3 +46,19 @@ def test_calibrated_tau_is_the_per_k_quantile():
     tau = calibrate_tau(k, e, 4, quantile=0.5)
     np.testing.assert_allclose(np.asarray(tau), [np.inf, 2.0, 15.0, 5.0])
     assert np.isinf(calibrate_tau(k, e, 5)[4])  # never observed: never falls back
+
+
+def test_thresholds_are_saved_per_task_k_and_mismatch(tmp_path):
+    from tdmpc2_jax.speculative.calibration import read_calibration, write_calibration
+
+    (tmp_path / "checkpoints").mkdir()
+    checkpoint = str(tmp_path / "checkpoints")
+    write_calibration(checkpoint, "walker-walk", 3, "latent", np.asarray([np.inf, 0.1, 0.2]), 0.95, 16)
+    write_calibration(checkpoint, "walker-walk", 3, "policy", np.asarray([np.inf, 0.3, 0.4]), 0.95, 16)
+    write_calibration(checkpoint, "cheetah-run", 2, "latent", np.asarray([np.inf, 0.5]), 0.9, 4)
+    assert read_calibration(checkpoint, "walker-walk") == {(3, "latent"): [np.inf, 0.1, 0.2],
+                                                           (3, "policy"): [np.inf, 0.3, 0.4]}
+    assert read_calibration(checkpoint, "cheetah-run") == {(2, "latent"): [np.inf, 0.5]}
+    assert read_calibration(checkpoint, "hopper-hop") == {}
+    with open(tmp_path / "checkpoints" / "speculative_calibration.json") as f:
+        assert set(json.load(f)["walker-walk"]) == {"3", "3:policy"}  # e_k keeps the key files made before

@@ -103,3 +103,26 @@ def test_bad_settings_get_clear_messages(model):
     with pytest.raises(ValueError, match="corrector is for latent 32"):
         Speculator(model, SpecSettings(horizon_k=3, corrector=True), corrector=other)
     Speculator(model, SpecSettings(horizon_k=6, extension="plan"))  # plans with horizon 6
+
+
+def test_the_policy_mismatch_compares_the_priors_action_with_the_planned_one(model, params):
+    obs = observations(12, seed=5)
+    t0 = [True] + [False] * 11
+    _, naive = run_steps(Speculator(model, SpecSettings(horizon_k=4, mismatch="policy")), params, obs, t0)
+    tau = calibrate_tau(naive.k, naive.mismatch, 4, quantile=0.5)
+    speculator = Speculator(model, SpecSettings(horizon_k=4, fallback=True, mismatch="policy"), tau=tau)
+    step, state = xla.jit(speculator.step), speculator.init_state()
+    fired = []
+    for t, key in enumerate(jax.random.split(jax.random.key(2), 12)):
+        before = state.buffer
+        _, state, info = step(params, None, state, obs[t], key, jnp.asarray(t0[t]))
+        k = int(info.k)
+        if 1 <= k < 4:
+            prior = model.pi(params, model.encode(params, obs[t]), jnp.zeros(1)).action
+            expected = float(jnp.linalg.norm(prior - before.actions[k]))
+            np.testing.assert_allclose(float(info.mismatch), expected, rtol=1e-5, atol=1e-7)
+            assert bool(info.fallback) == (expected > float(tau[k]))
+            fired.append(bool(info.fallback))
+    assert any(fired) and not all(fired)  # tau is the median of the naive run's mismatches
+    with pytest.raises(ValueError, match="mismatch must be one of"):
+        Speculator(model, SpecSettings(horizon_k=2, mismatch="value"))

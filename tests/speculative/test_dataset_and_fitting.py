@@ -44,3 +44,18 @@ def test_collected_tuples_train_a_corrector_that_moves_toward_the_teacher(model,
         fitting.load(str(tmp_path / "corrector"), task="cheetah-run")
     with pytest.raises(ValueError, match="K up to 3, not 6"):
         fitting.load(str(tmp_path / "corrector"), horizon_k=6)
+
+
+def test_host_episodes_give_tuples_labelled_by_the_teacher(model, params):
+    from tdmpc2_jax.envs.registry import make_host_env
+    from tdmpc2_jax.speculative import dataset
+
+    env = make_host_env("cartpole-balance", 3, episode_length=7)
+    speculator = Speculator(model, SpecSettings(horizon_k=3), history=2)
+    tuples = dataset.label_host(env, speculator, params, None, jax.random.key(6), episodes=2)
+    # per episode: replans at steps 0, 3, 6 -> 4 reuse steps each, at k = 1, 2, 1, 2
+    chex.assert_shape((tuples.label, tuples.inputs.z_real, tuples.inputs.k), ((8, 1), (8, 2, 16), (8, 2)))
+    np.testing.assert_array_equal(np.asarray(tuples.inputs.k)[:, -1], [1, 2, 1, 2] * 2)
+    assert np.all(np.abs(tuples.label) <= 1.0)
+    # the newest input is the step's own encoding: the first tuple's previous step is the replan at t = 0
+    assert np.asarray(tuples.inputs.valid)[0].tolist() == [True, True]

@@ -2,22 +2,56 @@
 import csv
 import json
 
+import numpy as np
 
+from tdmpc2_jax.speculative.controller import StepInfo
+from tdmpc2_jax.speculative.modes import Mode, by_episode, protocol_modes, summarize
 
 from helpers import ROOT, SMALL, speculative_cli, tiny_agent
+
+
+def test_every_fallback_mode_runs_once_per_mismatch():
+    modes = protocol_modes([2, 3], ["mlp"], ("latent", "policy"))
+    assert [m.name for m in modes if m.k == 2] == ["naive-2", "fallback-2", "mlp-2", "mlp-2+fallback",
+                                                   "fallback-2:policy", "mlp-2+fallback:policy"]
+    assert modes[0] == Mode("full", 1) and len(modes) == 13
+    assert Mode("mlp-3+fallback:policy", 3, True, "mlp", "policy") in modes
+    assert [m.name for m in protocol_modes([4], [], ("policy",))] == ["full", "naive-4", "fallback-4:policy"]
+
+
+def test_the_summary_counts_fallbacks_per_k_corrections_and_reward_by_step():
+    # steps of two episodes (4 and 3 steps long) with K = 3; one fallback at k = 2 in the second
+    k = np.asarray([3, 1, 2, 3, 3, 1, 2, 1])
+    replanned = np.asarray([1, 0, 0, 1, 1, 0, 1, 0], bool)
+    fallback = np.asarray([0, 0, 0, 0, 0, 0, 1, 0], bool)
+    correction = np.asarray([0, 0.5, 1.5, 0, 0, 1.0, 9.0, 2.0])
+    info = StepInfo(replanned, k, np.linspace(0, 1, 8), correction, correction, fallback)
+    rewards = by_episode(np.arange(7.0), [4, 3])
+    np.testing.assert_array_equal(rewards, [[0, 1, 2, 3], [4, 5, 6, np.nan]])
+    row = summarize(np.asarray([6.0, 15.0]), rewards, info, 0.01, horizon_k=3)
+    assert row["fallback_by_k"] == "0.000/0.500" and row["calls_per_step"] == 0.5
+    assert row["correction_norm"] == (0.5 + 1.5 + 1.0 + 2.0) / 4  # reused steps only
+    assert row["return_median"] == 10.5 and row["ms_per_step"] == 10.0
+    np.testing.assert_allclose(row["reward_by_step"], [2, 3, 4, 3])
 
 def test_the_protocol_runs_on_host_mujoco(tmp_path):
     agent = tiny_agent(tmp_path / "agent")
     out = speculative_cli("evaluate", f"--config={ROOT / 'configs' / 'dmc.py'}:cartpole-balance",
                           f"--checkpoint={agent}", "--k=2", "--episodes=1", f"--out={tmp_path / 'results'}",
-                          "--calibrate", *SMALL)
+                          "--calibrate", "--mismatch=latent,policy", *SMALL)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "host MuJoCo" in (tmp_path / "results" / "results.md").read_text()
     with open(tmp_path / "results" / "results.csv") as f:
         rows = {r["mode"]: r for r in csv.DictReader(f)}
-    assert list(rows) == ["full", "naive-2", "fallback-2"]
+    assert list(rows) == ["full", "naive-2", "fallback-2", "fallback-2:policy"]
     assert float(rows["naive-2"]["calls_per_step"]) == 0.5  # 10 steps, a plan every 2
     assert float(rows["fallback-2"]["calls_per_step"]) >= 0.5
+    assert rows["naive-2"]["fallback_by_k"] == "0.000" and float(rows["naive-2"]["correction_norm"]) == 0.0
+    assert float(rows["full"]["median_of_full"]) == 1.0 and float(rows["full"]["return_median"]) > 0
     with open(tmp_path / "agent" / "speculative_calibration.json") as f:
-        tau = json.load(f)["cartpole-balance"]["2"]["tau"]
-    assert tau[0] == float("inf") and 0 < tau[1] < float("inf")  # from one 10-step episode of full replanning
+        table = json.load(f)["cartpole-balance"]
+    for key in ("2", "2:policy"):  # both from one 10-step episode of full replanning
+        assert table[key]["tau"][0] == float("inf") and 0 < table[key]["tau"][1] < float("inf")
+    with open(tmp_path / "results" / "by_step.csv") as f:
+        by_step = list(csv.DictReader(f))
+    assert len(by_step) == 10 and list(by_step[0]) == ["step", *rows]
