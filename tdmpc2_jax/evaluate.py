@@ -146,6 +146,7 @@ def _evaluate_host(config, checkpoint, seed: int):
     import numpy as np
 
     from tdmpc2_jax.agent import Agent
+    from tdmpc2_jax.envs.maniskill import ManiSkillUnavailable
     from tdmpc2_jax.envs.pixels import RendererUnavailable, select_renderer
     from tdmpc2_jax.envs.registry import make_host_env
     from tdmpc2_jax.loops.host import Planners, evaluate
@@ -156,7 +157,7 @@ def _evaluate_host(config, checkpoint, seed: int):
             select_renderer()
         env = make_host_env(config.task, eval_seed(seed), config.episode_length, config.obs)
         agent_cfg, params = for_task(FLAGS.checkpoint, checkpoint, config, env.obs_shape, env.action_dim)
-    except (ValueError, FileNotFoundError, ImportError, RendererUnavailable) as err:
+    except (ValueError, FileNotFoundError, ImportError, RendererUnavailable, ManiSkillUnavailable) as err:
         fail(str(err))
     frames: list[np.ndarray] = []
     result = evaluate(env, Planners(Agent(agent_cfg)), params, jax.random.key(seed), FLAGS.episodes,

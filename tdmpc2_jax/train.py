@@ -25,6 +25,7 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
     del argv
     config = start_command()
+    from tdmpc2_jax.envs.maniskill import ManiSkillUnavailable
     from tdmpc2_jax.envs.pixels import RendererUnavailable
     from tdmpc2_jax.loops.run import NonFiniteLoss
 
@@ -32,7 +33,7 @@ def main(argv: list[str]) -> None:
         result = _train(config)
     except NonFiniteLoss as err:
         fail(str(err), code=1)
-    except (ValueError, FileNotFoundError, RendererUnavailable) as err:
+    except (ValueError, FileNotFoundError, ImportError, RendererUnavailable, ManiSkillUnavailable) as err:
         fail(str(err))
     if result:
         at = (f"{result['agent_step']:,} agent steps" if "agent_step" in result
