@@ -50,9 +50,12 @@ def check_task(task: str) -> None:
 
 
 def _make(env_id: str, control_mode: str):
+    import importlib
+
+    import gymnasium
+
     try:
-        import gymnasium
-        import mani_skill.envs  # noqa: F401  (registers the tasks)
+        importlib.import_module("mani_skill.envs")  # registers the tasks with gymnasium
     except ImportError as err:
         raise ImportError(f"ManiSkill tasks need {INSTALL}") from err
     try:
