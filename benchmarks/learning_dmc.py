@@ -1,14 +1,14 @@
-"""Learning check: train on a host task (DMControl or Gymnasium), then plot the eval curve beside
-the official TD-MPC2 one.
+"""Learning check: train on a host task (DMControl, Gymnasium, Meta-World, MyoSuite), then plot the eval curve beside
+the official TD-MPC2 one (and the success rate where the domain defines success).
 
     python benchmarks/learning_dmc.py TASK ENV_STEPS [--config.key=value ...]
     python benchmarks/learning_dmc.py TASK ENV_STEPS [--config.key=value ...] --plot-only
 
 ENV_STEPS counts environment steps like the official CSVs (agent steps x the action repeat: 2 on
-DMControl, 1 on Gymnasium). The run goes to experiments/results/learning/<TASK>/ (eval.csv,
+DMControl and Meta-World, 1 on Gymnasium and MyoSuite). The run goes to experiments/results/learning/<TASK>/ (eval.csv,
 train.csv) and the plot to experiments/results/learning/<TASK>.png, with wall-clock and device in
-the title; an episodic task's plot has a second panel with the termination loss. A pixel run
-(`--config.obs=rgb`) is named <TASK>-rgb; the official curve beside it is the state-based one (the
+the title; a task with success (Meta-World, MyoSuite) gets a panel with the success rate, an
+episodic task one with the termination loss. A pixel run (`--config.obs=rgb`) is named <TASK>-rgb; the official curve beside it is the state-based one (the
 only one published). `--plot-only` plots a run that has not finished (it resumes later with the
 same command and `--config.resume=True`).
 """
@@ -57,11 +57,19 @@ def plot(task: str, run_dir: pathlib.Path, env_steps: int, title: str, out: path
 
     with open(run_dir / "train.csv") as f:
         losses = [r for r in csv.DictReader(f) if r.get("termination_loss")]
-    fig, axes = plt.subplots(1, 2 if losses else 1, figsize=(11 if losses else 6, 4), squeeze=False)
-    ax = axes[0, 0]
+    with open(run_dir / "eval.csv") as f:
+        successes = [r for r in csv.DictReader(f) if r.get("episode_success")]
+    panels = 1 + bool(successes) + bool(losses)
+    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
+    ax, extra = axes[0, 0], list(axes[0, 1:])
+    if successes:
+        success_ax = extra.pop(0)
+        success_ax.plot([float(r["step"]) for r in successes], [float(r["episode_success"]) for r in successes],
+                        color="C2", marker="o")
+        success_ax.set(xlabel="environment steps", ylabel="success rate", ylim=(-0.05, 1.05))
     if losses:
-        axes[0, 1].plot([float(r["step"]) for r in losses], [float(r["termination_loss"]) for r in losses], color="C3")
-        axes[0, 1].set(xlabel="environment steps", ylabel="termination loss", yscale="log")
+        extra[0].plot([float(r["step"]) for r in losses], [float(r["termination_loss"]) for r in losses], color="C3")
+        extra[0].set(xlabel="environment steps", ylabel="termination loss", yscale="log")
     official = OFFICIAL / f"{task}.csv"
     if official.exists():
         with open(official) as f:

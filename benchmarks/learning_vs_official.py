@@ -9,11 +9,13 @@ PATH is a checkout of github.com/nicklashansen/tdmpc2. Its training code runs in
 environment (`bash benchmarks/official_env.sh` makes `.venv-official`; `--official-python` points
 elsewhere), from a copy patched for CPU only: the patches are printed and written to
 `official_patches.txt` in the output directory. Both implementations get the same task, seed,
-budget (ENV_STEPS environment steps = ENV_STEPS / 2 agent steps) and `--config.key=value`
-overrides, which use the official key names (agent steps for eval_freq). Leave model_size out when
+budget (ENV_STEPS environment steps: agent steps x the task's action repeat, 2 on DMControl, 1 on
+Gymnasium) and `--config.key=value` overrides, which use the official key names (agent steps for eval_freq). Leave model_size out when
 setting the size keys: the official parser lets model_size overwrite them. `--impls` picks what
 runs: `official`, `tdmpc2_jax` (the host loop; both by default) and `tdmpc2_jax_mjx` (the MJX loop on
---mjx-envs batched environments at its default ratio, one update per transition).
+--mjx-envs batched environments at its default ratio, one update per transition). A task that
+terminates (Gymnasium's mujoco-walker) runs with `episodic=true` in both, which the official code
+requires for it.
 
 Each (implementation, task, seed) run writes `<impl>/<task>/seed<k>/eval.csv` and `run.json` under
 the output directory when it finishes; a sweep started again skips finished runs, and this
@@ -38,9 +40,10 @@ import sys
 import time
 from typing import Iterable, NamedTuple
 
+from tdmpc2_jax.envs.registry import action_repeat_of, task_defaults
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OFFICIAL_RESULTS = ROOT.parent / "shared" / "official_results" / "tdmpc2"
-ACTION_REPEAT = 2
 # the official loop, this project's host loop, and its MJX loop (--mjx-envs batched environments at
 # the official ratio of one update per transition)
 IMPLS = ("official", "tdmpc2_jax", "tdmpc2_jax_mjx")
@@ -109,7 +112,8 @@ def check_official_python(python: str) -> None:
 
 def official_command(python: str, source: pathlib.Path, run: Run, agent_steps: int,
                      overrides: dict[str, str]) -> list[str]:
-    values = [f"{k}={v}" for k, v in overrides.items()]
+    episodic = {"episodic": "true"} if task_defaults(run.task).get("episodic") else {}
+    values = [f"{k}={v}" for k, v in {**episodic, **overrides}.items()]
     return [python, str(source / "train.py"), f"task={run.task}", f"seed={run.seed}", f"steps={agent_steps}",
             *OFFICIAL_FIXED, *values, "hydra.run.dir=hydra", "hydra.output_subdir=null"]
 
@@ -120,7 +124,7 @@ def official_eval_rows(work: pathlib.Path, run: Run) -> list[dict]:
     if not path.exists():
         return []
     with open(path) as f:
-        return [dict(env_step=int(float(r["step"])) * ACTION_REPEAT, agent_step=int(float(r["step"])),
+        return [dict(env_step=int(float(r["step"])) * action_repeat_of(run.task), agent_step=int(float(r["step"])),
                      episode_reward=float(r["episode_reward"])) for r in csv.DictReader(f)]
 
 
@@ -166,7 +170,6 @@ class Sweep:
 
     def __init__(self, args: argparse.Namespace, overrides: dict[str, str]):
         self.args, self.overrides = args, overrides
-        self.agent_steps = args.steps // ACTION_REPEAT
         self.out, self.scratch = args.out, args.scratch
         self.source = self.scratch / "official_src"
 
@@ -177,8 +180,12 @@ class Sweep:
 
     def command(self, run: Run, work: pathlib.Path) -> list[str]:
         if run.impl == "official":
-            return official_command(self.args.official_python, self.source, run, self.agent_steps, self.overrides)
-        return our_command(run, self.agent_steps, work, self.overrides, self.args.mjx_envs)
+            return official_command(self.args.official_python, self.source, run, self.agent_steps(run.task),
+                                    self.overrides)
+        return our_command(run, self.agent_steps(run.task), work, self.overrides, self.args.mjx_envs)
+
+    def agent_steps(self, task: str) -> int:
+        return self.args.steps // action_repeat_of(task)
 
     def eval_rows(self, run: Run) -> list[dict]:
         work = run.scratch(self.scratch)
@@ -202,7 +209,7 @@ class Sweep:
         process.log.close()
         work = run.scratch(self.scratch)
         rows = self.eval_rows(run)
-        if process.returncode != 0 or not rows or rows[-1]["agent_step"] < self.agent_steps:
+        if process.returncode != 0 or not rows or rows[-1]["agent_step"] < self.agent_steps(run.task):
             tail = (work / "stdout.log").read_text().strip().splitlines()[-5:]
             print(f"  FAILED {run.impl} {run.task} seed {run.seed} (exit {process.returncode}); "
                   f"log {work / 'stdout.log'}:\n    " + "\n    ".join(tail), flush=True)
@@ -212,7 +219,7 @@ class Sweep:
         write_rows(dest / "eval.csv", rows, ("env_step", "agent_step", "episode_reward"))
         command = [relative_to_root(part) for part in process.command]
         record = dict(impl=run.impl, task=run.task, seed=run.seed, env_steps=self.args.steps,
-                      agent_steps=self.agent_steps, overrides=self.overrides, command=command,
+                      agent_steps=self.agent_steps(run.task), overrides=self.overrides, command=command,
                       wall_clock_s=round(time.time() - process.started, 1), machine=machine(),
                       finished=time.strftime("%Y-%m-%d %H:%M:%S"))
         (dest / "run.json").write_text(json.dumps(record, indent=1) + "\n")
@@ -454,7 +461,7 @@ def main() -> None:
     parser.add_argument("--official-python", default=str(ROOT / ".venv-official" / "bin" / "python"))
     parser.add_argument("--tasks", type=lambda s: s.split(","), default=[])
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2, 3])
-    parser.add_argument("--steps", type=int, help="environment steps per run (agent steps x 2)")
+    parser.add_argument("--steps", type=int, help="environment steps per run (agent steps x the action repeat)")
     parser.add_argument("--impls", type=lambda s: s.split(","), default=["official", "tdmpc2_jax"],
                         help=f"implementations to run, of {', '.join(IMPLS)}")
     parser.add_argument("--mjx-envs", type=int, default=16, help="environments of the tdmpc2_jax_mjx runs")
@@ -470,8 +477,10 @@ def main() -> None:
             parser.error("--tasks, --steps and (to run the official code) --official-repo are required, or --report")
         if unknown := set(args.impls) - set(IMPLS):
             parser.error(f"unknown implementation(s) {sorted(unknown)}; choose from {', '.join(IMPLS)}")
-        if args.steps % ACTION_REPEAT:
-            parser.error(f"--steps counts environment steps and must be a multiple of {ACTION_REPEAT}")
+        for task in args.tasks:
+            if args.steps % action_repeat_of(task):
+                parser.error(f"--steps counts environment steps and must be a multiple of {task}'s action "
+                             f"repeat, {action_repeat_of(task)}")
         Sweep(args, parse_overrides(rest)).run()
     report(args.out)
 
