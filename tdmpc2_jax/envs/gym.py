@@ -40,7 +40,30 @@ def _gymnasium():
     return gymnasium
 
 
-class GymEnv:
+class SeededOnce:
+    """The random state of an adapter over a Gymnasium-style environment `self._env` that is seeded at
+    its first reset (`self._seed`, None after it) and continues its own generator after that."""
+
+    _env: Any
+    _seed: int | None
+
+    def get_rng_state(self) -> dict[str, Any]:
+        """The task's random state (it decides every reset), saved with run checkpoints."""
+        if self._seed is not None:
+            return {"seed": self._seed}
+        return {"bit_generator": self._env.unwrapped.np_random.bit_generator.state}
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        if "seed" in state:
+            self._seed = state["seed"]
+            return
+        if self._seed is not None:  # make the random state exist before setting it
+            self._env.reset(seed=self._seed)
+            self._seed = None
+        self._env.unwrapped.np_random.bit_generator.state = state["bit_generator"]
+
+
+class GymEnv(SeededOnce):
     """One Gymnasium task seeded by `seed` (its first reset; later resets continue its random state)."""
 
     def __init__(self, task: str, seed: int, episode_length: int | None = None):
@@ -86,18 +109,3 @@ class GymEnv:
     def render(self, width: int = 384, height: int = 384) -> np.ndarray:
         """RGB frame [H, W, 3] uint8 (the task's own size)."""
         return np.asarray(self._env.render())
-
-    def get_rng_state(self) -> dict[str, Any]:
-        """The task's random state (it decides every reset), saved with run checkpoints."""
-        if self._seed is not None:
-            return {"seed": self._seed}
-        return {"bit_generator": self._env.unwrapped.np_random.bit_generator.state}
-
-    def set_rng_state(self, state: dict[str, Any]) -> None:
-        if "seed" in state:
-            self._seed = state["seed"]
-            return
-        if self._seed is not None:  # make the random state exist before setting it
-            self._env.reset(seed=self._seed)
-            self._seed = None
-        self._env.unwrapped.np_random.bit_generator.state = state["bit_generator"]

@@ -9,12 +9,11 @@ myosuite 3.0.0 on MuJoCo 3.17.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from tdmpc2_jax.config import close_matches
 from tdmpc2_jax.envs.dmc import StepResult
+from tdmpc2_jax.envs.gym import SeededOnce
 
 MYOSUITE_TASKS = {
     "myo-reach": "myoHandReachFixed-v0",
@@ -50,7 +49,7 @@ def _make(env_id: str):
         raise ImportError("MyoSuite tasks need myosuite: pip install -e . (or pip install myosuite==3.0.0)") from err
 
 
-class MyoSuiteEnv:
+class MyoSuiteEnv(SeededOnce):
     """One MyoSuite task seeded by `seed` (its first reset; later resets continue its random state)."""
 
     def __init__(self, task: str, seed: int, episode_length: int | None = None):
@@ -87,18 +86,3 @@ class MyoSuiteEnv:
             self._renderer = mujoco.Renderer(self._model, height, width)
         self._renderer.update_scene(self._data, camera=CAMERA)
         return self._renderer.render().copy()
-
-    def get_rng_state(self) -> dict[str, Any]:
-        """The task's random state (it decides every reset), saved with run checkpoints."""
-        if self._seed is not None:
-            return {"seed": self._seed}
-        return {"bit_generator": self._env.unwrapped.np_random.bit_generator.state}
-
-    def set_rng_state(self, state: dict[str, Any]) -> None:
-        if "seed" in state:
-            self._seed = state["seed"]
-            return
-        if self._seed is not None:  # make the random state exist before setting it
-            self._env.reset(seed=self._seed)
-            self._seed = None
-        self._env.unwrapped.np_random.bit_generator.state = state["bit_generator"]
