@@ -69,7 +69,10 @@ def base_config(task: str) -> config_dict.ConfigDict:
 
 def mjx_config(task: str) -> config_dict.ConfigDict:
     """A run on batched MJX environments (`backend="mjx"`): counts are transitions over all of them."""
+    from tdmpc2_jax.envs.mjx import playground_defaults
+
     c = base_config(task)
+    c.update(playground_defaults(task))  # a locomotion or manipulation task's episode length and terminations
     c.backend = "mjx"
     c.num_envs = 64  # environments stepped together
     c.impl = "jax"  # MJX implementation: "jax" (runs everywhere) or "warp" (NVIDIA GPUs)

@@ -143,3 +143,18 @@ def test_a_multitask_batch_steps_each_task_with_its_own_physics_and_shapes():
     result = xla.jit(loop.evaluate, static_argnums=2)(carry.train_state.params, jax.random.key(2), 4)
     chex.assert_shape(result.returns, (4,))
     np.testing.assert_array_equal(np.asarray(result.lengths), [5, 5, 5, 5])
+
+
+def test_a_robot_task_with_dictionary_observations_and_falls_trains_its_termination_head():
+    from toy_env import RobotPointMass
+
+    env = MJXEnv("robot", episode_length=30, playground_env=RobotPointMass(limit=1.05), suite="locomotion")
+    cfg = tiny.agent_config(batch_size=4, horizon=2, episode_length=30, episodic=True)
+    loop = DeviceLoop(Agent(cfg), env, num_envs=4, seed_steps=20, buffer_capacity=40)
+    carry = loop.init(jax.random.key(3))
+    carry, _ = xla.jit(loop.seed_chunk)(carry)
+    carry, _ = xla.jit(loop.pretrain, static_argnums=1)(carry, 2)
+    carry, logs = xla.jit(loop.chunk, static_argnums=1)(carry, 25)
+    chex.assert_shape(carry.obs, (4, 5))  # the state entry of the dictionary observation
+    assert float(carry.buffer.terminated.sum()) > 0  # falls stored as terminal transitions
+    assert np.isfinite(np.asarray(logs.metrics["termination_loss"])).all()

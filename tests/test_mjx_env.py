@@ -49,3 +49,54 @@ def test_batched_steps_reset_each_env_at_the_time_limit_and_equal_vmapped_steps(
         lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x, tree)
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(np.asarray(a), np.asarray(b)),
                  as_arrays(batched), as_arrays(vmapped))
+
+
+def test_locomotion_and_manipulation_tasks_take_their_own_names_lengths_and_terminations():
+    import subprocess
+
+    from mujoco_playground import registry
+
+    from tdmpc2_jax.envs import mjx
+    from tdmpc2_jax.envs.mjx import playground_defaults, robot_suite_of
+    import tiny
+
+    assert playground_name("Go1JoystickFlatTerrain") == "Go1JoystickFlatTerrain"
+    assert (robot_suite_of("Go1JoystickFlatTerrain"), robot_suite_of("PandaPickCube")) == ("locomotion", "manipulation")
+    assert robot_suite_of("cheetah-run") is None and playground_defaults("cheetah-run") == {}
+    assert playground_defaults("Go1JoystickFlatTerrain") == {"episode_length": 1000, "episodic": True}
+    config = tiny.load_config("mjx.py", "PandaPickCube")
+    assert (config.episode_length, config.episodic) == (150, True)
+    with pytest.raises(ValueError, match="did you mean 'Go1JoystickFlatTerrain'"):
+        playground_name("Go1JoystickFlat")
+
+    def clone_fails(*args, **kwargs):
+        raise subprocess.CalledProcessError(128, ["git", "clone"])
+
+    original = registry.load
+    registry.load = clone_fails
+    try:
+        with pytest.raises(ValueError, match="MuJoCo Menagerie.*clone https://github.com/google-deepmind/mujoco_menagerie"):
+            mjx.MJXEnv("PandaPickCube")
+    finally:
+        registry.load = original
+
+
+def test_a_robot_task_acts_on_its_state_observation_unscaled_and_terminates():
+    from toy_env import RobotPointMass
+
+    env = MJXEnv("robot", episode_length=50, playground_env=RobotPointMass(), suite="locomotion")
+    assert (env.obs_dim, env.action_dim, env.action_repeat) == (5, 1, 1)
+    state = env.reset(jax.random.key(0))
+    assert env.observe(state).shape == (5,)
+    x0, v0 = float(state.inner.x), float(state.inner.v)
+    state, out = xla.jit(env.step)(state, np.asarray([0.5]))
+    # one physics step of the action as it is (the task scales it by 10): v = 0.9 v0 + 0.1 * 10 * 0.5
+    np.testing.assert_allclose(float(state.inner.x), x0 + 0.1 * (0.9 * v0 + 0.5), rtol=1e-5)
+    assert out.obs.shape == (5,) and float(out.terminated) == 0.0
+    step = xla.jit(env.step)
+    for t in range(60):
+        state, out = step(state, np.asarray([1.0]))
+        if bool(out.ended):
+            break
+    assert float(out.terminated) == 1.0 and 0 < int(out.episode_length) < 50  # a fall, before the time limit
+    assert int(state.t) == 0  # a fresh episode took its place

@@ -62,3 +62,21 @@ class PlanarPointMass:
         v = 0.9 * state.v + 0.1 * ctrl
         p = state.x + 0.1 * v
         return ToyState(self._obs(p, v), jnp.exp(-jnp.sum(p * p)), jnp.zeros(()), p, v)
+
+
+class RobotPointMass(PointMass):
+    """A point mass with a robot suite's interface: a dictionary observation (the agent's `state`
+    and a larger `privileged_state`), actions taken as they are (x10 here, the task's own scale),
+    and episodes that end at a terminal state (|x| > `limit`)."""
+
+    observation_size = {"state": (5,), "privileged_state": (7,)}
+
+    def __init__(self, limit: float = 1.5):
+        super().__init__(terminates=True, limit=limit)
+
+    def _obs(self, x, v):
+        state = PointMass._obs(x, v)
+        return {"state": state, "privileged_state": jnp.concatenate([state, jnp.stack([x * x, v * v])])}
+
+    def step(self, state, ctrl):
+        return super().step(state, 10.0 * ctrl)

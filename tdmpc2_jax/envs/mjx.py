@@ -1,17 +1,25 @@
-"""MuJoCo Playground DM Control Suite tasks on MJX, with the same protocol as the host adapter.
+"""MuJoCo Playground tasks on MJX: its DM Control Suite with the same protocol as the host adapter,
+and its locomotion and manipulation suites.
 
-Protocol: action repeat 2 (rewards summed), 500 agent steps per episode, actions in [-1, 1] mapped
-to the actuators' control range, dash task names. Every function is pure and works on one
+DM Control Suite (dash task names): action repeat 2 (rewards summed), 500 agent steps per episode,
+actions in [-1, 1] mapped to the actuators' control range. Locomotion and manipulation (Playground's
+own names, e.g. `Go1JoystickFlatTerrain`, `PandaPickCube`): one Playground step (its `ctrl_dt`) per
+agent step, the task's own episode length, actions in [-1, 1] passed to the task (which scales them
+itself), the `state` entry of a dictionary observation, and episodes that end where the task says
+(a fall, a cube out of reach), which are terminations. These tasks build their robots from MuJoCo
+Menagerie, which Playground clones from GitHub on first use. Every function is pure and works on one
 environment; vmap it for a batch. `step` resets an environment whose episode ended (time limit or
 termination) and reports the finished episode's last observation, return and length, so the
 caller can store the true last transition (a time-limit end is a truncation, never a terminal).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from tdmpc2_jax.config import close_matches
 from tdmpc2_jax.envs.dmc import ACTION_REPEAT, EPISODE_LENGTH
@@ -19,12 +27,24 @@ from tdmpc2_jax.envs.dmc import ACTION_REPEAT, EPISODE_LENGTH
 # dash name -> Playground name where the CamelCase rule does not give it
 SPECIAL_NAMES = {"cup-catch": "BallInCup", "pointmass-easy": "PointMass", "swimmer-swimmer6": "SwimmerSwimmer6"}
 HOST_ONLY_DOMAINS = ("dog", "quadruped", "manipulator")
+DM_CONTROL = "dm_control_suite"
+ROBOT_SUITES = ("locomotion", "manipulation")  # Playground's own task names, robots from Menagerie
+
+
+def robot_suite_of(task: str) -> str | None:
+    """"locomotion" or "manipulation" for a Playground task name of those suites, else None."""
+    from mujoco_playground import registry
+
+    return next((suite for suite in ROBOT_SUITES if task in getattr(registry, suite).ALL_ENVS), None)
 
 
 def playground_name(task: str) -> str:
-    """The Playground registry name of a dash task name, with clear errors."""
+    """The Playground registry name of a task: a dash DM Control name, or a locomotion or
+    manipulation task's own name; clear errors otherwise."""
     from mujoco_playground import registry
 
+    if robot_suite_of(task):
+        return task
     available = set(registry.dm_control_suite.ALL_ENVS)
     name = SPECIAL_NAMES.get(task, "".join(part.capitalize() for part in task.split("-")))
     if name in available:
@@ -34,7 +54,38 @@ def playground_name(task: str) -> str:
                          f"with --config=configs/dmc.py:{task}")
     dash = {**{v: k for k, v in SPECIAL_NAMES.items()}}
     names = [dash.get(n, "-".join(_split_camel(n))) for n in sorted(available)]
+    names += [n for suite in ROBOT_SUITES for n in getattr(registry, suite).ALL_ENVS]
     raise ValueError(f"unknown MJX task {task!r}{close_matches(task, names)}")
+
+
+def playground_defaults(task: str) -> dict:
+    """Run config keys a locomotion or manipulation task sets: its episode length (agent steps) and
+    `episodic` (its episodes end at terminal states). Nothing for other names."""
+    if not robot_suite_of(task):
+        return {}
+    from mujoco_playground import registry
+
+    return dict(episode_length=int(registry.get_default_config(task).episode_length), episodic=True)
+
+
+def _load(task: str, impl: str) -> Any:
+    """The Playground environment of a task; a robot task whose models cannot be fetched is one error."""
+    from mujoco_playground import registry
+
+    name = playground_name(task)
+    if not robot_suite_of(name):
+        return registry.load(name, config_overrides={"impl": impl})
+    import subprocess
+
+    from mujoco_playground._src import mjx_env
+
+    try:
+        return registry.load(name, config_overrides={"impl": impl})
+    except (subprocess.CalledProcessError, FileNotFoundError) as err:
+        raise ValueError(f"{task} builds its robot from MuJoCo Menagerie, which Playground clones from GitHub "
+                         f"into {mjx_env.MENAGERIE_PATH} on first use, and that failed ({str(err).rstrip('.')}): clone "
+                         f"https://github.com/google-deepmind/mujoco_menagerie there at commit "
+                         f"{mjx_env.MENAGERIE_COMMIT_SHA} and run again") from err
 
 
 def _split_camel(name: str) -> list[str]:
@@ -96,15 +147,18 @@ class MJXEnv:
     """One Playground task under the TD-MPC2 protocol (pure functions over EnvState)."""
 
     def __init__(self, task: str, impl: str = "jax", episode_length: int = EPISODE_LENGTH,
-                 action_repeat: int = ACTION_REPEAT, playground_env: Any = None):
+                 action_repeat: int | None = None, playground_env: Any = None, suite: str | None = None):
         """`playground_env`: any object with Playground's environment interface to use instead of
-        the registry's task (reset, step, observation_size, action_size, mjx_model)."""
-        self.task, self.episode_length, self.action_repeat = task, episode_length, action_repeat
+        the registry's task (reset, step, observation_size, action_size, mjx_model), treated as a
+        task of `suite` (default: DM Control). `action_repeat` defaults to the suite's."""
         if playground_env is None:
-            from mujoco_playground import registry
-
-            playground_env = registry.load(playground_name(task), config_overrides={"impl": impl})
+            suite = robot_suite_of(task) or DM_CONTROL
+            playground_env = _load(task, impl)
             _place_locally(playground_env, impl)
+        self.suite = suite or DM_CONTROL
+        default_repeat = ACTION_REPEAT if self.suite == DM_CONTROL else 1
+        self.task, self.episode_length = task, episode_length
+        self.action_repeat = default_repeat if action_repeat is None else action_repeat
         self._env = playground_env
         # Tracing MJX physics is slow Python; as nested jits, each of these is traced once per
         # process and reused by every program that steps or resets this environment.
@@ -112,7 +166,8 @@ class MJXEnv:
         self._fresh = jax.jit(lambda key: _strong(playground_env.reset(key)))
         ctrl = jnp.asarray(self._env.mjx_model.actuator_ctrlrange, jnp.float32)
         self._low, self._high = ctrl[:, 0], ctrl[:, 1]
-        self.obs_dim = int(self._env.observation_size)
+        size = self._env.observation_size
+        self.obs_dim = int(np.prod(size["state"]) if isinstance(size, Mapping) else size)
         self.action_dim = int(self._env.action_size)
 
     def reset_batch(self, keys: jax.Array) -> EnvState:
@@ -126,7 +181,7 @@ class MJXEnv:
     @staticmethod
     def observe(state: EnvState) -> jax.Array:
         """[..., obs_dim] observations of (a batch of) environments."""
-        return state.inner.obs
+        return _state_of(state.inner.obs)
 
     def reset(self, key: jax.Array) -> EnvState:
         key, reset_key = jax.random.split(key)
@@ -152,7 +207,10 @@ class MJXEnv:
     def _advance(self, state: EnvState, action: jax.Array) -> tuple[Any, StepOutput, jax.Array]:
         """The physics of one agent step: (inner state, output before any reset, [next key, reset key])."""
         action = jnp.clip(action, -1.0, 1.0)
-        ctrl = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
+        if self.suite == DM_CONTROL:
+            ctrl = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
+        else:  # the task scales its actions itself
+            ctrl = action
 
         def physics_step(inner, _):
             inner = self._physics_step(inner, ctrl)
@@ -164,7 +222,8 @@ class MJXEnv:
         terminated = inner.done > 0
         ended = terminated | (t >= self.episode_length)
         episode_return = state.episode_return + reward
-        out = StepOutput(obs=inner.obs, final_obs=inner.obs, reward=reward, terminated=terminated.astype(jnp.float32),
+        obs = _state_of(inner.obs)
+        out = StepOutput(obs=obs, final_obs=obs, reward=reward, terminated=terminated.astype(jnp.float32),
                          ended=ended, episode_return=jnp.where(ended, episode_return, 0.0),
                          episode_length=jnp.where(ended, t, 0))
         return inner, out, jax.random.split(state.key)
@@ -176,4 +235,10 @@ class MJXEnv:
         next_inner = jax.tree.map(lambda new, old: jnp.where(ended, new, old), fresh, inner)
         next_state = EnvState(next_inner, jnp.where(ended, 0, state.t + 1), state.episode + ended.astype(jnp.int32),
                               jnp.where(ended, 0.0, state.episode_return + out.reward), keys[0])
-        return next_state, out._replace(obs=next_inner.obs)
+        return next_state, out._replace(obs=_state_of(next_inner.obs))
+
+
+def _state_of(obs: Any) -> jax.Array:
+    """The observation the agent sees: the `state` entry of a dictionary observation (locomotion
+    tasks also give a privileged one, for critics that see more than the policy)."""
+    return obs["state"] if isinstance(obs, Mapping) else obs
