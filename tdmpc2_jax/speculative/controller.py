@@ -8,8 +8,9 @@ episode starts, when k reached K, when fallback is on and e_k > tau_k, or when t
 moves the action by more than `delta_cap` (max-norm); otherwise execute the (corrected) planned
 action. The mismatch that the fallback compares with tau_k is e_k by default (`mismatch="latent"`);
 `mismatch="policy"` uses the distance in action space instead, ||pi(z) - a_plan_k||_2 between the
-policy prior's mean action at the observed latent and the planned action. `step` decides with `lax.cond`; `step_batch` decides per environment and runs the planner
-for the batch only when some environment needs it. The batch's solve costs the same whoever asked
+policy prior's mean action at the observed latent and the planned action. `step` decides with
+`lax.cond`; `step_batch` decides per environment and runs the planner for the batch only when some
+environment needs it. The batch's solve costs the same whoever asked
 for it, so by default (`batch_refresh`) every environment then takes its fresh plan: the batch
 stays on one plan cycle instead of drifting into per-env cycles that each trigger a batch solve.
 With K = 1 every step replans with the same key and warm start as the plain planner, so the actions
@@ -55,7 +56,7 @@ class SpecState(NamedTuple):
 class StepInfo(NamedTuple):
     replanned: jax.Array  # [] bool: the planner ran at this step
     k: jax.Array  # [] int32 steps since the last plan, before this step's decision
-    mismatch: jax.Array  # [] the settings' mismatch: e_k = ||encode(obs) - zhat_k||_2 or ||pi(z) - a_plan_k||_2
+    mismatch: jax.Array  # [] e_k = ||encode(obs) - zhat_k||_2, or ||pi(z) - a_plan_k||_2 with mismatch="policy"
                          # (meaningful when 1 <= k < K)
     correction: jax.Array  # [] max |a_corrected - a_plan| (0 without a corrector)
     correction_norm: jax.Array  # [] ||a_corrected - a_plan||_2 (0 without a corrector)
