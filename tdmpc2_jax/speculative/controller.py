@@ -10,9 +10,9 @@ action. The mismatch that the fallback compares with tau_k is e_k by default (`m
 `mismatch="policy"` uses the distance in action space instead, ||pi(z) - a_plan_k||_2 between the
 policy prior's mean action at the observed latent and the planned action. `step` decides with
 `lax.cond`; `step_batch` decides per environment and runs the planner for the batch only when some
-environment needs it. The batch's solve costs the same whoever asked
-for it, so by default (`batch_refresh`) every environment then takes its fresh plan: the batch
-stays on one plan cycle instead of drifting into per-env cycles that each trigger a batch solve.
+environment needs it. The batch's solve costs the same whoever asked for it, so by default
+(`batch_refresh`) every environment then takes its fresh plan: the batch stays on one plan cycle
+instead of drifting into per-env cycles that each trigger a batch solve.
 With K = 1 every step replans with the same key and warm start as the plain planner, so the actions
 are exactly the baseline's.
 """
