@@ -205,26 +205,36 @@ class Sweep:
         process.started, process.command, process.log = time.time(), command, log
         return process
 
+    def complete(self, run: Run, rows: list[dict]) -> bool:
+        """Whether eval rows reach the last evaluation a run makes: both loops evaluate at the first
+        episode end after each multiple of eval_freq, so a task whose episodes end at varying steps
+        can finish its budget inside an episode, with the last evaluation one period earlier."""
+        eval_freq = int(self.overrides.get("eval_freq", 50_000))
+        return bool(rows) and rows[-1]["agent_step"] + eval_freq > self.agent_steps(run.task)
+
     def finish(self, run: Run, process: subprocess.Popen) -> None:
         process.log.close()
         work = run.scratch(self.scratch)
         rows = self.eval_rows(run)
-        if process.returncode != 0 or not rows or rows[-1]["agent_step"] < self.agent_steps(run.task):
+        if process.returncode != 0 or not self.complete(run, rows):
             tail = (work / "stdout.log").read_text().strip().splitlines()[-5:]
             print(f"  FAILED {run.impl} {run.task} seed {run.seed} (exit {process.returncode}); "
                   f"log {work / 'stdout.log'}:\n    " + "\n    ".join(tail), flush=True)
             return
+        self.file(run, rows, process.command, time.time() - process.started)
+
+    def file(self, run: Run, rows: list[dict], command: list[str], wall_clock_s: float) -> None:
+        """Writes a finished run's eval.csv and run.json under the output directory."""
         dest = run.results(self.out)
         dest.mkdir(parents=True, exist_ok=True)
         write_rows(dest / "eval.csv", rows, ("env_step", "agent_step", "episode_reward"))
-        command = [relative_to_root(part) for part in process.command]
         record = dict(impl=run.impl, task=run.task, seed=run.seed, env_steps=self.args.steps,
-                      agent_steps=self.agent_steps(run.task), overrides=self.overrides, command=command,
-                      wall_clock_s=round(time.time() - process.started, 1), machine=machine(),
-                      finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+                      agent_steps=self.agent_steps(run.task), overrides=self.overrides,
+                      command=[relative_to_root(part) for part in command], wall_clock_s=round(wall_clock_s, 1),
+                      machine=machine(), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
         (dest / "run.json").write_text(json.dumps(record, indent=1) + "\n")
         print(f"  done {run.impl} {run.task} seed {run.seed}: final return {rows[-1]['episode_reward']:.1f} "
-              f"at {rows[-1]['env_step']:,} env steps, {record['wall_clock_s'] / 60:.1f} min", flush=True)
+              f"at {rows[-1]['env_step']:,} env steps, {wall_clock_s / 60:.1f} min", flush=True)
 
     def progress(self, running: dict[Run, subprocess.Popen]) -> None:
         for run, process in running.items():
