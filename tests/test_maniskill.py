@@ -29,8 +29,9 @@ class BatchedStandIn:
     def step(self, action):
         self.actions.append(np.asarray(action))
         done = len(self.actions) >= self._success_at
+        truncated = len(self.actions) >= 3  # ManiSkill's own time limit, shorter than the protocol's
         obs = np.full((1, 7), len(self.actions), np.float32)
-        return obs, np.asarray([0.5]), np.asarray([done]), np.asarray([False]), {"success": np.asarray([done])}
+        return obs, np.asarray([0.5]), np.asarray([done]), np.asarray([truncated]), {"success": np.asarray([done])}
 
 
 def test_the_official_five_are_maniskill_tasks_with_the_official_protocol():
@@ -52,7 +53,7 @@ def test_an_agent_step_is_two_maniskill_steps_and_ends_with_success(monkeypatch)
     step = env.step(np.asarray([1.0, -1.0, 0.0, 3.0]))  # [-1, 1] to the controller's bounds, clipped
     np.testing.assert_allclose(stand_in.actions[0], [[0.1, -0.1, 0.0, 0.1]], atol=1e-7)
     assert len(stand_in.actions) == 2 and step.reward == 1.0 and not step.done and step.success == 0.0
-    env.step(np.zeros(4))
+    assert not env.step(np.zeros(4)).done  # ManiSkill's own time limit (3 steps here) is not the protocol's
     step = env.step(np.zeros(4))  # ManiSkill ends the episode at its 5th step: in the 3rd agent step
     assert len(stand_in.actions) == 5 and step.reward == 0.5 and step.done and step.success == 1.0
     assert not step.terminated  # an end at success is not a terminal state for learning (episodic=False)

@@ -6,7 +6,9 @@ official control mode: `pick-cube` (PickCube-v1), `stack-cube` (StackCube-v1), `
 is sparse in ManiSkill3), and `lift-cube`, which ManiSkill3 no longer has, as PickCube-v1 (lift the
 cube to a goal). Protocol: state observations, two ManiSkill steps per agent step (rewards summed),
 episodes of 100 agent steps that end early when ManiSkill ends them (success), `success` from its
-success flag, actions in [-1, 1] mapped to the controller's bounds.
+success flag, actions in [-1, 1] mapped to the controller's bounds. ManiSkill3's own time limits
+(50 steps for most of these tasks) are ignored: the official 100 agent steps apply. Assets a task
+needs (YCB objects, faucets) are downloaded on first use without ManiSkill's interactive prompt.
 
 mani_skill 3.0.1 cannot be installed by pip's resolver beside this project: it imports
 pytorch_kinematics_ms, which asks for numpy<2 (JAX needs numpy 2), although it runs on numpy 2;
@@ -51,9 +53,11 @@ def check_task(task: str) -> None:
 
 def _make(env_id: str, control_mode: str):
     import importlib
+    import os
 
     import gymnasium
 
+    os.environ.setdefault("MS_SKIP_ASSET_DOWNLOAD_PROMPT", "1")  # a training run cannot answer a prompt
     try:
         importlib.import_module("mani_skill.envs")  # registers the tasks with gymnasium
     except ImportError as err:
@@ -100,9 +104,9 @@ class ManiSkillEnv:
         scaled = (self._low + (action + 1.0) * 0.5 * (self._high - self._low)).astype(np.float32)
         reward, ended = 0.0, False
         for _ in range(self.action_repeat):
-            obs, r, terminated, truncated, info = self._env.step(scaled[None])
+            obs, r, terminated, _, info = self._env.step(scaled[None])  # its own time limit is not ours
             reward += float(_numpy(r))
-            ended = bool(_numpy(terminated)) or bool(_numpy(truncated))
+            ended = bool(_numpy(terminated))
             if ended:
                 break
         self._t += 1
