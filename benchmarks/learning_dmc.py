@@ -23,6 +23,7 @@ import time
 import jax
 
 from tdmpc2_jax.cli import setup_process
+from tdmpc2_jax.config import SIZE_KEYS
 from tdmpc2_jax.envs.registry import action_repeat_of
 from tdmpc2_jax.loops import host
 
@@ -56,7 +57,7 @@ def plot(task: str, run_dir: pathlib.Path, env_steps: int, title: str, out: path
     import matplotlib.pyplot as plt
 
     with open(run_dir / "train.csv") as f:
-        losses = [r for r in csv.DictReader(f) if r.get("termination_loss")]
+        losses = [r for r in csv.DictReader(f) if float(r.get("termination_loss") or 0) > 0]  # episodic runs
     with open(run_dir / "eval.csv") as f:
         successes = [r for r in csv.DictReader(f) if r.get("episode_success")]
     panels = 1 + bool(successes) + bool(losses)
@@ -111,11 +112,13 @@ def main() -> None:
     last = host.train(config)
     minutes = (time.time() - start) / 60
     device = jax.devices()[0].device_kind
-    title = f"{name}: {config.model_size}M model, {minutes:.0f} min on {device}"
+    sized = any(item.removeprefix("--config.").split("=")[0] in SIZE_KEYS for item in overrides)
+    model = "custom-size model" if sized else f"{config.model_size}M model"
+    title = f"{name}: {model}, {minutes:.0f} min on {device}"
     plot(task, run_dir, env_steps, title, results / f"{name}.png", config.obs)
     print(f"{title}; final eval return {last.get('episode_reward', float('nan')):.1f}")
     with open(results / "README.md", "a") as f:
-        f.write(f"- {name}, {env_steps:,} env steps, {config.model_size}M model: final return "
+        f.write(f"- {name}, {env_steps:,} env steps, {model}: final return "
                 f"{last.get('episode_reward', float('nan')):.1f}, {minutes:.1f} min on {device} "
                 f"({jax.default_backend()}); overrides: {' '.join(overrides) or 'none'}\n")
 

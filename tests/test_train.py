@@ -165,3 +165,16 @@ def test_evaluate_runs_an_official_pt_checkpoint(parity_dir):
     out = subprocess.run(args, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "walker-run: 2 episodes, return mean" in out.stdout and "episode lengths [30]" in out.stdout
+
+
+def test_a_finished_run_resumed_with_a_larger_budget_goes_on_with_its_buffer(tmp_path):
+    host.train(tiny_config(tmp_path, steps=150, checkpoint_every=1000))
+    _, meta = checkpoints.read_meta(str(tmp_path / "checkpoints"))
+    host.train(tiny_config(tmp_path, steps=300, checkpoint_every=1000, resume=True))
+    assert checkpoints.latest_step(str(tmp_path / "checkpoints")) == 301
+    train = rows(tmp_path / "train.csv")
+    episodes = [int(r["episode"]) for r in train]
+    assert meta["episode"] == 3 and episodes == list(range(1, 6))  # the episode count goes on
+    assert int(train[-1]["agent_step"]) == 251  # two more episodes of 50 steps logged, from step 151
+    with pytest.raises(ValueError, match="buffer holds .* rows, more than the .* of this run"):
+        host.train(tiny_config(tmp_path, steps=150, checkpoint_every=1000, resume=True))

@@ -147,11 +147,21 @@ class EpisodeBuffer:
                 "counters": np.array([self.cursor, self.num_episodes, self.num_rows], np.int64)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a saved buffer: one of this capacity exactly, or a smaller one (a run resumed with a
+        larger budget), whose rows move here oldest first if it had wrapped around."""
+        stored = len(state["episode"])
+        if stored > self.capacity:
+            raise ValueError(f"the checkpoint's buffer holds {stored:,} rows, more than the {self.capacity:,} "
+                             "of this run: resume with at least the budget it was made with")
+        cursor, num_episodes, num_rows = (int(x) for x in np.asarray(state["counters"]))
+        wrapped = num_rows == stored and stored < self.capacity
+        order = (cursor + np.arange(stored)) % stored if wrapped else np.arange(stored)
         for name in self._arrays():
-            value = np.asarray(state[name])
-            if value.shape != getattr(self, name).shape:
-                raise ValueError(f"buffer {name} has shape {value.shape} in the checkpoint, "
-                                 f"{getattr(self, name).shape} here")
-            setattr(self, name, value.astype(getattr(self, name).dtype))
-        self.cursor, self.num_episodes, self.num_rows = (int(x) for x in np.asarray(state["counters"]))
+            value, mine = np.asarray(state[name]), getattr(self, name)
+            if value.shape[1:] != mine.shape[1:]:
+                raise ValueError(f"buffer {name} has rows of shape {value.shape[1:]} in the checkpoint, "
+                                 f"{mine.shape[1:]} here")
+            mine[:stored] = value[order]
+        self.cursor = stored % self.capacity if wrapped else cursor
+        self.num_episodes, self.num_rows = num_episodes, num_rows
         self._starts = np.flatnonzero(self.valid_start)

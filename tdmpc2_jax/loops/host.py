@@ -316,11 +316,14 @@ def save_run(ckpt_dir: str, config: ConfigDict, agent_cfg: Config, run_state: Ru
 def restore_run(ckpt_dir: str, config: ConfigDict, agent_cfg: Config, like: RunState, buffer: EpisodeBuffer,
                 envs: tuple[DMCEnv, DMCEnv]) -> RunState:
     """The latest run checkpoint (the buffer and the envs' random states restored in place), refused
-    with the differing keys when it is another run's."""
+    with the differing keys when it is another run's. A finished run resumed with a larger `steps`
+    goes on with its buffer grown to the new budget."""
     step, meta = checkpoints.read_meta(ckpt_dir)
     run.check_resumable(ckpt_dir, config, agent_cfg, meta, MUST_MATCH_ON_RESUME)
+    # the buffer as it was saved: a run resumed with a larger budget (steps) has a larger one
+    saved = make_buffer(ConfigDict(meta["run_config"]), envs[0], agent_cfg) if meta.get("has_buffer") else None
     tree = checkpoints.restore_exact(ckpt_dir, step, run_tree(like.train_state, like.plan_state, jax.random.key(0),
-                                                              buffer if meta.get("has_buffer") else None))
+                                                              saved))
     if "buffer" in tree:
         buffer.load_state_dict(tree["buffer"])
     for env, rng_state in zip(envs, (meta["env_rng"], meta["eval_env_rng"])):
