@@ -10,7 +10,7 @@ train.csv) and the plot to experiments/results/learning/<TASK>.png, with wall-cl
 the title; a task with success (Meta-World, MyoSuite) gets a panel with the success rate, an
 episodic task one with the termination loss. A pixel run (`--config.obs=rgb`) is named <TASK>-rgb; the official curve beside it is the state-based one (the
 only one published). `--plot-only` plots a run that has not finished (it resumes later with the
-same command and `--config.resume=True`).
+same command and `--config.resume=True`; a finished run resumed with a larger ENV_STEPS goes on).
 """
 from __future__ import annotations
 
@@ -104,7 +104,8 @@ def main() -> None:
         config.save_buffer = False  # lighter checkpoints; --config.save_buffer=True for an exact resume
     if plot_only:
         steps, _ = read_curve(run_dir / "eval.csv", "step", "episode_reward")
-        title = f"{name}: first {max(steps):,.0f} of {env_steps:,} env steps (unfinished)"
+        title = (f"{name}: {env_steps:,} env steps" if max(steps) >= env_steps else
+                 f"{name}: first {max(steps):,.0f} of {env_steps:,} env steps (unfinished)")
         plot(task, run_dir, env_steps, title, results / f"{name}.png", config.obs)
         print(f"wrote {results / f'{name}.png'}: {title}")
         return
