@@ -32,9 +32,15 @@ class Rollout(NamedTuple):
 def first_episode_totals(reward: jax.Array, ended: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(returns [N], lengths [N]) of the first episode in per-step rewards and ends [T, N]: a step
     counts while no earlier step of its environment ended (the ending step itself counts)."""
-    ended = ended.astype(jnp.int32)
-    alive = (jnp.cumsum(ended, axis=0) - ended) == 0
+    alive = first_episode_mask(ended)
     return jnp.sum(jnp.where(alive, reward, 0.0), axis=0), jnp.sum(alive, axis=0, dtype=jnp.int32)
+
+
+def first_episode_mask(ended):
+    """[T, N] bool: the steps of each environment's first episode in ends [T, N] (the ending step
+    included); numpy or jax arrays."""
+    ended = ended.astype(jnp.int32)
+    return (ended.cumsum(axis=0) - ended) == 0
 
 
 def rollout(env: MJXEnv | MultitaskMJXEnv, policy: Policy, policy_state: Any, key: jax.Array, num_envs: int, steps: int) -> Rollout:

@@ -1,10 +1,11 @@
 """Corrector training data: speculative rollouts labelled by the teacher (the full planner).
 
 Every reuse step (k = 1..K-1 steps after a plan) of a speculative rollout, on N MJX environments
-(`label_rollouts`) or in host episodes one after another (`label_host`), gives one tuple: the corrector's input history at that step and the teacher's label, the MPPI
-mean's first action planned (eval mode) at the visited state. The teacher keeps its own warm
-start and plans at every step; its actions are never executed. DAgger: later rounds roll out the
-corrected controller, so the data covers the states the corrector itself visits.
+(`label_rollouts`) or in host episodes one after another (`label_host`), gives one tuple: the
+corrector's input history at that step and the teacher's label, the MPPI mean's first action planned
+(eval mode) at the visited state. The teacher keeps its own warm start and plans at every step; its
+actions are never executed. DAgger: later rounds roll out the corrected controller, so the data
+covers the states the corrector itself visits.
 """
 from __future__ import annotations
 

@@ -44,8 +44,7 @@ def run_mjx(env, speculator, params, corrector_params, key: jax.Array, episodes:
     start = time.perf_counter()
     result = jax.block_until_ready(rollout(params, corrector_params, key))
     seconds = time.perf_counter() - start
-    ended = np.asarray(result.ended)
-    alive = (np.cumsum(ended, axis=0) - ended) == 0  # [T, N] steps of each env's first episode
+    alive = np.asarray(acting.first_episode_mask(result.ended))  # [T, N]
     rewards = np.where(alive, np.asarray(result.reward), np.nan).T  # [N, T]
     return summarize(np.asarray(result.returns), rewards, result.info, seconds / env.episode_length,
                      speculator.settings.horizon_k)
