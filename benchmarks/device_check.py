@@ -180,20 +180,27 @@ def update_figures(sizes: dict, repeats: int) -> dict:
 
 
 def learning_run(check: Check, out: pathlib.Path) -> dict:
-    """MJX training at one update per transition for the time left (less a margin for compiling)."""
-    from tdmpc2_jax.loops import mjx_run
+    """MJX training at one update per transition for the time left (less a margin for compiling).
+
+    The schedule is the seed phase, then four chunks of one length with an eval after each, so the
+    chunk program compiles once (a shorter last chunk would be a second compile of the physics).
+    """
+    from tdmpc2_jax.loops import mjx_run, run
 
     s = check.settings
     n = s.learn_envs
-    steps = s.learn_steps
-    if steps is None:  # as many transitions as the measured update and acting rates allow in the time left
+    config = load_mjx_config(s.task)
+    config.update(s.learn_overrides)
+    seed_batches = -(-run.seed_steps(config, config.episode_length) // n)
+    budget = s.learn_steps
+    if budget is None:  # as many transitions as the measured update and acting rates allow in the time left
         update_s = check.results["core"].get("update 5M", {}).get("median_ms", 10.0) / 1e3
         acting = check.results["mjx"].get(str(n), {}).get("transitions_per_s")
         per_transition = update_s + (1.0 / acting if acting else 0.002)
-        affordable = int(max(check.left() - LEARN_COMPILE_S, 0.0) / per_transition)
-        steps = max(n * 8, min(affordable, 2_000_000)) // n * n
-    config = load_mjx_config(s.task)
-    config.update(dict(model_size=5, num_envs=n, steps=steps, eval_freq=max(n, steps // 4) // n * n,
+        budget = min(int(max(check.left() - LEARN_COMPILE_S, 0.0) / per_transition), 2_000_000)
+    chunk = max(1, budget // n - seed_batches) // 4 or 1
+    steps = (seed_batches + 4 * chunk) * n
+    config.update(dict(model_size=5, num_envs=n, steps=steps, eval_freq=chunk * n, chunk_steps=chunk,
                        eval_episodes=s.eval_episodes, work_dir=str(out / "learning"), checkpoint_every=10**12,
                        save_buffer=False, tensorboard=False, progress=False, compilation_cache=""))
     config.update(s.learn_overrides)
@@ -254,18 +261,10 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=pathlib.Path, required=True)
-    parser.add_argument("--budget-s", type=float, help="seconds for all parts together (default 510; "
-                        "none with --smoke)")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, cartpole-balance, on any backend")
-    args = parser.parse_args()
-    reuse_freed_memory()  # as the command lines do (malloc.py)
-    settings = SMOKE if args.smoke else FULL
-    budget = args.budget_s or (float("inf") if args.smoke else 510.0)
-    check = Check(args.out, budget, settings, args.smoke)
-    print(f"device check on {check.results['device']} ({check.results['backend']}), budget {budget:.0f} s",
+def run_parts(out: pathlib.Path, settings: Settings, budget_s: float, smoke: bool) -> dict:
+    """Every part in order against the budget; returns the results also written to `out`."""
+    check = Check(out, budget_s, settings, smoke)
+    print(f"device check on {check.results['device']} ({check.results['backend']}), budget {budget_s:.0f} s",
           flush=True)
     first, *others = settings.sizes.items()
     for name, sizes in [first] + ([others[0]] if others else []):
@@ -284,9 +283,22 @@ def main() -> None:
         check.attempt("core", f"update {name}", 45, lambda: update_figures(sizes, settings.repeats))
     for n in settings.mjx_envs[1:]:
         check.attempt("mjx", str(n), 90, mjx(n))
-    check.attempt("learning", "run", 0, lambda: learning_run(check, args.out))
-    (args.out / "device_check.md").write_text(markdown(check.results))
+    check.attempt("learning", "run", 0, lambda: learning_run(check, out))
+    (out / "device_check.md").write_text(markdown(check.results))
     print(markdown(check.results), flush=True)
+    return check.results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=pathlib.Path, required=True)
+    parser.add_argument("--budget-s", type=float, help="seconds for all parts together (default 510; "
+                        "none with --smoke)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, cartpole-balance, on any backend")
+    args = parser.parse_args()
+    reuse_freed_memory()  # as the command lines do (malloc.py)
+    budget = args.budget_s or (float("inf") if args.smoke else 510.0)
+    run_parts(args.out, SMOKE if args.smoke else FULL, budget, args.smoke)
 
 
 if __name__ == "__main__":
