@@ -18,7 +18,8 @@ reserve of the budget, so it always runs):
 
 DIR/device_check.json is rewritten after every measurement, so a run cut short keeps what it
 measured; DIR/device_check.md is the summary table. `--smoke` runs every part with a tiny model,
-cartpole-balance and N in {2, 4}, so a test can run the whole path on CPU.
+cartpole-balance and 2 environments on any backend; on a CPU most of its minutes go to compiling
+MJX physics, so tests/test_device_check.py runs it on point-mass physics, which compiles far faster.
 """
 from __future__ import annotations
 
