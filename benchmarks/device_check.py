@@ -204,7 +204,6 @@ def learning_run(check: Check, out: pathlib.Path) -> dict:
     config.update(dict(model_size=5, num_envs=n, steps=steps, eval_freq=chunk * n, chunk_steps=chunk,
                        eval_episodes=s.eval_episodes, work_dir=str(out / "learning"), checkpoint_every=10**12,
                        save_buffer=False, tensorboard=False, progress=False, compilation_cache=""))
-    config.update(s.learn_overrides)
     start = time.monotonic()
     last = mjx_run.train(config)[0]
     wall = time.monotonic() - start

@@ -1,18 +1,16 @@
 """The prepared accelerator check runs end to end in its smoke mode (tiny sizes, on the CPU).
 
 The test swaps cartpole's MJX physics for the pure-JAX point mass of toy_env (the same observation
-and action sizes), so that the check's own code runs in seconds instead of minutes of compiling
-physics; the MJX tests run the real physics."""
+and action sizes), so that the check's own code runs without minutes of compiling physics; the
+MJX tests run the real physics."""
 from benchmarks import device_check
 from tdmpc2_jax.envs.mjx import MJXEnv
 
-from toy_env import PointMass
+from toy_env import point_mass_physics
 
 
 def test_device_check_smoke_measures_every_part_and_writes_its_report(tmp_path, monkeypatch):
-    physics = MJXEnv.__init__
-    monkeypatch.setattr(MJXEnv, "__init__", lambda self, task, *args, **kwargs:
-                        physics(self, task, *args, **dict(kwargs, playground_env=PointMass())))
+    monkeypatch.setattr(MJXEnv, "__init__", point_mass_physics(MJXEnv.__init__))
     results = device_check.run_parts(tmp_path, device_check.SMOKE, float("inf"), smoke=True)
 
     assert results["smoke"] and results["backend"] == "cpu" and results["skipped"] == []

@@ -80,3 +80,11 @@ class RobotPointMass(PointMass):
 
     def step(self, state, ctrl):
         return super().step(state, 10.0 * ctrl)
+
+
+def point_mass_physics(mjx_env_init):
+    """An MJXEnv.__init__ that builds every task on PointMass instead of its Playground physics
+    (cartpole's observation and action sizes), for tests of what runs around the physics."""
+    def init(self, task, *args, **kwargs):
+        mjx_env_init(self, task, *args, **dict(kwargs, playground_env=PointMass()))
+    return init

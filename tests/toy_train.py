@@ -10,16 +10,9 @@ from tdmpc2_jax import train
 from tdmpc2_jax.cli import parse_flags
 from tdmpc2_jax.envs.mjx import MJXEnv
 
-from toy_env import PointMass
-
-_physics = MJXEnv.__init__
-
-
-def _point_mass_init(self, task, *args, **kwargs):
-    _physics(self, task, *args, **dict(kwargs, playground_env=PointMass()))
-
+from toy_env import point_mass_physics
 
 if __name__ == "__main__":
-    MJXEnv.__init__ = _point_mass_init
+    MJXEnv.__init__ = point_mass_physics(MJXEnv.__init__)
     train.define_flags()
     app.run(train.main, flags_parser=parse_flags)
