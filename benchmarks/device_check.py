@@ -18,8 +18,9 @@ reserve of the budget, so it always runs):
 
 DIR/device_check.json is rewritten after every measurement, so a run cut short keeps what it
 measured; DIR/device_check.md is the summary table. `--smoke` runs every part with a tiny model,
-cartpole-balance and 2 environments on any backend; on a CPU most of its minutes go to compiling
-MJX physics, so tests/test_device_check.py runs it on point-mass physics, which compiles far faster.
+cartpole-balance and 2 environments on any backend. On a CPU nearly all of its time is compiling:
+it keeps the programs in the command lines' compilation cache (run_config.COMPILATION_CACHE), so
+only its first run compiles them; tests/test_device_check.py runs it on point-mass physics.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import functools
 import json
 import pathlib
 import platform
+import shutil
 import time
 from typing import Any, Callable
 
@@ -39,9 +41,11 @@ from benchmarks._timing import random_batch, time_calls
 from benchmarks.mjx_throughput import device_figures
 from tdmpc2_jax import xla
 from tdmpc2_jax.agent import Agent
+from tdmpc2_jax.cli import use_compilation_cache
 from tdmpc2_jax.config import make_config
 from tdmpc2_jax.malloc import reuse_freed_memory
 from tdmpc2_jax.planner import init_plan_state, plan
+from tdmpc2_jax.run_config import COMPILATION_CACHE
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OBS_DIM, ACTION_DIM = 24, 6
@@ -204,6 +208,7 @@ def learning_run(check: Check, out: pathlib.Path) -> dict:
     config.update(dict(model_size=5, num_envs=n, steps=steps, eval_freq=chunk * n, chunk_steps=chunk,
                        eval_episodes=s.eval_episodes, work_dir=str(out / "learning"), checkpoint_every=10**12,
                        save_buffer=False, tensorboard=False, progress=False, compilation_cache=""))
+    shutil.rmtree(out / "learning", ignore_errors=True)  # a fresh run, not the checkpoint of an earlier check
     start = time.monotonic()
     last = mjx_run.train(config)[0]
     wall = time.monotonic() - start
@@ -297,6 +302,8 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, cartpole-balance, on any backend")
     args = parser.parse_args()
     reuse_freed_memory()  # as the command lines do (malloc.py)
+    if args.smoke:  # as the command lines do: a later smoke run loads the programs this one compiles
+        use_compilation_cache({"compilation_cache": COMPILATION_CACHE})
     budget = args.budget_s or (float("inf") if args.smoke else 510.0)
     run_parts(args.out, SMOKE if args.smoke else FULL, budget, args.smoke)
 

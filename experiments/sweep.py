@@ -86,7 +86,7 @@ def main(argv: list[str]) -> None:
         lrs = [float(v) for v in FLAGS.lrs] if FLAGS.lrs else [config.lr]
         if len(set(seeds)) != len(seeds) or len(set(lrs)) != len(lrs):
             raise ValueError(f"seeds and lrs must not repeat: {seeds}, {lrs}")
-        playground_name(config.task)
+        playground_name(config.task, config.impl)
         mjx_run.train(config, seeds, lrs)
     except run.NonFiniteLoss as err:
         fail(str(err), code=1)

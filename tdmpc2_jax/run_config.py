@@ -10,6 +10,8 @@ from ml_collections import config_dict
 from tdmpc2_jax.config import SIZE_KEYS, Config
 from tdmpc2_jax.envs.registry import task_defaults
 
+COMPILATION_CACHE = "~/.cache/tdmpc2_jax/xla"  # the default of every run config's compilation_cache
+
 # Config fields a run derives instead of reading them (from the environment, or from the task set)
 DERIVED = ("obs_dim", "image_shape", "action_dim", "multitask", "tasks", "obs_dims", "action_dims", "episode_lengths",
            "task_dim")
@@ -62,7 +64,7 @@ def base_config(task: str) -> config_dict.ConfigDict:
     c.progress = True
     # compiled XLA programs kept on disk, so a run that compiles what an earlier run compiled (same
     # model, shapes, jax version) loads it instead: "" turns this off
-    c.compilation_cache = "~/.cache/tdmpc2_jax/xla"
+    c.compilation_cache = COMPILATION_CACHE
     c.update(task_defaults(task))  # what the task's domain sets (Gymnasium: episode length, episodic, ...)
     return c
 

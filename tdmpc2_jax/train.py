@@ -68,7 +68,7 @@ def _train(config):
 
         task_set = task_set_of(config)
         for task in task_set.tasks if task_set else [config.task]:
-            playground_name(task)
+            playground_name(task, config.impl)
         return mjx_run.train(config)[0]
     raise ValueError(f"backend={config.backend!r}: use --config=configs/dmc.py:TASK (host MuJoCo) or "
                      "--config=configs/mjx.py:TASK (MJX)")

@@ -49,8 +49,8 @@ jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 # The slowest files first (xdist deals whole files out in collection order, see setup.cfg), so the
 # two CI workers do not end on one long file while the other idles.
-SLOWEST_FIRST = ["test_distributed.py", "test_command_lines.py", "test_pixels.py", "test_mjx_train.py", "test_train.py",
-                 "test_multitask.py", "test_device_check.py", "test_device_loop.py", "test_sharding.py",
+SLOWEST_FIRST = ["test_distributed.py", "test_device_check.py", "test_pixels.py", "test_mjx_train.py", "test_train.py",
+                 "test_multitask.py", "test_command_lines.py", "test_device_loop.py", "test_sharding.py",
                  "test_device_buffer.py", "test_parity.py", "test_rollout.py", "test_dataset_and_fitting.py",
                  "test_mjx_env.py"]
 

@@ -17,9 +17,11 @@ def rows(path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def speculative_cli(module: str, *args: str) -> subprocess.CompletedProcess:
-    """python -m tdmpc2_jax.speculative.<module> ARGS from the repository root."""
-    return subprocess.run([sys.executable, "-m", f"tdmpc2_jax.speculative.{module}", *args], capture_output=True,
+def speculative_cli(module: str, *args: str, toy_physics: bool = False) -> subprocess.CompletedProcess:
+    """python -m tdmpc2_jax.speculative.<module> ARGS from the repository root; with `toy_physics`, MJX
+    tasks step toy_env's point mass (toy_physics.py)."""
+    command = [str(ROOT / "tests" / "toy_physics.py")] if toy_physics else ["-m"]
+    return subprocess.run([sys.executable, *command, f"tdmpc2_jax.speculative.{module}", *args], capture_output=True,
                           text=True, timeout=900, cwd=ROOT)
 
 

@@ -1,6 +1,6 @@
 """A run over two processes (jax.distributed with a localhost coordinator, one CPU device each)
 computes what one process with two devices computes, and resumes from the checkpoint that the two
-processes wrote together with orbax. The runs step point-mass physics (toy_train.py): only process 0
+processes wrote together with orbax. The runs step point-mass physics (toy_physics.py): only process 0
 reads and writes JAX's compilation cache, so every run's other process compiles all its programs."""
 import os
 import socket
@@ -23,9 +23,10 @@ def free_port() -> int:
 
 
 def train_command(work_dir, **changes) -> list[str]:
-    """The tiny MJX run on point-mass physics (toy_train.py), acting with the policy over a 2-step
+    """The tiny MJX run on point-mass physics (toy_physics.py), acting with the policy over a 2-step
     horizon: each process compiles small programs, and what this test checks does not depend on them."""
-    return [sys.executable, str(ROOT / "tests" / "toy_train.py"), f"--config={ROOT / 'configs' / 'mjx.py'}:cartpole-balance",
+    return [sys.executable, str(ROOT / "tests" / "toy_physics.py"), "tdmpc2_jax.train",
+            f"--config={ROOT / 'configs' / 'mjx.py'}:cartpole-balance",
             *tiny.flags(tiny.AGENT, tiny.MJX_RUN, dict(mpc=False, horizon=2), work_dir=work_dir, **changes)]
 
 

@@ -17,6 +17,28 @@ def test_names_map_to_playground_and_host_only_tasks_point_to_dmc():
         playground_name("walker-wakl")
 
 
+def test_a_dm_control_task_loads_without_mjx_warp_kernels_and_impl_warp_then_fails_clearly():
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from tdmpc2_jax.envs.mjx import MJXEnv, playground_name
+from tdmpc2_jax.run_config import mjx_config
+mjx_config("cheetah-run")
+assert "mujoco_playground" not in sys.modules  # a dash name is DM Control's: nothing imported to configure it
+env = MJXEnv("cartpole-balance", impl="jax")
+assert "warp" not in sys.modules and (env.obs_dim, env.action_dim) == (5, 1)
+try:
+    playground_name("cartpole-balance", impl="warp")
+except ValueError as err:
+    print(err)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().startswith("impl='warp' needs MJX's Warp backend"), out.stdout
+
+
 def test_batched_steps_reset_each_env_at_the_time_limit_and_equal_vmapped_steps():
     """vmap(step) resets each env at its time limit and reports the episode; step_batch (resets
     computed only when some episode ended) gives the same results."""

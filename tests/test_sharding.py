@@ -27,7 +27,7 @@ assert jax.device_count() == 4, jax.devices()
 cfg = tiny.agent_config(horizon=2, mpc=False, episode_length=5)
 env = MJXEnv("toy", episode_length=5, playground_env=PointMass())
 mesh = sharding.make_mesh()
-results = {}
+results, runs = {}, {}
 for name, loop_mesh in (("unsharded", None), ("sharded", mesh)):
     loop = DeviceLoop(Agent(cfg), env, num_envs=8, seed_steps=16, buffer_capacity=12, mesh=loop_mesh)
     carry = jax.vmap(loop.init)(jax.random.split(jax.random.key(0), 1))
@@ -35,22 +35,24 @@ for name, loop_mesh in (("unsharded", None), ("sharded", mesh)):
         shardings = carry_shardings(carry, mesh, sharding.split_mode(mesh, 1, 8))
         carry = jax.device_put(carry, shardings)
         assert len(carry.buffer.obs.sharding.device_set) == 4
-    run = xla.jit(lambda c: jax.vmap(lambda c: loop.chunk(loop.seed_chunk(c)[0], 3))(c))
-    carry, logs = run(carry)
+    runs[name] = xla.jit(lambda c, loop=loop: jax.vmap(lambda c: loop.chunk(loop.seed_chunk(c)[0], 3))(c))
+    carry, logs = runs[name](carry)
     if loop_mesh is not None:
         assert carry.buffer.obs.sharding.spec == jax.sharding.PartitionSpec(None, None, "data"), carry.buffer.obs.sharding
         assert carry.obs.addressable_shards[0].data.shape == (1, 2, 5)  # 2 of the 8 envs per device
     results[name] = jax.device_get((carry.train_state.params, carry.obs, carry.buffer.reward, logs.metrics))
 chex.assert_trees_all_close(results["sharded"], results["unsharded"], rtol=1e-5, atol=1e-6)
 
-# a population of 4 seeds split over the devices, one member each
-loop = DeviceLoop(Agent(cfg), env, num_envs=2, seed_steps=4, buffer_capacity=12)
-run = xla.jit(lambda c: jax.vmap(lambda c: loop.chunk(loop.seed_chunk(c)[0], 3))(c))
-carry = jax.vmap(loop.init)(jax.random.split(jax.random.key(1), 4))
-split = jax.device_put(carry, carry_shardings(carry, mesh, sharding.split_mode(mesh, 4, 2)))
-together, split = jax.device_get(run(carry)[0]), run(split)[0]
+# a population of 4 seeds split over the devices, one member each (the loop without a mesh, as the
+# run builds it for a split by members), against each member run alone
+carries = [jax.vmap(loop.init)(jax.random.split(key, 1)) for key in jax.random.split(jax.random.key(1), 4)]
+population = jax.tree.map(lambda *xs: jnp.concatenate(xs), *carries)
+split = jax.device_put(population, carry_shardings(population, mesh, sharding.split_mode(mesh, 4, 8)))
+split = runs["unsharded"](split)[0]
 assert split.train_state.step.addressable_shards[0].data.shape == (1,)
-chex.assert_trees_all_close(jax.device_get(split.train_state.params), together.train_state.params, rtol=1e-5, atol=1e-6)
+alone = [jax.device_get(runs["unsharded"](carry)[0].train_state.params) for carry in carries]
+chex.assert_trees_all_close(jax.device_get(split.train_state.params),
+                            jax.tree.map(lambda *xs: np.concatenate(xs), *alone), rtol=1e-5, atol=1e-6)
 print("sharded == unsharded")
 """
 

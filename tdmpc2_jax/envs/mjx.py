@@ -14,6 +14,10 @@ caller can store the true last transition (a time-limit end is a truncation, nev
 """
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
+import sys
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -31,18 +35,47 @@ DM_CONTROL = "dm_control_suite"
 ROBOT_SUITES = ("locomotion", "manipulation")  # Playground's own task names, robots from Menagerie
 
 
-def robot_suite_of(task: str) -> str | None:
-    """"locomotion" or "manipulation" for a Playground task name of those suites, else None."""
+def _registry(impl: str | None = None) -> Any:
+    """Playground's task registry, imported for MJX implementation `impl` (None: not known yet).
+
+    Importing Playground imports MJX, which spends seconds building the kernels of its Warp backend
+    whenever warp-lang is installed (Playground requires it), and only impl "warp" runs them: a first
+    import for impl "jax" leaves Warp out (MJX then reports on stdout that it is missing, which is
+    dropped here)."""
+    if impl == "jax" and "mujoco.mjx" not in sys.modules and "warp" not in sys.modules:
+        sys.modules["warp"] = None  # makes `import warp` fail at once
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                importlib.import_module("mujoco_playground")
+        finally:
+            del sys.modules["warp"]
     from mujoco_playground import registry
 
+    if impl == "warp" and not _mjx_has_warp():
+        raise ValueError("impl='warp' needs MJX's Warp backend, which this process imported without "
+                         "(or warp-lang is missing: pip install warp-lang)")
+    return registry
+
+
+def _mjx_has_warp() -> bool:
+    from mujoco.mjx import warp
+
+    return bool(warp.WARP_INSTALLED) and warp.mujoco_warp is not None
+
+
+def robot_suite_of(task: str) -> str | None:
+    """"locomotion" or "manipulation" for a Playground task name of those suites, else None (dash
+    names, DM Control's, without importing Playground)."""
+    if "-" in task:
+        return None
+    registry = _registry()
     return next((suite for suite in ROBOT_SUITES if task in getattr(registry, suite).ALL_ENVS), None)
 
 
-def playground_name(task: str) -> str:
+def playground_name(task: str, impl: str | None = None) -> str:
     """The Playground registry name of a task: a dash DM Control name, or a locomotion or
     manipulation task's own name; clear errors otherwise."""
-    from mujoco_playground import registry
-
+    registry = _registry(impl)
     if robot_suite_of(task):
         return task
     available = set(registry.dm_control_suite.ALL_ENVS)
@@ -63,15 +96,12 @@ def playground_defaults(task: str) -> dict:
     `episodic` (its episodes end at terminal states). Nothing for other names."""
     if not robot_suite_of(task):
         return {}
-    from mujoco_playground import registry
-
-    return dict(episode_length=int(registry.get_default_config(task).episode_length), episodic=True)
+    return dict(episode_length=int(_registry().get_default_config(task).episode_length), episodic=True)
 
 
 def _load(task: str, impl: str) -> Any:
     """The Playground environment of a task; a robot task whose models cannot be fetched is one error."""
-    from mujoco_playground import registry
-
+    registry = _registry(impl)
     name = playground_name(task)
     if not robot_suite_of(name):
         return registry.load(name, config_overrides={"impl": impl})

@@ -1,10 +1,14 @@
-"""The speculative workflow end to end on MJX cartpole with a tiny agent: collect, train a
-corrector, run the protocol with on-the-fly calibration; and its clear errors (the protocol on host
-MuJoCo: test_protocol.py)."""
+"""The speculative workflow end to end with a tiny agent on the MJX cartpole task, whose physics is
+toy_env's point mass (toy_physics.py: the commands, not the physics, are under test here): collect,
+train a corrector, run the protocol with on-the-fly calibration; and its clear errors (the protocol
+on host MuJoCo: test_protocol.py)."""
 import csv
+import functools
 
 from helpers import ROOT, SMALL, tiny_agent
-from helpers import speculative_cli as cli
+from helpers import speculative_cli
+
+cli = functools.partial(speculative_cli, toy_physics=True)
 
 
 def test_collect_train_and_evaluate_the_protocol(tmp_path):
