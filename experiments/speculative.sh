@@ -9,6 +9,9 @@
 # Sizes are environment variables: ENVS, STEPS, DAGGER_STEPS (MJX collection), COLLECT_EPISODES,
 # DAGGER_EPISODES (host collection), EPISODES, KS, K_MAX; MISMATCH (latent, policy or latent,policy)
 # picks what the fallback compares with tau_k.
+# Started again with the same OUT, the script skips the steps that finished (each leaves a mark in
+# OUT/done) and the evaluation runs only the modes missing from OUT/results.csv: a protocol stopped
+# part-way goes on where it stopped. Remove OUT (or OUT/done) to start over.
 set -euo pipefail
 CHECKPOINT=$1
 OUT=$2
@@ -31,19 +34,25 @@ else
 fi
 DATA=$OUT/data
 mkdir -p "$DATA"
-run() { echo "+ $*"; "$@"; }
+step() {  # step NAME COMMAND...: run COMMAND unless the step NAME finished before
+  local name=$1; shift
+  if [ -e "$OUT/done/$name" ]; then echo "= $name: done before"; return; fi
+  echo "+ $*"; "$@"
+  mkdir -p "$OUT/done" && touch "$OUT/done/$name"
+}
 
-run python -m tdmpc2_jax.speculative.collect --config="$CONFIG" --checkpoint="$CHECKPOINT" --k="$K_MAX" \
+step collect-naive python -m tdmpc2_jax.speculative.collect --config="$CONFIG" --checkpoint="$CHECKPOINT" --k="$K_MAX" \
     --history=4 "${COLLECT[@]}" --out="$DATA/naive.npz"
 for KIND in mlp transformer; do
-  run python -m tdmpc2_jax.speculative.train_corrector --data="$DATA/naive.npz" --kind=$KIND \
+  step train-$KIND-round0 python -m tdmpc2_jax.speculative.train_corrector --data="$DATA/naive.npz" --kind=$KIND \
       --out="$OUT/correctors/$KIND-round0"
-  run python -m tdmpc2_jax.speculative.collect --config="$CONFIG" --checkpoint="$CHECKPOINT" --k="$K_MAX" \
-      --corrector="$OUT/correctors/$KIND-round0" "${DAGGER[@]}" --seed=1 \
+  step collect-dagger-$KIND python -m tdmpc2_jax.speculative.collect --config="$CONFIG" --checkpoint="$CHECKPOINT" \
+      --k="$K_MAX" --corrector="$OUT/correctors/$KIND-round0" "${DAGGER[@]}" --seed=1 \
       --out="$DATA/dagger-$KIND.npz"
-  run python -m tdmpc2_jax.speculative.train_corrector --data="$DATA/naive.npz,$DATA/dagger-$KIND.npz" \
+  step train-$KIND python -m tdmpc2_jax.speculative.train_corrector --data="$DATA/naive.npz,$DATA/dagger-$KIND.npz" \
       --kind=$KIND --out="$OUT/correctors/$KIND"
 done
-run python -m tdmpc2_jax.speculative.evaluate --config="$CONFIG" --checkpoint="$CHECKPOINT" --k="$KS" \
+echo "+ evaluate (modes missing from $OUT/results.csv)"
+python -m tdmpc2_jax.speculative.evaluate --config="$CONFIG" --checkpoint="$CHECKPOINT" --k="$KS" \
     --correctors="mlp=$OUT/correctors/mlp,transformer=$OUT/correctors/transformer" \
-    --episodes="$EPISODES" --mismatch="$MISMATCH" --calibrate --out="$OUT"
+    --episodes="$EPISODES" --mismatch="$MISMATCH" --calibrate --resume --out="$OUT"

@@ -15,7 +15,8 @@ right panel). `--mismatch latent,policy` runs every fallback mode with each mism
 distance between the policy prior's action at the observed latent and the planned action (modes
 named `...:policy`).
 `--modes full,naive-2` re-runs (or re-times) only those modes and replaces their rows in an
-existing OUT/results.csv. Thresholds tau_k come from `speculative_calibration.json` beside the
+existing OUT/results.csv; `--resume` runs only the modes that OUT/results.csv does not have yet (a
+protocol stopped part-way goes on where it stopped). Thresholds tau_k come from `speculative_calibration.json` beside the
 checkpoint; `--calibrate` makes the missing ones: a quantile of e_k per k under full replanning,
 where e_k compares each observation with the latent that the plan made k steps earlier predicted
 for it. `--config=configs/dmc.py:TASK` runs the same protocol on host MuJoCo, one episode after
@@ -51,6 +52,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("seed", 0, "evaluation seed")
     flags.DEFINE_list("modes", [], "run only these modes (e.g. full,naive-2) and replace their rows in OUT/results.csv, "
                       "keeping the others (to re-run or re-time part of the protocol)")
+    flags.DEFINE_bool("resume", False, "keep the modes already in OUT/results.csv and run only the others")
 
 
 def main(argv: list[str]) -> None:
@@ -89,7 +91,8 @@ def main(argv: list[str]) -> None:
             raise ValueError(f"unknown modes {unknown}; this protocol has {[m.name for m in modes]}")
         if FLAGS.modes and "full" not in FLAGS.modes and "full" not in {r["mode"] for r in read_results(FLAGS.out)}:
             raise ValueError(f"--modes without full needs {FLAGS.out}/results.csv with a full row to compare with")
-        selected = [m for m in modes if not FLAGS.modes or m.name in FLAGS.modes]
+        finished = {r["mode"] for r in read_results(FLAGS.out)} if FLAGS.resume else set()
+        selected = [m for m in modes if (not FLAGS.modes or m.name in FLAGS.modes) and m.name not in finished]
         taus = read_calibration(FLAGS.checkpoint, config.task)
         missing = sorted({(m.k, m.mismatch) for m in selected if m.fallback} - set(taus))
         if missing and not FLAGS.calibrate:
@@ -114,7 +117,9 @@ def main(argv: list[str]) -> None:
                               FLAGS.episodes)
 
     title = f"{config.task}: speculative execution, {FLAGS.episodes} episodes ({'MJX' if mjx else 'host MuJoCo'})"
-    rows = {r["mode"]: r for r in read_results(FLAGS.out)} if FLAGS.modes else {}
+    rows = {r["mode"]: r for r in read_results(FLAGS.out)} if FLAGS.modes or FLAGS.resume else {}
+    if finished:
+        print(f"{len(finished)} modes already in {FLAGS.out}/results.csv; running the other {len(selected)}", flush=True)
     for mode in selected:
         corrector, corrector_params = (correctors[mode.corrector][:2] if mode.corrector else (None, None))
         settings = SpecSettings(horizon_k=mode.k, fallback=mode.fallback, corrector=corrector is not None,

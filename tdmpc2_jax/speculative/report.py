@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 
 import numpy as np
@@ -41,23 +42,33 @@ def read_results(out: str) -> list[dict]:
 
 
 def write_results(rows: list[dict], out: str, title: str) -> None:
+    """results.csv, results.md, by_step.csv and results.png in OUT. Each file is replaced whole, and
+    by_step.csv before results.csv, so a run killed part-way leaves every mode in results.csv complete
+    (what `--resume` keeps)."""
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    curves = {r["mode"]: r["reward_by_step"] for r in rows if r.get("reward_by_step")}
+    length = min((len(c) for c in curves.values()), default=0)
+    _replace(os.path.join(out, "by_step.csv"),
+             _csv([["step"] + list(curves)] + [[t] + [f"{c[t]:.6g}" for c in curves.values()] for t in range(length)]))
+    _replace(os.path.join(out, "results.csv"),
+             _csv([list(COLUMNS)] + [[r.get(c, "") for c in COLUMNS] for r in rows]))
     fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
     lines = [f"# {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in COLUMNS) + " |" for r in rows]
-    with open(os.path.join(out, "results.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    curves = {r["mode"]: r["reward_by_step"] for r in rows if r.get("reward_by_step")}
-    length = min((len(c) for c in curves.values()), default=0)
-    with open(os.path.join(out, "by_step.csv"), "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["step"] + list(curves))
-        writer.writerows([t] + [f"{c[t]:.6g}" for c in curves.values()] for t in range(length))
+    _replace(os.path.join(out, "results.md"), "\n".join(lines) + "\n")
     plot(rows, curves, length, os.path.join(out, "results.png"), title)
+
+
+def _csv(table: list[list]) -> str:
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(table)
+    return text.getvalue()
+
+
+def _replace(path: str, text: str) -> None:
+    with open(path + ".tmp", "w", newline="") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
 
 
 def plot(rows: list[dict], curves: dict[str, list[float]], length: int, path: str, title: str) -> None:

@@ -38,10 +38,15 @@ def test_collect_train_and_evaluate_the_protocol(tmp_path):
     assert float(rows["fallback-3"]["calls_per_step"]) >= 0.4
     assert (tmp_path / "results" / "results.png").exists() and (tmp_path / "agent" / "speculative_calibration.json").exists()
 
-    # re-running one mode replaces its row and keeps the others
-    out = cli("evaluate", *args, "--modes=naive-3")
+    # a protocol stopped part-way (here: naive-3's row lost) goes on with --resume: only the missing
+    # mode runs, the other rows are kept
+    results = tmp_path / "results" / "results.csv"
+    lines = results.read_text().splitlines(keepends=True)
+    results.write_text("".join(line for line in lines if not line.startswith("naive-3,")))
+    out = cli("evaluate", *args, "--resume", "--modes=full,naive-3,fallback-3,mlp-3+fallback")
     assert out.returncode == 0, out.stderr[-2000:]
-    with open(tmp_path / "results" / "results.csv") as f:
+    assert "3 modes already in" in out.stdout and "running the other 1" in out.stdout
+    with open(results) as f:
         again = {r["mode"]: r for r in csv.DictReader(f)}
     assert list(again) == list(rows) and again["fallback-3"] == rows["fallback-3"]
     assert again["naive-3"]["return_mean"] == rows["naive-3"]["return_mean"]  # the same seeds
