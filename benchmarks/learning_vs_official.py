@@ -391,8 +391,11 @@ def plot_task(rows: list[dict], task: str, path: pathlib.Path, wall_minutes: dic
         runs = curves(rows, impl, task)
         if not runs:
             continue
-        steps = sorted(set.intersection(*(set(xs) for xs, _ in runs.values())))
-        table = np.array([[dict(zip(xs, ys))[s] for s in steps] for xs, ys in runs.values()])
+        # seeds that evaluated at different env steps (the official code evaluates at episode ends,
+        # which terminations move) are interpolated onto all their steps, up to the shortest run's end
+        end = min(xs[-1] for xs, _ in runs.values())
+        steps = sorted({s for xs, _ in runs.values() for s in xs if s <= end})
+        table = np.array([np.interp(steps, xs, ys) for xs, ys in runs.values()])
         max_step = max(max_step, steps[-1])
         label = f"{impl} ({len(runs)} seed{'s' if len(runs) > 1 else ''}, {wall_minutes.get(impl, float('nan')):.0f} min/run)"
         ax.plot(steps, table.mean(0), color=COLORS[impl], marker="o", ms=3, label=label)
