@@ -1,4 +1,9 @@
 """Playground MJX adapter: protocol, automatic reset, time-limit truncation, episode statistics."""
+import pathlib
+import re
+import struct
+
+import chex
 import jax
 import numpy as np
 import pytest
@@ -122,3 +127,38 @@ def test_a_robot_task_acts_on_its_state_observation_unscaled_and_terminates():
             break
     assert float(out.terminated) == 1.0 and 0 < int(out.episode_length) < 50  # a fall, before the time limit
     assert int(state.t) == 0  # a fresh episode took its place
+
+
+def write_stand_in_go1_meshes(menagerie: pathlib.Path) -> None:
+    """A tetrahedron in place of each Menagerie mesh that Playground's Go1 models name."""
+    from mujoco_playground._src.locomotion.go1 import go1_constants
+
+    names = {pathlib.Path(m).name for xml in (go1_constants.ROOT_PATH / "xmls").glob("*.xml")
+             for m in re.findall(r'file="([^"]+\.stl)"', xml.read_text())}
+    corners = [(0, 0, 0), (0.01, 0, 0), (0, 0.01, 0), (0, 0, 0.01)]
+    faces = [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)]
+    stl = bytes(80) + struct.pack("<I", len(faces)) + b"".join(
+        struct.pack("<12fH", 0, 0, 0, *corners[a], *corners[b], *corners[c], 0) for a, b, c in faces)
+    assets = menagerie / "unitree_go1" / "assets"
+    assets.mkdir(parents=True)
+    for name in names:
+        (assets / name).write_bytes(stl)
+
+
+def test_go1_runs_from_the_menagerie_checkout_that_the_environment_names(tmp_path, monkeypatch):
+    """Go1's Menagerie meshes are visual only (they collide with nothing and every body states its
+    inertia), so with stand-in meshes the task is Playground's Go1, physics and all."""
+    from mujoco_playground._src import mjx_env
+
+    monkeypatch.setattr(mjx_env, "MENAGERIE_PATH", mjx_env.MENAGERIE_PATH)  # put back after the test
+    monkeypatch.setenv("MUJOCO_MENAGERIE_DIR", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="MUJOCO_MENAGERIE_DIR=.*missing is not a directory"):
+        MJXEnv("Go1JoystickFlatTerrain")
+    write_stand_in_go1_meshes(tmp_path)
+    monkeypatch.setenv("MUJOCO_MENAGERIE_DIR", str(tmp_path))
+    env = MJXEnv("Go1JoystickFlatTerrain", episode_length=1000)
+    assert (env.obs_dim, env.action_dim, env.action_repeat) == (48, 12, 1)
+    state = xla.jit(env.reset)(jax.random.key(0))
+    state, out = xla.jit(env.step)(state, np.zeros(12, np.float32))
+    chex.assert_shape(out.obs, (48,))
+    assert np.all(np.isfinite(np.asarray(out.obs))) and float(out.terminated) == 0.0  # standing still: no fall

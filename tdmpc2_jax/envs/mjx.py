@@ -99,23 +99,37 @@ def playground_defaults(task: str) -> dict:
     return dict(episode_length=int(_registry().get_default_config(task).episode_length), episodic=True)
 
 
+MENAGERIE_DIR = "MUJOCO_MENAGERIE_DIR"  # environment variable: a Menagerie checkout to use instead of Playground's
+
+
 def _load(task: str, impl: str) -> Any:
-    """The Playground environment of a task; a robot task whose models cannot be fetched is one error."""
+    """The Playground environment of a task; a robot task whose models cannot be fetched is one error.
+
+    Robot tasks read MuJoCo Menagerie from the checkout named by $MUJOCO_MENAGERIE_DIR when it is set
+    (machines without GitHub), else from where Playground clones it on first use."""
     registry = _registry(impl)
     name = playground_name(task)
     if not robot_suite_of(name):
         return registry.load(name, config_overrides={"impl": impl})
+    import os
     import subprocess
 
+    from etils import epath
     from mujoco_playground._src import mjx_env
 
+    if os.environ.get(MENAGERIE_DIR):
+        checkout = epath.Path(os.environ[MENAGERIE_DIR]).expanduser()
+        if not checkout.is_dir():
+            raise ValueError(f"{MENAGERIE_DIR}={os.environ[MENAGERIE_DIR]} is not a directory: point it at a "
+                             f"checkout of https://github.com/google-deepmind/mujoco_menagerie")
+        mjx_env.MENAGERIE_PATH = checkout
     try:
         return registry.load(name, config_overrides={"impl": impl})
     except (subprocess.CalledProcessError, FileNotFoundError) as err:
         raise ValueError(f"{task} builds its robot from MuJoCo Menagerie, which Playground clones from GitHub "
                          f"into {mjx_env.MENAGERIE_PATH} on first use, and that failed ({str(err).rstrip('.')}): clone "
-                         f"https://github.com/google-deepmind/mujoco_menagerie there at commit "
-                         f"{mjx_env.MENAGERIE_COMMIT_SHA} and run again") from err
+                         f"https://github.com/google-deepmind/mujoco_menagerie (commit "
+                         f"{mjx_env.MENAGERIE_COMMIT_SHA}) there, or anywhere and set {MENAGERIE_DIR} to it") from err
 
 
 def _split_camel(name: str) -> list[str]:
