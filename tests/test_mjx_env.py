@@ -129,36 +129,50 @@ def test_a_robot_task_acts_on_its_state_observation_unscaled_and_terminates():
     assert int(state.t) == 0  # a fresh episode took its place
 
 
-def write_stand_in_go1_meshes(menagerie: pathlib.Path) -> None:
-    """A tetrahedron in place of each Menagerie mesh that Playground's Go1 models name."""
-    from mujoco_playground._src.locomotion.go1 import go1_constants
+# Playground robot tasks whose Menagerie meshes are visual only: (task, Playground's XML folder, Menagerie robot)
+ROBOTS = [("Go1JoystickFlatTerrain", "locomotion/go1/xmls", "unitree_go1"),
+          ("LeapCubeRotateZAxis", "manipulation/leap_hand/xmls", "leap_hand")]
 
-    names = {pathlib.Path(m).name for xml in (go1_constants.ROOT_PATH / "xmls").glob("*.xml")
-             for m in re.findall(r'file="([^"]+\.stl)"', xml.read_text())}
-    corners = [(0, 0, 0), (0.01, 0, 0), (0, 0.01, 0), (0, 0, 0.01)]
+
+def write_stand_in_meshes(menagerie: pathlib.Path, xml_dir: str, robot: str, size: float = 0.01) -> None:
+    """A tetrahedron of edge `size` in place of each Menagerie mesh that the Playground XMLs in
+    xml_dir name (those not shipped with Playground)."""
+    import mujoco_playground
+
+    xmls = pathlib.Path(mujoco_playground.__file__).parent / "_src" / xml_dir
+    own = {f.name for f in xmls.rglob("*") if f.is_file()}
+    names = {pathlib.Path(m).name for xml in xmls.glob("*.xml") for m in re.findall(r'file="([^"]+\.(?:stl|obj))"', xml.read_text())}
+    corners = [(0, 0, 0), (size, 0, 0), (0, size, 0), (0, 0, size)]
     faces = [(0, 2, 1), (0, 1, 3), (0, 3, 2), (1, 2, 3)]
     stl = bytes(80) + struct.pack("<I", len(faces)) + b"".join(
         struct.pack("<12fH", 0, 0, 0, *corners[a], *corners[b], *corners[c], 0) for a, b, c in faces)
-    assets = menagerie / "unitree_go1" / "assets"
-    assets.mkdir(parents=True)
-    for name in names:
-        (assets / name).write_bytes(stl)
+    obj = "".join(f"v {x} {y} {z}\n" for x, y, z in corners) + "".join(f"f {a + 1} {b + 1} {c + 1}\n" for a, b, c in faces)
+    assets = menagerie / robot / "assets"
+    assets.mkdir(parents=True, exist_ok=True)
+    for name in names - own:
+        (assets / name).write_bytes(stl) if name.endswith(".stl") else (assets / name).write_text(obj)
 
 
-def test_go1_runs_from_the_menagerie_checkout_that_the_environment_names(tmp_path, monkeypatch):
-    """Go1's Menagerie meshes are visual only (they collide with nothing and every body states its
-    inertia), so with stand-in meshes the task is Playground's Go1, physics and all."""
+@pytest.mark.parametrize("task, xml_dir, robot", ROBOTS)
+def test_a_robot_task_runs_from_the_menagerie_checkout_that_the_environment_names(tmp_path, monkeypatch, task, xml_dir,
+                                                                                  robot):
+    """The task's Menagerie meshes only draw: two sets of stand-ins of different sizes give the same
+    masses, inertias and collision flags, so with stand-ins the task is Playground's, physics and all."""
     from mujoco_playground._src import mjx_env
 
     monkeypatch.setattr(mjx_env, "MENAGERIE_PATH", mjx_env.MENAGERIE_PATH)  # put back after the test
     monkeypatch.setenv("MUJOCO_MENAGERIE_DIR", str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="MUJOCO_MENAGERIE_DIR=.*missing is not a directory"):
-        MJXEnv("Go1JoystickFlatTerrain")
-    write_stand_in_go1_meshes(tmp_path)
-    monkeypatch.setenv("MUJOCO_MENAGERIE_DIR", str(tmp_path))
-    env = MJXEnv("Go1JoystickFlatTerrain", episode_length=1000)
-    assert (env.obs_dim, env.action_dim, env.action_repeat) == (48, 12, 1)
+        MJXEnv(task)
+    models = []
+    for size in (0.01, 0.3):
+        write_stand_in_meshes(tmp_path / str(size), xml_dir, robot, size)
+        monkeypatch.setenv("MUJOCO_MENAGERIE_DIR", str(tmp_path / str(size)))
+        env = MJXEnv(task)
+        models.append(env.playground_env.mj_model)
+    for field in ("body_mass", "body_inertia", "body_ipos", "geom_contype", "geom_conaffinity"):
+        np.testing.assert_array_equal(getattr(models[0], field), getattr(models[1], field), err_msg=field)
     state = xla.jit(env.reset)(jax.random.key(0))
-    state, out = xla.jit(env.step)(state, np.zeros(12, np.float32))
-    chex.assert_shape(out.obs, (48,))
-    assert np.all(np.isfinite(np.asarray(out.obs))) and float(out.terminated) == 0.0  # standing still: no fall
+    state, out = xla.jit(env.step)(state, np.zeros(env.action_dim, np.float32))
+    chex.assert_shape(out.obs, (env.obs_dim,))
+    assert np.all(np.isfinite(np.asarray(out.obs))) and float(out.terminated) == 0.0

@@ -203,16 +203,16 @@ class MJXEnv:
         default_repeat = ACTION_REPEAT if self.suite == DM_CONTROL else 1
         self.task, self.episode_length = task, episode_length
         self.action_repeat = default_repeat if action_repeat is None else action_repeat
-        self._env = playground_env
+        self.playground_env = playground_env
         # Tracing MJX physics is slow Python; as nested jits, each of these is traced once per
         # process and reused by every program that steps or resets this environment.
         self._physics_step = jax.jit(lambda inner, ctrl: _strong(playground_env.step(inner, ctrl)))
         self._fresh = jax.jit(lambda key: _strong(playground_env.reset(key)))
-        ctrl = jnp.asarray(self._env.mjx_model.actuator_ctrlrange, jnp.float32)
+        ctrl = jnp.asarray(self.playground_env.mjx_model.actuator_ctrlrange, jnp.float32)
         self._low, self._high = ctrl[:, 0], ctrl[:, 1]
-        size = self._env.observation_size
+        size = self.playground_env.observation_size
         self.obs_dim = int(np.prod(size["state"]) if isinstance(size, Mapping) else size)
-        self.action_dim = int(self._env.action_size)
+        self.action_dim = int(self.playground_env.action_size)
 
     def reset_batch(self, keys: jax.Array) -> EnvState:
         """N fresh environments from keys [N]: EnvState leaves [N, ...]."""
