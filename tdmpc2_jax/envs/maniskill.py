@@ -13,9 +13,10 @@ needs (YCB objects, faucets) are downloaded on first use without ManiSkill's int
 mani_skill 3.0.1 cannot be installed by pip's resolver beside this project: it imports
 pytorch_kinematics_ms, which asks for numpy<2 (JAX needs numpy 2), although it runs on numpy 2;
 the README gives the `--no-deps` command. SAPIEN, ManiSkill3's simulator, needs a Vulkan device even
-for state observations (it builds render materials while loading robots): an NVIDIA driver, or
-Mesa's lavapipe recent enough for SAPIEN 3 on a CPU-only machine. Without the package or the
-device, making a task is one error that says what is missing.
+for state observations (it builds render materials while loading robots): an NVIDIA driver, or on a
+CPU-only machine Mesa's lavapipe 24.3 or newer (Debian 12: mesa-vulkan-drivers from
+bookworm-backports). Without the package or the device, making a task is one error that says what
+is missing.
 """
 from __future__ import annotations
 
@@ -38,8 +39,8 @@ ACTION_REPEAT = 2
 INSTALL = ("mani_skill 3.0.1 and SAPIEN 3, installed without pip's resolver (one of their dependencies asks for "
            "numpy<2): see the README's ManiSkill paragraph for the command")
 NO_DEVICE = ("ManiSkill tasks need a Vulkan device, also for state observations (SAPIEN loads robots with "
-             "render materials): install an NVIDIA driver, or Mesa's lavapipe (mesa-vulkan-drivers) recent "
-             "enough for SAPIEN 3 on a CPU-only machine; SAPIEN found none")
+             "render materials) and SAPIEN found none: install an NVIDIA driver, or on a CPU-only machine "
+             "Mesa's lavapipe 24.3 or newer (Debian 12: apt-get install -t bookworm-backports mesa-vulkan-drivers)")
 
 
 class ManiSkillUnavailable(RuntimeError):
