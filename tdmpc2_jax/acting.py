@@ -27,6 +27,7 @@ class Rollout(NamedTuple):
     reward: jax.Array  # [T, N] every step's reward, episodes after an automatic reset included
     ended: jax.Array  # [T, N] bool
     info: Any  # the policy's info, leaves [T, N, ...]
+    trace: Any = None  # what `trace` kept of each step's environment state, leaves [T, N, ...]
 
 
 def first_episode_totals(reward: jax.Array, ended: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -43,21 +44,24 @@ def first_episode_mask(ended):
     return (ended.cumsum(axis=0) - ended) == 0
 
 
-def rollout(env: MJXEnv | MultitaskMJXEnv, policy: Policy, policy_state: Any, key: jax.Array, num_envs: int, steps: int) -> Rollout:
+def rollout(env: MJXEnv | MultitaskMJXEnv, policy: Policy, policy_state: Any, key: jax.Array, num_envs: int, steps: int,
+            trace: Callable[[Any], Any] | None = None) -> Rollout:
     """`steps` steps of `num_envs` environments from a reset, as one `lax.scan` (automatic resets
-    after an episode ends; its totals count the first episode only)."""
+    after an episode ends; its totals count the first episode only). `trace(env_state)`, where
+    given, is kept for the state each step starts from (for example the physics, to draw it)."""
     k_reset, k_steps = jax.random.split(key)
     env_state = env.reset_batch(jax.random.split(k_reset, num_envs))
 
     def step(carry, k):
         env_state, state = carry
+        kept = trace(env_state) if trace is not None else ()
         action, state, info = policy(state, env.observe(env_state), jax.random.split(k, num_envs), env_state.t == 0)
         env_state, out = env.step_batch(env_state, action)
-        return (env_state, state), (out.reward, out.ended, info)
+        return (env_state, state), (out.reward, out.ended, info, kept)
 
-    _, (reward, ended, info) = jax.lax.scan(step, (env_state, policy_state), jax.random.split(k_steps, steps))
+    _, (reward, ended, info, kept) = jax.lax.scan(step, (env_state, policy_state), jax.random.split(k_steps, steps))
     returns, lengths = first_episode_totals(reward, ended)
-    return Rollout(returns, lengths, reward, ended, info)
+    return Rollout(returns, lengths, reward, ended, info, kept if trace is not None else None)
 
 
 class HostEpisodes(NamedTuple):

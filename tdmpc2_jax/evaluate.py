@@ -1,14 +1,15 @@
 """Evaluate a checkpoint on a DMControl task or on every task of a task set, on host MuJoCo or on MJX.
 
     python -m tdmpc2_jax.evaluate --config=configs/dmc.py:TASK --checkpoint PATH --episodes N [--video out.mp4]
-    python -m tdmpc2_jax.evaluate --config=configs/mjx.py:TASK --checkpoint PATH --episodes N
+    python -m tdmpc2_jax.evaluate --config=configs/mjx.py:TASK --checkpoint PATH --episodes N [--video out.mp4]
     python -m tdmpc2_jax.evaluate --config=configs/dmc.py:mt30 --checkpoint mt30-48M.pt [--tasks a,b] [--csv F]
 
 PATH is an orbax checkpoint directory of this project (a run's `checkpoints/` folder or a converted
 model) or an official `.pt` file (converted on the fly; needs the `torch` extra). The architecture
 comes from the checkpoint; planning settings (horizon, samples, ...) from the config. Host and MJX
 tasks share observation layouts, so a model trained on one backend evaluates on the other. On MJX
-the episodes run at once, in one compiled program.
+the episodes run at once, in one compiled program, and the video is drawn on host MuJoCo from the
+first episode's physics states.
 
 A multitask checkpoint runs every task of its set (`mt30`, `mt80`, or `--config.tasks=a,b,...` in
 embedding order), or those of `--tasks`, one line per task and their mean, and writes the rows to a
@@ -56,9 +57,7 @@ def main(argv: list[str]) -> None:
     if config.backend == "mjx":
         if config.obs == "rgb":
             fail("obs=rgb evaluates on host MuJoCo: use --config=configs/dmc.py:" + config.task)
-        if FLAGS.video:
-            fail("--video renders on host MuJoCo: use --config=configs/dmc.py:" + config.task)
-        returns, lengths = _evaluate_mjx(config, checkpoint, seed)
+        returns, lengths, frames = _evaluate_mjx(config, checkpoint, seed)
         success = None
     else:
         returns, lengths, success, frames = _evaluate_host(config, checkpoint, seed)
@@ -181,8 +180,13 @@ def _evaluate_mjx(config, checkpoint, seed: int):
     except (ValueError, FileNotFoundError, ImportError) as err:
         fail(str(err))
     loop = DeviceLoop(Agent(agent_cfg), env, num_envs=FLAGS.episodes, seed_steps=0)
-    result = xla.jit(loop.evaluate, static_argnums=2)(params, jax.random.key(eval_seed(seed)), FLAGS.episodes)
-    return np.asarray(result.returns), [int(n) for n in np.asarray(result.lengths)]
+    trace = env.physics if FLAGS.video else None
+    result = xla.jit(loop.evaluate, static_argnums=(2, 3))(params, jax.random.key(eval_seed(seed)), FLAGS.episodes,
+                                                          trace)
+    lengths = [int(n) for n in np.asarray(result.lengths)]
+    # the video: the first episode, drawn on host MuJoCo from its physics states
+    frames = env.draw(jax.tree.map(lambda x: np.asarray(x[:lengths[0], 0]), result.trace)) if FLAGS.video else []
+    return np.asarray(result.returns), lengths, frames
 
 
 if __name__ == "__main__":

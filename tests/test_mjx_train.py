@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import chex
+import imageio
 import jax
 import numpy as np
 import pytest
@@ -79,9 +80,12 @@ def test_a_host_checkpoint_evaluates_on_mjx(tmp_path):
     plan_state = host.Planners(agent).initial_state()
     checkpoints.save(str(tmp_path / "checkpoints"), 1, host.run_tree(state, plan_state, jax.random.key(1), None), cfg)
     out = run_cli("evaluate", "mjx.py", "cartpole-balance", f"--checkpoint={tmp_path / 'checkpoints'}", "--episodes=3",
-                  *SMALL)
+                  f"--video={tmp_path / 'eval.mp4'}", *SMALL)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "cartpole-balance: 3 episodes" in out.stdout and "episode lengths [10]" in out.stdout
+    # the first episode drawn on host MuJoCo from its MJX physics states, one frame per step
+    frames = imageio.mimread(tmp_path / "eval.mp4")
+    assert len(frames) == 10 and frames[0].shape == (384, 384, 3) and frames[0].std() > 0
 
 
 def test_updates_per_step_defaults_to_the_official_one_update_per_transition():

@@ -227,6 +227,33 @@ class MJXEnv:
         """[..., obs_dim] observations of (a batch of) environments."""
         return _state_of(state.inner.obs)
 
+    @staticmethod
+    def physics(state: EnvState) -> dict[str, jax.Array]:
+        """What drawing (a batch of) states needs: joint positions and velocities and mocap poses."""
+        data = state.inner.data
+        return dict(qpos=data.qpos, qvel=data.qvel, mocap_pos=data.mocap_pos, mocap_quat=data.mocap_quat)
+
+    def draw(self, physics: Mapping[str, Any], width: int = 384, height: int = 384) -> list[np.ndarray]:
+        """RGB frames [height, width, 3] uint8 of states as `physics` keeps them (leaves [T, ...]),
+        drawn on host MuJoCo from the task's first camera (its free camera where it has none)."""
+        import mujoco
+
+        model = self.playground_env.mj_model
+        data = mujoco.MjData(model)
+        renderer = mujoco.Renderer(model, min(height, model.vis.global_.offheight),
+                                   min(width, model.vis.global_.offwidth))
+        frames = []
+        try:
+            for t in range(len(physics["qpos"])):
+                for name, value in physics.items():
+                    getattr(data, name)[:] = np.asarray(value[t])
+                mujoco.mj_forward(model, data)
+                renderer.update_scene(data, camera=0 if model.ncam else -1)
+                frames.append(renderer.render().copy())
+        finally:
+            renderer.close()
+        return frames
+
     def reset(self, key: jax.Array) -> EnvState:
         key, reset_key = jax.random.split(key)
         inner = self._fresh(reset_key)

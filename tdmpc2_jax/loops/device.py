@@ -14,7 +14,7 @@ over the mesh's "data" axis (data-parallel updates; XLA inserts the gradient all
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -49,6 +49,7 @@ class StepLog(NamedTuple):
 class EvalResult(NamedTuple):
     returns: jax.Array  # [E]
     lengths: jax.Array  # [E] int32
+    trace: Any = None  # acting.rollout's trace, leaves [T, E, ...]
 
 
 def carry_shardings(carry: Carry, mesh: Mesh, mode: str) -> Carry:
@@ -153,9 +154,10 @@ class DeviceLoop:
         train_state, metrics = self.updates(carry.train_state, carry.buffer, k, count)
         return carry._replace(train_state=train_state, key=key), metrics
 
-    def evaluate(self, params, key: jax.Array, episodes: int) -> EvalResult:
+    def evaluate(self, params, key: jax.Array, episodes: int, trace: Callable[[Any], Any] | None = None) -> EvalResult:
         """`episodes` episodes at once with the planner in eval mode (one rollout of episode_length
-        steps); a multitask agent runs them task-major, episodes / T of each task."""
+        steps); a multitask agent runs them task-major, episodes / T of each task. `trace`: what to
+        keep of each step's environment state (acting.rollout)."""
         cfg, task = self.agent.cfg, self.env.task_index(episodes)
         plan_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (episodes,) + x.shape),
                                   init_plan_state(cfg.horizon, cfg.action_dim))
@@ -164,8 +166,8 @@ class DeviceLoop:
             result, plan_state = self._eval_plan(params, obs, plan_state, keys, t0, task)
             return result.action, plan_state, ()
 
-        result = acting.rollout(self.env, policy, plan_state, key, episodes, self.env.episode_length)
-        return EvalResult(result.returns, result.lengths)
+        result = acting.rollout(self.env, policy, plan_state, key, episodes, self.env.episode_length, trace)
+        return EvalResult(result.returns, result.lengths, result.trace)
 
     # ------------------------------------------------------------------ sharding
     def _shard_batch(self, batch: Batch) -> Batch:
