@@ -1,13 +1,13 @@
-"""Learning check: train on a host task (DMControl, Gymnasium, Meta-World, MyoSuite), then plot the eval curve beside
+"""Learning check: train on a host task (DMControl, Gymnasium, Meta-World, MyoSuite, ManiSkill), then plot the eval curve beside
 the official TD-MPC2 one (and the success rate where the domain defines success).
 
     python benchmarks/learning_dmc.py TASK ENV_STEPS [--config.key=value ...]
     python benchmarks/learning_dmc.py TASK ENV_STEPS [--config.key=value ...] --plot-only
 
 ENV_STEPS counts environment steps like the official CSVs (agent steps x the action repeat: 2 on
-DMControl and Meta-World, 1 on Gymnasium and MyoSuite). The run goes to experiments/results/learning/<TASK>/ (eval.csv,
+DMControl, Meta-World and ManiSkill, 1 on Gymnasium and MyoSuite). The run goes to experiments/results/learning/<TASK>/ (eval.csv,
 train.csv) and the plot to experiments/results/learning/<TASK>.png, with wall-clock and device in
-the title; a task with success (Meta-World, MyoSuite) gets a panel with the success rate, an
+the title; a task with success (Meta-World, MyoSuite, ManiSkill) gets a panel with the success rate, an
 episodic task one with the termination loss. A pixel run (`--config.obs=rgb`) is named <TASK>-rgb; the official curve beside it is the state-based one (the
 only one published). `--plot-only` plots a run that has not finished (it resumes later with the
 same command and `--config.resume=True`; a finished run resumed with a larger ENV_STEPS goes on).
