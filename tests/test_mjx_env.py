@@ -150,7 +150,10 @@ def write_stand_in_meshes(menagerie: pathlib.Path, xml_dir: str, robot: str, siz
     assets = menagerie / robot / "assets"
     assets.mkdir(parents=True, exist_ok=True)
     for name in names - own:
-        (assets / name).write_bytes(stl) if name.endswith(".stl") else (assets / name).write_text(obj)
+        if name.endswith(".stl"):
+            (assets / name).write_bytes(stl)
+        else:
+            (assets / name).write_text(obj)
 
 
 @pytest.mark.parametrize("task, xml_dir, robot", ROBOTS)
