@@ -33,7 +33,7 @@ from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, start_command
 from tdmpc2_jax.speculative.calibration import calibration_path, read_calibration, calibration_host, calibration_mjx, \
     write_calibration
 from tdmpc2_jax.speculative.modes import protocol_modes, run_host, run_mjx
-from tdmpc2_jax.speculative.report import read_results, relative_to_full, write_results
+from tdmpc2_jax.speculative.report import goal_summary, read_results, relative_to_full, write_results
 
 FLAGS = flags.FLAGS
 
@@ -137,6 +137,8 @@ def main(argv: list[str]) -> None:
               f"{result['calls_per_step']:.3f} calls/step  "
               f"{result['ms_per_step']:8.2f} ms/step  (x{result['speedup']:.2f})", flush=True)
         write_results(table, FLAGS.out, title)
+    if rows:
+        print(goal_summary(relative_to_full([rows[m.name] for m in modes if m.name in rows])))
     print(f"wrote {FLAGS.out}/results.md, results.csv, by_step.csv, results.png")
 
 

@@ -12,6 +12,9 @@ COLUMNS = ("mode", "K", "return_mean", "return_std", "return_median", "return_p5
            "calls_per_step", "fallback_rate", "fallback_by_k", "correction_norm", "ms_per_step", "speedup",
            "e_p50", "e_p95")
 TEXT_COLUMNS = ("mode", "fallback_by_k")
+GOAL_CALLS_EVERY = 3  # at most one planner call per this many steps
+GOAL_OF_FULL = 0.97  # mean return, as a fraction of full replanning's
+GOAL_SPEEDUP = 2.5  # wall-clock per step against full replanning
 
 
 def relative_to_full(rows: list[dict]) -> list[dict]:
@@ -21,6 +24,40 @@ def relative_to_full(rows: list[dict]) -> list[dict]:
     return [dict(r, of_full=r["return_mean"] / full["return_mean"],
                  median_of_full=r.get("return_median", np.nan) / full.get("return_median", np.nan),
                  speedup=full["ms_per_step"] / r["ms_per_step"]) for r in rows]
+
+
+def goal_check(row: dict) -> list[str]:
+    """The parts of the goal that a mode misses (none: met). One call per GOAL_CALLS_EVERY steps
+    counts the call at an episode's first step: K=3 on 500 steps makes 167 calls, 0.334 per step."""
+    steps = len(row.get("reward_by_step") or ()) or 0
+    calls_allowed = -(-steps // GOAL_CALLS_EVERY) / steps if steps else 1 / GOAL_CALLS_EVERY
+    missed = []
+    if row["calls_per_step"] > calls_allowed + 1e-9:
+        missed.append(f"{row['calls_per_step']:.3f} calls per step")
+    if not row["of_full"] >= GOAL_OF_FULL:
+        missed.append(f"{100 * row['of_full']:.1f}% of the return")
+    if not row["speedup"] >= GOAL_SPEEDUP:
+        missed.append(f"x{row['speedup']:.2f} per step")
+    return missed
+
+
+def goal_summary(rows: list[dict]) -> str:
+    """One line: which modes meet the goal and the best of them (the highest mean return), else the
+    mode closest to it (the best return at the allowed calls per step) and what it misses."""
+    goal = (f"goal: at most one planner call per {GOAL_CALLS_EVERY} steps, >= {100 * GOAL_OF_FULL:.0f}% of full "
+            f"replanning's mean return, >= {GOAL_SPEEDUP}x per step")
+    speculative = [r for r in rows if r["mode"] != "full"]
+    met = [r for r in speculative if not goal_check(r)]
+    describe = lambda r: (f"{r['mode']} ({r['calls_per_step']:.3f} calls per step, {100 * r['of_full']:.1f}% of the "
+                          f"return, median {100 * r['median_of_full']:.1f}%, x{r['speedup']:.2f})")
+    if met:
+        best = max(met, key=lambda r: r["of_full"])
+        return f"{goal}: met by {len(met)} of {len(speculative)} modes; best {describe(best)}"
+    cheap = [r for r in speculative if not any("calls" in m for m in goal_check(r))]
+    if not cheap:
+        return f"{goal}: not met (no mode ran)" if not speculative else f"{goal}: not met by any mode"
+    closest = max(cheap, key=lambda r: r["of_full"])
+    return f"{goal}: not met; closest {describe(closest)} misses {', '.join(goal_check(closest))}"
 
 
 def read_results(out: str) -> list[dict]:
@@ -55,6 +92,7 @@ def write_results(rows: list[dict], out: str, title: str) -> None:
     fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)
     lines = [f"# {title}", "", "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in COLUMNS) + " |" for r in rows]
+    lines += ["", goal_summary(rows)]
     _replace(os.path.join(out, "results.md"), "\n".join(lines) + "\n")
     plot(rows, curves, length, os.path.join(out, "results.png"), title)
 

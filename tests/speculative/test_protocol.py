@@ -6,6 +6,7 @@ import numpy as np
 
 from tdmpc2_jax.speculative.controller import StepInfo
 from tdmpc2_jax.speculative.modes import Mode, by_episode, protocol_modes, summarize
+from tdmpc2_jax.speculative.report import goal_check, goal_summary, relative_to_full
 
 from helpers import ROOT, SMALL, speculative_cli, tiny_agent
 
@@ -34,6 +35,23 @@ def test_the_summary_counts_fallbacks_per_k_corrections_and_reward_by_step():
     assert row["return_median"] == 10.5 and row["ms_per_step"] == 10.0
     np.testing.assert_allclose(row["reward_by_step"], [2, 3, 4, 3])
 
+def test_the_goal_allows_one_call_per_three_steps_and_names_what_a_mode_misses():
+    def row(mode, calls, ret, ms):
+        return dict(mode=mode, calls_per_step=calls, return_mean=ret, return_median=ret, ms_per_step=ms,
+                    reward_by_step=[1.0] * 500)
+
+    rows = relative_to_full([row("full", 1.0, 900.0, 100.0), row("naive-3", 167 / 500, 880.0, 38.0),
+                             row("mlp-3", 167 / 500, 890.0, 39.0), row("naive-2", 0.5, 899.0, 50.0),
+                             row("naive-6", 84 / 500, 700.0, 20.0)])
+    by_mode = {r["mode"]: r for r in rows}
+    assert goal_check(by_mode["naive-3"]) == [] and goal_check(by_mode["mlp-3"]) == []
+    assert goal_check(by_mode["naive-2"]) == ["0.500 calls per step", "x2.00 per step"]
+    assert goal_check(by_mode["naive-6"]) == ["77.8% of the return"]
+    assert "met by 2 of 4 modes; best mlp-3 (0.334 calls per step, 98.9% of the return" in goal_summary(rows)
+    missed = goal_summary([by_mode["full"], by_mode["naive-6"], by_mode["naive-2"]])
+    assert "not met; closest naive-6" in missed and missed.endswith("misses 77.8% of the return")
+
+
 def test_the_protocol_runs_on_host_mujoco(tmp_path):
     agent = tiny_agent(tmp_path / "agent")
     out = speculative_cli("evaluate", f"--config={ROOT / 'configs' / 'dmc.py'}:cartpole-balance",
@@ -41,6 +59,7 @@ def test_the_protocol_runs_on_host_mujoco(tmp_path):
                           "--calibrate", "--mismatch=latent,policy", *SMALL)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "host MuJoCo" in (tmp_path / "results" / "results.md").read_text()
+    assert "goal: at most one planner call per 3 steps" in (tmp_path / "results" / "results.md").read_text()
     with open(tmp_path / "results" / "results.csv") as f:
         rows = {r["mode"]: r for r in csv.DictReader(f)}
     assert list(rows) == ["full", "naive-2", "fallback-2", "fallback-2:policy"]
