@@ -3,7 +3,8 @@
 e_k compares each observation with the latent that the plan made k steps earlier predicted for it;
 tau_k is a quantile of e_k per k (`controller.calibrate_tau`). The policy mismatch (the prior's
 action at the observed latent against the planned action) has its own thresholds, taken from the
-same runs. The thresholds are saved per task, K and mismatch in `speculative_calibration.json`
+same runs. The thresholds are saved per task and backend ("walker-walk@host", "walker-walk@mjx":
+the physics differ, and so do the mismatches), K and mismatch in `speculative_calibration.json`
 beside the agent's checkpoint (keys "K" for e_k, "K:policy" for the policy mismatch).
 """
 from __future__ import annotations
@@ -28,13 +29,19 @@ def entry_key(k: int, mismatch: str) -> str:
     return str(k) if mismatch == "latent" else f"{k}:{mismatch}"
 
 
-def read_calibration(checkpoint: str, task: str) -> dict[tuple[int, str], list[float]]:
-    """{(K, mismatch): tau [K]} of one task."""
-    path = calibration_path(checkpoint)
+def table_key(task: str, backend: str) -> str:
+    if backend not in ("host", "mjx"):
+        raise ValueError(f"calibrations are kept for backend host or mjx, not {backend!r}")
+    return f"{task}@{backend}"
+
+
+def read_calibration(checkpoint: str, task: str, backend: str) -> dict[tuple[int, str], list[float]]:
+    """{(K, mismatch): tau [K]} of one task on one backend."""
+    key, path = table_key(task, backend), calibration_path(checkpoint)
     if not os.path.exists(path):
         return {}
     with open(path) as f:
-        entries = json.load(f).get(task, {})
+        entries = json.load(f).get(key, {})
     taus = {}
     for key, value in entries.items():
         k, _, mismatch = key.partition(":")
@@ -42,11 +49,11 @@ def read_calibration(checkpoint: str, task: str) -> dict[tuple[int, str], list[f
     return taus
 
 
-def write_calibration(checkpoint: str, task: str, k: int, mismatch: str, tau: np.ndarray, quantile: float,
-                      episodes: int) -> None:
+def write_calibration(checkpoint: str, task: str, backend: str, k: int, mismatch: str, tau: np.ndarray,
+                      quantile: float, episodes: int) -> None:
     path = calibration_path(checkpoint)
     table = json.load(open(path)) if os.path.exists(path) else {}
-    table.setdefault(task, {})[entry_key(k, mismatch)] = dict(tau=[float(t) for t in tau], quantile=quantile,
+    table.setdefault(table_key(task, backend), {})[entry_key(k, mismatch)] = dict(tau=[float(t) for t in tau], quantile=quantile,
                                                              episodes=episodes)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:

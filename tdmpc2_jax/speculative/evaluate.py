@@ -93,11 +93,12 @@ def main(argv: list[str]) -> None:
             raise ValueError(f"--modes without full needs {FLAGS.out}/results.csv with a full row to compare with")
         finished = {r["mode"] for r in read_results(FLAGS.out)} if FLAGS.resume else set()
         selected = [m for m in modes if (not FLAGS.modes or m.name in FLAGS.modes) and m.name not in finished]
-        taus = read_calibration(FLAGS.checkpoint, config.task)
+        backend = "mjx" if mjx else "host"
+        taus = read_calibration(FLAGS.checkpoint, config.task, backend)
         missing = sorted({(m.k, m.mismatch) for m in selected if m.fallback} - set(taus))
         if missing and not FLAGS.calibrate:
             named = ", ".join(f"K={k}" + ("" if kind == "latent" else f" ({kind})") for k, kind in missing)
-            raise ValueError(f"{FLAGS.checkpoint} has no calibration for {named} on {config.task} "
+            raise ValueError(f"{FLAGS.checkpoint} has no calibration for {named} on {config.task} ({backend}) "
                              f"({calibration_path(FLAGS.checkpoint)}): pass --calibrate to make it now")
     except (ValueError, FileNotFoundError, ImportError) as err:
         fail(str(err))
@@ -113,7 +114,7 @@ def main(argv: list[str]) -> None:
         for k, kind in missing:
             values = checks.mismatch if kind == "latent" else checks.policy_mismatch
             taus[k, kind] = np.asarray(calibrate_tau(checks.k, values, k, FLAGS.quantile)).tolist()
-            write_calibration(FLAGS.checkpoint, config.task, k, kind, np.asarray(taus[k, kind]), FLAGS.quantile,
+            write_calibration(FLAGS.checkpoint, config.task, backend, k, kind, np.asarray(taus[k, kind]), FLAGS.quantile,
                               FLAGS.episodes)
 
     title = f"{config.task}: speculative execution, {FLAGS.episodes} episodes ({'MJX' if mjx else 'host MuJoCo'})"

@@ -4,6 +4,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from tdmpc2_jax import xla
 from tdmpc2_jax.speculative.controller import SpecSettings, Speculator, calibrate_tau
@@ -48,17 +49,22 @@ def test_calibrated_tau_is_the_per_k_quantile():
     assert np.isinf(calibrate_tau(k, e, 5)[4])  # never observed: never falls back
 
 
-def test_thresholds_are_saved_per_task_k_and_mismatch(tmp_path):
+def test_thresholds_are_saved_per_task_backend_k_and_mismatch(tmp_path):
     from tdmpc2_jax.speculative.calibration import read_calibration, write_calibration
 
     (tmp_path / "checkpoints").mkdir()
     checkpoint = str(tmp_path / "checkpoints")
-    write_calibration(checkpoint, "walker-walk", 3, "latent", np.asarray([np.inf, 0.1, 0.2]), 0.95, 16)
-    write_calibration(checkpoint, "walker-walk", 3, "policy", np.asarray([np.inf, 0.3, 0.4]), 0.95, 16)
-    write_calibration(checkpoint, "cheetah-run", 2, "latent", np.asarray([np.inf, 0.5]), 0.9, 4)
-    assert read_calibration(checkpoint, "walker-walk") == {(3, "latent"): [np.inf, 0.1, 0.2],
-                                                           (3, "policy"): [np.inf, 0.3, 0.4]}
-    assert read_calibration(checkpoint, "cheetah-run") == {(2, "latent"): [np.inf, 0.5]}
-    assert read_calibration(checkpoint, "hopper-hop") == {}
+    write_calibration(checkpoint, "walker-walk", "host", 3, "latent", np.asarray([np.inf, 0.1, 0.2]), 0.95, 16)
+    write_calibration(checkpoint, "walker-walk", "host", 3, "policy", np.asarray([np.inf, 0.3, 0.4]), 0.95, 16)
+    write_calibration(checkpoint, "walker-walk", "mjx", 3, "latent", np.asarray([np.inf, 0.7, 0.8]), 0.95, 16)
+    write_calibration(checkpoint, "cheetah-run", "host", 2, "latent", np.asarray([np.inf, 0.5]), 0.9, 4)
+    assert read_calibration(checkpoint, "walker-walk", "host") == {(3, "latent"): [np.inf, 0.1, 0.2],
+                                                                   (3, "policy"): [np.inf, 0.3, 0.4]}
+    assert read_calibration(checkpoint, "walker-walk", "mjx") == {(3, "latent"): [np.inf, 0.7, 0.8]}
+    assert read_calibration(checkpoint, "cheetah-run", "host") == {(2, "latent"): [np.inf, 0.5]}
+    assert read_calibration(checkpoint, "cheetah-run", "mjx") == {}
+    assert read_calibration(checkpoint, "hopper-hop", "host") == {}
+    with pytest.raises(ValueError, match="backend host or mjx"):
+        read_calibration(checkpoint, "walker-walk", "gpu")
     with open(tmp_path / "checkpoints" / "speculative_calibration.json") as f:
-        assert set(json.load(f)["walker-walk"]) == {"3", "3:policy"}  # e_k keeps the key files made before
+        assert set(json.load(f)["walker-walk@host"]) == {"3", "3:policy"}

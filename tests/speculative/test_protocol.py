@@ -68,7 +68,7 @@ def test_the_protocol_runs_on_host_mujoco(tmp_path):
     assert rows["naive-2"]["fallback_by_k"] == "0.000" and float(rows["naive-2"]["correction_norm"]) == 0.0
     assert float(rows["full"]["median_of_full"]) == 1.0 and float(rows["full"]["return_median"]) > 0
     with open(tmp_path / "agent" / "speculative_calibration.json") as f:
-        table = json.load(f)["cartpole-balance"]
+        table = json.load(f)["cartpole-balance@host"]
     for key in ("2", "2:policy"):  # both from one 10-step episode of full replanning
         assert table[key]["tau"][0] == float("inf") and 0 < table[key]["tau"][1] < float("inf")
     with open(tmp_path / "results" / "by_step.csv") as f:
