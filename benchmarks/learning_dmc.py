@@ -21,6 +21,7 @@ import sys
 import time
 
 import jax
+import numpy as np
 
 from tdmpc2_jax.cli import setup_process
 from tdmpc2_jax.config import SIZE_KEYS
@@ -29,6 +30,7 @@ from tdmpc2_jax.loops import host
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OFFICIAL = ROOT.parent / "shared" / "official_results" / "tdmpc2"
+TRAIN_WINDOW = 10  # training episodes per point of the smoothed training curve
 
 
 def load_config(task: str, overrides: list[str]):
@@ -80,8 +82,13 @@ def plot(task: str, run_dir: pathlib.Path, env_steps: int, title: str, out: path
             ys = [float(r["reward"]) for r in rows if r["seed"] == seed]
             ax.plot(xs, ys, color="gray", alpha=0.6, marker=".",
                     label="official TD-MPC2 (5M, state)" if seed == "1" else None)
+    xs, ys = read_curve(run_dir / "train.csv", "step", "episode_reward")
+    if len(ys) >= TRAIN_WINDOW:  # the training episodes' returns (exploration noise included), smoothed
+        kernel = np.ones(TRAIN_WINDOW) / TRAIN_WINDOW
+        ax.plot(xs[TRAIN_WINDOW - 1:], np.convolve(ys, kernel, mode="valid"), color="C0", alpha=0.35,
+                label=f"training episodes (mean of {TRAIN_WINDOW})")
     xs, ys = read_curve(run_dir / "eval.csv", "step", "episode_reward")
-    ax.plot(xs, ys, color="C0", marker="o", label=f"tdmpc2_jax ({obs})")
+    ax.plot(xs, ys, color="C0", marker="o", label=f"tdmpc2_jax ({obs}), evaluation")
     ax.set(xlabel="environment steps", ylabel="episode return", title=title)
     ax.legend()
     fig.tight_layout()
