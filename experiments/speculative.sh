@@ -11,7 +11,10 @@
 # picks what the fallback compares with tau_k.
 # Started again with the same OUT, the script skips the steps that finished (each leaves a mark in
 # OUT/done) and the evaluation runs only the modes missing from OUT/results.csv: a protocol stopped
-# part-way goes on where it stopped. Remove OUT (or OUT/done) to start over.
+# part-way goes on where it stopped. Remove OUT (or OUT/done) to start over. The final correctors
+# (OUT/correctors/mlp and OUT/correctors/transformer) and OUT/done are committed with the results;
+# the tuples (OUT/data) and the round-0 correctors, which only collect the DAgger tuples, are not.
+# A clone evaluates the remaining modes without collecting and training again.
 set -euo pipefail
 CHECKPOINT=$1
 OUT=$2
