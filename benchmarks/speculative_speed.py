@@ -80,11 +80,8 @@ def main(argv: list[str]) -> None:
         env = make_env()
         agent_cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
         if FLAGS.correctors:
-            pairs = [c.split("=", 1) for c in FLAGS.correctors]
-            if any(len(p) != 2 for p in pairs):
-                raise ValueError(f"--correctors takes NAME=DIR pairs, got {FLAGS.correctors}")
             correctors = {name: fitting.load(path, config.task, agent_cfg.latent_dim, max(ks))[:2]
-                          for name, path in pairs}
+                          for name, path in fitting.named_dirs(FLAGS.correctors)}
         else:
             correctors = {}
             for kind, history in (("mlp", 1), ("transformer", 4)):

@@ -66,9 +66,7 @@ def main(argv: list[str]) -> None:
     mjx = config.get("backend") == "mjx"
     try:
         ks = sorted({int(k) for k in FLAGS.k})
-        pairs = [c.split("=", 1) for c in FLAGS.correctors]
-        if any(len(p) != 2 for p in pairs):
-            raise ValueError(f"--correctors takes NAME=DIR pairs, got {FLAGS.correctors}")
+        pairs = fitting.named_dirs(FLAGS.correctors)
         if mjx:
             from tdmpc2_jax.envs.mjx import MJXEnv
 

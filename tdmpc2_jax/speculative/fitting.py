@@ -93,6 +93,14 @@ def save(directory: str, params, spec: CorrectorSpec, meta: dict) -> None:
         m.wait_until_finished()
 
 
+def named_dirs(values: list[str]) -> list[tuple[str, str]]:
+    """(name, directory) of each NAME=DIR of a --correctors flag; ValueError on anything else."""
+    pairs = [tuple(v.split("=", 1)) for v in values]
+    if any(len(p) != 2 for p in pairs):
+        raise ValueError(f"--correctors takes NAME=DIR pairs, got {values}")
+    return pairs
+
+
 def load(directory: str, task: str | None = None, latent_dim: int | None = None, horizon_k: int | None = None):
     """(Corrector, params, meta); refuses one made for another task, latent size or K."""
     from tdmpc2_jax import checkpoints
