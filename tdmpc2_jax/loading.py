@@ -17,13 +17,34 @@ ARCHITECTURE_KEYS = ("num_enc_layers", "enc_dim", "num_channels", "mlp_dim", "la
 
 def read_checkpoint(path: str) -> tuple[Config, Params]:
     """(the checkpoint's Config, params as jax arrays) of an orbax directory or an official file."""
+    ckpt_cfg, params, _ = read_weights(path)
+    return ckpt_cfg, params
+
+
+def read_weights(path: str) -> tuple[Config, Params, Params]:
+    """(the checkpoint's Config, params, target Q-functions [num_q, ...]) as jax arrays, of an orbax
+    directory or an official file."""
     from tdmpc2_jax import checkpoints, convert
 
     if os.path.isfile(path):
-        ckpt_cfg, params, _ = convert.to_project(convert.read_state_dict(path))
+        ckpt_cfg, params, target_qs = convert.to_project(convert.read_state_dict(path))
     else:
-        ckpt_cfg, params, _ = checkpoints.load_model(path)
-    return ckpt_cfg, jax.tree.map(jax.numpy.asarray, params)
+        ckpt_cfg, params, target_qs = checkpoints.load_model(path)
+    return ckpt_cfg, *jax.tree.map(jax.numpy.asarray, (params, target_qs))
+
+
+def starting_weights(path: str, agent_cfg: Config) -> tuple[Params, Params]:
+    """(params, target_qs) of a checkpoint that starts a run of `agent_cfg` (`init_from`); refuses
+    one whose architecture differs, naming each difference."""
+    from tdmpc2_jax import checkpoints
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"init_from={path}: no such checkpoint")
+    ckpt_cfg, params, target_qs = read_weights(path)
+    diffs = checkpoints.architecture_mismatches(agent_cfg.architecture(), ckpt_cfg.architecture())
+    if diffs:
+        raise ValueError(f"init_from={path} does not fit this run: " + "; ".join(diffs))
+    return params, target_qs
 
 
 def load_for_task(path: str, config, obs_shape: int | tuple[int, ...], action_dim: int) -> tuple[Config, Params]:

@@ -59,6 +59,9 @@ def base_config(task: str) -> config_dict.ConfigDict:
     c.work_dir = config_dict.placeholder(str)  # default: runs/<task>/<seed>/<exp_name>
     c.checkpoint_every = 50_000  # agent steps; checkpoints land on the next episode boundary
     c.resume = False
+    # a model checkpoint (orbax directory or official .pt) whose weights and target Q-functions start
+    # a new run; the optimizer, the replay buffer and the seeding schedule start fresh
+    c.init_from = config_dict.placeholder(str)
     c.save_buffer = True  # include the replay buffer in checkpoints (needed for exact resume)
     c.tensorboard = True
     c.progress = True

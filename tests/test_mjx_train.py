@@ -88,6 +88,20 @@ def test_a_host_checkpoint_evaluates_on_mjx(tmp_path):
     assert len(frames) == 10 and frames[0].shape == (384, 384, 3) and frames[0].std() > 0
 
 
+def test_init_from_starts_every_member_from_the_checkpoint_with_its_own_learning_rate(tmp_path):
+    config = tiny_config(tmp_path)
+    program = mjx_run.CompiledRun(config, mjx_run.population([1], [1e-3, 3e-4]))
+    params = Agent(program.agent_cfg).init(jax.random.key(7)).params
+    carry = program.warm_started(program.initial_carry(), params, params["qs"])
+    for member in range(2):
+        chex.assert_trees_all_equal(jax.tree.map(lambda x: x[member], carry.train_state.params), params)
+        chex.assert_trees_all_equal(jax.tree.map(lambda x: x[member], carry.train_state.target_qs), params["qs"])
+    np.testing.assert_allclose(carry.train_state.model_opt_state.learning_rate, [1e-3, 3e-4])
+    assert int(carry.train_state.step.sum()) == 0
+    carry, _ = program.pretrain(carry, 2)  # the warm-started carry trains (its buffers can be donated)
+    np.testing.assert_array_equal(carry.train_state.step, [2, 2])
+
+
 def test_updates_per_step_defaults_to_the_official_one_update_per_transition():
     config = tiny.load_config("mjx.py", "cartpole-balance")
     assert config.updates_per_step is None

@@ -98,6 +98,22 @@ def test_resume_refuses_another_runs_checkpoint(tmp_path):
         host.train(tiny_config(tmp_path, steps=120, latent_dim=64, resume=True))
 
 
+def test_init_from_starts_a_new_run_from_a_checkpoint_s_weights(tmp_path):
+    host.train(tiny_config(tmp_path / "first", steps=150))
+    first = final_params(tmp_path / "first")
+    # the second run holds the first one's weights until its first update (after 120 seed steps), then trains
+    host.train(tiny_config(tmp_path / "second", steps=150, seed_steps=120, checkpoint_every=50,
+                           init_from=str(tmp_path / "first/checkpoints")))
+    _, *before_updates = checkpoints.load_model(str(tmp_path / "second" / "checkpoints"), step=100)
+    jax.tree.map(np.testing.assert_array_equal, tuple(before_updates), first)
+    trained, _ = final_params(tmp_path / "second")
+    assert not np.array_equal(trained["pi"]["layers_0"]["linear"]["kernel"], first[0]["pi"]["layers_0"]["linear"]["kernel"])
+    with pytest.raises(ValueError, match="init_from=.* does not fit this run: latent_dim: model has 64, checkpoint has 16"):
+        host.train(tiny_config(tmp_path / "third", latent_dim=64, init_from=str(tmp_path / "first/checkpoints")))
+    with pytest.raises(FileNotFoundError, match="init_from=.*nowhere: no such checkpoint"):
+        host.train(tiny_config(tmp_path / "third", init_from=str(tmp_path / "nowhere")))
+
+
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     original = host.Agent.update
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from tdmpc2_jax import acting, checkpoints, xla
+from tdmpc2_jax import acting, checkpoints, loading, xla
 from tdmpc2_jax.agent import Agent, TrainState
 from tdmpc2_jax.buffers.episodic import EpisodeBuffer
 from tdmpc2_jax.config import Config
@@ -121,6 +121,9 @@ def train(config: ConfigDict) -> dict[str, Any]:
     resumed = config.resume and checkpoints.latest_step(ckpt_dir) is not None
     if resumed:
         run_state = restore_run(ckpt_dir, config, agent.cfg, run_state, buffer, (env, eval_env))
+    elif config.init_from:
+        start = xla.jit(agent.state_from_params)(*loading.starting_weights(config.init_from, agent.cfg))
+        run_state = dataclasses.replace(run_state, train_state=start)
     logger = make_logger(config, work_dir, run_state.step, agent.cfg, env.action_repeat)
     obs = "x".join(map(str, agent.cfg.obs_shape)) if agent.cfg.obs == "rgb" else env.obs_dim
     logger.message(f"{describe(agent.cfg, config.task)}: obs {obs}, action {env.action_dim}, "

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from tdmpc2_jax import checkpoints, sharding, xla
+from tdmpc2_jax import checkpoints, loading, sharding, xla
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.buffers import device as device_buffer
 from tdmpc2_jax.config import Config
@@ -35,9 +35,9 @@ from tdmpc2_jax.loops import run
 MUST_MATCH_ON_RESUME = ("task", "tasks", "batch_size", "horizon", "buffer_size", "num_envs", "impl", "updates_per_step",
                         "episode_length")
 # Keys a CompiledRun never reads: runs whose configs differ only in these can share one CompiledRun.
-RUN_ONLY_KEYS = ("work_dir", "exp_name", "resume", "save_buffer", "tensorboard", "progress", "checkpoint_every",
-                 "compilation_cache", "save_csv", "save_agent", "save_video", "coordinator_address", "process_id",
-                 "enable_wandb", "wandb_project", "wandb_entity", "wandb_silent")
+RUN_ONLY_KEYS = ("work_dir", "exp_name", "resume", "init_from", "save_buffer", "tensorboard", "progress",
+                 "checkpoint_every", "compilation_cache", "save_csv", "save_agent", "save_video", "coordinator_address",
+                 "process_id", "enable_wandb", "wandb_project", "wandb_entity", "wandb_silent")
 
 
 class Member(NamedTuple):
@@ -108,6 +108,13 @@ class CompiledRun:
         shardings = self.shardings()
         placement = {} if shardings is None else dict(out_shardings=shardings)
         return xla.jit(jax.vmap(init), **placement)(keys, lrs)
+
+    def warm_started(self, carry: Carry, params, target_qs) -> Carry:
+        """`carry` with every member's learner starting from the given weights (fresh optimizer states,
+        each member's own learning rate)."""
+        lrs = jnp.asarray([m.lr for m in self.members], jnp.float32)
+        start = lambda lr: self.agent.with_learning_rate(self.agent.state_from_params(params, target_qs), lr)
+        return self.place(carry._replace(train_state=xla.jit(jax.vmap(start))(lrs)))
 
     def abstract_carry(self) -> Carry:
         """Shapes and dtypes of the population carry (nothing allocated)."""
@@ -235,7 +242,10 @@ def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] |
     carry, episodes = None, np.zeros(len(members), np.int64)
     if config.resume and checkpoints.latest_step(ckpt_dir) is not None:
         carry, eval_key, episodes = restore_run(ckpt_dir, config, program)
-    carry = program.initial_carry() if carry is None else carry
+    if carry is None:
+        carry = program.initial_carry()
+        if config.init_from:
+            carry = program.warm_started(carry, *loading.starting_weights(config.init_from, program.agent_cfg))
     batched_steps = int(carry.batched_steps[0])
     log = PopulationLog(config, members, program.env.action_repeat, batched_steps * n, episodes,
                         program.agent_cfg.tasks if program.agent_cfg.multitask else ())

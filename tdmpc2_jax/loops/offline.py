@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from ml_collections import ConfigDict
 
-from tdmpc2_jax import checkpoints, xla
+from tdmpc2_jax import checkpoints, loading, xla
 from tdmpc2_jax.agent import Agent, TrainState
 from tdmpc2_jax.buffers.offline import DATASET_SPECS, DatasetSpec, OfflineDataset
 from tdmpc2_jax.config import Config
@@ -48,6 +48,8 @@ def train(config: ConfigDict) -> dict[str, Any]:
     state, rng, start = agent.init(init_key), np.random.default_rng(config.seed), 0
     if config.resume and checkpoints.latest_step(ckpt_dir) is not None:
         state, key, rng, start = restore_run(ckpt_dir, config, agent.cfg, state, eval_envs)
+    elif config.init_from:
+        state = xla.jit(agent.state_from_params)(*loading.starting_weights(config.init_from, agent.cfg))
     logger = RunLogger(work_dir, config.steps, 1, start_step=start, step_name="updates", tensorboard=config.tensorboard,
                        progress=config.progress, csv=config.save_csv, wandb=run.wandb_settings(config, work_dir),
                        tasks=tuple(env.task for env in eval_envs))
