@@ -75,12 +75,13 @@ class HostEpisodes(NamedTuple):
 
 def host_episodes(env, policy: Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[jax.Array, Any, Any]],
                   initial_state: Callable[[], Any], key: jax.Array, episodes: int,
-                  on_frame: Callable[[np.ndarray], None] | None = None) -> HostEpisodes:
+                  on_frame: Callable[[np.ndarray], None] | None = None,
+                  on_episode: Callable[[int, float, int], None] | None = None) -> HostEpisodes:
     """`episodes` episodes of a host environment (`envs.dmc.DMCEnv`) one after another.
 
     `policy(state, obs [obs_dim], key, t0) -> (action [A], state, info)` is one jitted call per
     step; `initial_state()` starts each episode. `on_frame` receives the rendered frames of the
-    first episode.
+    first episode; `on_episode(index, return, length)` hears of each episode as it ends.
     """
     returns, lengths, infos, rewards, seconds, successes = [], [], [], [], [], []
     for e in range(episodes):
@@ -99,5 +100,7 @@ def host_episodes(env, policy: Callable[[Any, jax.Array, jax.Array, jax.Array], 
         returns.append(total)
         lengths.append(t)
         successes.append(success)
+        if on_episode is not None:
+            on_episode(e, total, t)
     return HostEpisodes(np.asarray(returns), lengths, jax.tree.map(lambda *x: np.stack(x), *infos),
                         np.asarray(rewards, np.float64), seconds, np.asarray(successes, np.float64))

@@ -98,3 +98,9 @@ def _machine_tag() -> str:
 def fail(message: str, code: int = 2) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+def episode_progress(episodes: int):
+    """An `on_episode(index, return, length)` that prints one line per finished host episode."""
+    return lambda e, total, length: print(f"  episode {e + 1}/{episodes}: return {total:.1f} ({length} steps)",
+                                          flush=True)

@@ -68,8 +68,10 @@ def calibration_mjx(env, speculator, params, key: jax.Array, episodes: int):
     return xla.jit(lambda p, k: calibration_batch(env, speculator, p, k, episodes, env.episode_length))(params, key)
 
 
-def calibration_host(env, speculator, params, key: jax.Array, episodes: int):
-    """Checks [steps, K-1] of full-replanning episodes on host MuJoCo, one after another."""
+def calibration_host(env, speculator, params, key: jax.Array, episodes: int, on_episode=None):
+    """Checks [steps, K-1] of full-replanning episodes on host MuJoCo, one after another
+    (`on_episode`: as in `acting.host_episodes`)."""
     step = xla.jit(speculator.calibration_step)
     policy = lambda state, obs, k, t0: step(params, state, obs, k, t0)
-    return acting.host_episodes(env, policy, speculator.init_calibration_state, key, episodes).info
+    return acting.host_episodes(env, policy, speculator.init_calibration_state, key, episodes,
+                                on_episode=on_episode).info

@@ -17,7 +17,7 @@ import os
 
 from absl import app, flags
 
-from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, start_command
+from tdmpc2_jax.cli import define_config_flags, episode_progress, fail, parse_flags, start_command
 
 FLAGS = flags.FLAGS
 
@@ -88,7 +88,8 @@ def main(argv: list[str]) -> None:
     if mjx:
         new = dataset.label_rollouts(env, speculator, params, corrector_params, key, FLAGS.envs, FLAGS.steps)
     else:
-        new = dataset.label_host(env, speculator, params, corrector_params, key, FLAGS.episodes)
+        new = dataset.label_host(env, speculator, params, corrector_params, key, FLAGS.episodes,
+                                 episode_progress(FLAGS.episodes))
     tuples = dataset.concatenate(parts + [new]) if parts else new
     dataset.save(FLAGS.out, tuples, meta)
     print(f"wrote {FLAGS.out}: {new.label.shape[0]:,} new tuples, {tuples.label.shape[0]:,} in all")

@@ -54,9 +54,11 @@ def label_rollouts(env: MJXEnv, speculator: Speculator, params, corrector_params
     return Dataset(jax.tree.map(flat, history), flat(label))
 
 
-def label_host(env, speculator: Speculator, params, corrector_params, key: jax.Array, episodes: int) -> Dataset:
+def label_host(env, speculator: Speculator, params, corrector_params, key: jax.Array, episodes: int,
+               on_episode=None) -> Dataset:
     """Tuples from `episodes` episodes of a host environment (`envs.registry.make_host_env`), one
-    jitted call per step that runs the speculative step and the teacher's solve."""
+    jitted call per step that runs the speculative step and the teacher's solve (`on_episode`: as
+    in `acting.host_episodes`)."""
     model = speculator.model
     cfg = model.cfg
 
@@ -68,7 +70,8 @@ def label_host(env, speculator: Speculator, params, corrector_params, key: jax.A
         return action, (state, teacher_state), (state.history, label.mean[0], ~info.replanned)
 
     initial = lambda: (speculator.init_state(), init_plan_state(cfg.horizon, cfg.action_dim))
-    history, label, keep = acting.host_episodes(env, xla.jit(policy), initial, key, episodes).info
+    history, label, keep = acting.host_episodes(env, xla.jit(policy), initial, key, episodes,
+                                                      on_episode=on_episode).info
     keep = np.asarray(keep)
     return Dataset(jax.tree.map(lambda x: np.asarray(x)[keep], history), np.asarray(label)[keep])
 

@@ -24,12 +24,14 @@ another.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, start_command
+from tdmpc2_jax.cli import define_config_flags, episode_progress, fail, parse_flags, start_command
 from tdmpc2_jax.speculative.calibration import calibration_path, read_calibration, calibration_host, calibration_mjx, \
     write_calibration
 from tdmpc2_jax.speculative.modes import protocol_modes, run_host, run_mjx
@@ -101,14 +103,16 @@ def main(argv: list[str]) -> None:
     except (ValueError, FileNotFoundError, ImportError) as err:
         fail(str(err))
     model = WorldModel(agent_cfg)
-    run = run_mjx if mjx else run_host
+    progress = episode_progress(FLAGS.episodes)
+    run = run_mjx if mjx else functools.partial(run_host, on_episode=progress)
     key = jax.random.key(FLAGS.seed)
     if missing:
         # one full-replanning run serves every K and mismatch: the buffer's first K steps do not depend on K
         k_max = max(k for k, _ in missing)
         print(f"calibrating tau for {missing} (full replanning, quantile {FLAGS.quantile}) ...", flush=True)
         watcher = Speculator(model, SpecSettings(horizon_k=k_max))
-        checks = (calibration_mjx if mjx else calibration_host)(env, watcher, params, jax.random.fold_in(key, 7), FLAGS.episodes)
+        calibrate = calibration_mjx if mjx else functools.partial(calibration_host, on_episode=progress)
+        checks = calibrate(env, watcher, params, jax.random.fold_in(key, 7), FLAGS.episodes)
         for k, kind in missing:
             values = checks.mismatch if kind == "latent" else checks.policy_mismatch
             taus[k, kind] = np.asarray(calibrate_tau(checks.k, values, k, FLAGS.quantile)).tolist()

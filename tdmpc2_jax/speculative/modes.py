@@ -50,18 +50,20 @@ def run_mjx(env, speculator, params, corrector_params, key: jax.Array, episodes:
                      speculator.settings.horizon_k)
 
 
-def host_episodes(env, speculator, params, corrector_params, key: jax.Array, episodes: int):
+def host_episodes(env, speculator, params, corrector_params, key: jax.Array, episodes: int, on_episode=None):
     """Episodes one after another on host MuJoCo: HostEpisodes, whose seconds are each step's
-    wall-clock (encoder, corrector, planner when it runs, physics) without the first (compiling) step."""
+    wall-clock (encoder, corrector, planner when it runs, physics) without the first (compiling) step
+    (`on_episode`: as in `acting.host_episodes`)."""
     step = xla.jit(speculator.step)
     policy = lambda state, obs, k, t0: step(params, corrector_params, state, obs, k, t0)
-    result = acting.host_episodes(env, policy, speculator.init_state, key, episodes)
+    result = acting.host_episodes(env, policy, speculator.init_state, key, episodes, on_episode=on_episode)
     return result._replace(seconds=result.seconds[1:])
 
 
-def run_host(env, speculator, params, corrector_params, key: jax.Array, episodes: int) -> dict[str, Any]:
+def run_host(env, speculator, params, corrector_params, key: jax.Array, episodes: int,
+             on_episode=None) -> dict[str, Any]:
     """Per step: the mean over steps, replans and reuses together (a median would be a reuse's time)."""
-    result = host_episodes(env, speculator, params, corrector_params, key, episodes)
+    result = host_episodes(env, speculator, params, corrector_params, key, episodes, on_episode)
     return summarize(result.returns, by_episode(result.rewards, result.lengths), result.info,
                      float(np.mean(result.seconds)), speculator.settings.horizon_k)
 

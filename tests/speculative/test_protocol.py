@@ -58,6 +58,8 @@ def test_the_protocol_runs_on_host_mujoco(tmp_path):
                           f"--checkpoint={agent}", "--k=2", "--episodes=1", f"--out={tmp_path / 'results'}",
                           "--calibrate", "--mismatch=latent,policy", *SMALL)
     assert out.returncode == 0, out.stderr[-2000:]
+    # one progress line per host episode: the calibration's and each of the 4 modes'
+    assert out.stdout.count("episode 1/1: return ") == 5
     assert "host MuJoCo" in (tmp_path / "results" / "results.md").read_text()
     assert "goal: at most one planner call per 3 steps" in (tmp_path / "results" / "results.md").read_text()
     with open(tmp_path / "results" / "results.csv") as f:
