@@ -15,12 +15,13 @@ right panel). `--mismatch latent,policy` runs every fallback mode with each mism
 distance between the policy prior's action at the observed latent and the planned action (modes
 named `...:policy`).
 `--modes full,naive-2` re-runs (or re-times) only those modes and replaces their rows in an
-existing OUT/results.csv; `--resume` runs only the modes that OUT/results.csv does not have yet (a
-protocol stopped part-way goes on where it stopped). Thresholds tau_k come from `speculative_calibration.json` beside the
-checkpoint; `--calibrate` makes the missing ones: a quantile of e_k per k under full replanning,
-where e_k compares each observation with the latent that the plan made k steps earlier predicted
-for it. `--config=configs/dmc.py:TASK` runs the same protocol on host MuJoCo, one episode after
-another.
+existing OUT/results.csv; evaluations of other modes may share OUT at the same time (each adds its
+rows to what the file holds when it writes). `--resume` runs only the modes that OUT/results.csv
+does not have yet (a protocol stopped part-way goes on where it stopped). Thresholds tau_k come
+from `speculative_calibration.json` beside the checkpoint; `--calibrate` makes the missing ones: a
+quantile of e_k per k under full replanning, where e_k compares each observation with the latent
+that the plan made k steps earlier predicted for it. `--config=configs/dmc.py:TASK` runs the same
+protocol on host MuJoCo, one episode after another.
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ from tdmpc2_jax.cli import define_config_flags, episode_progress, fail, parse_fl
 from tdmpc2_jax.speculative.calibration import calibration_path, read_calibration, calibration_host, calibration_mjx, \
     write_calibration
 from tdmpc2_jax.speculative.modes import protocol_modes, run_host, run_mjx
-from tdmpc2_jax.speculative.report import goal_summary, read_results, relative_to_full, write_results
+from tdmpc2_jax.speculative.report import goal_summary, merged_with_disk, read_results, relative_to_full, \
+    write_results
 
 FLAGS = flags.FLAGS
 
@@ -120,7 +122,9 @@ def main(argv: list[str]) -> None:
                               FLAGS.episodes)
 
     title = f"{config.task}: speculative execution, {FLAGS.episodes} episodes ({'MJX' if mjx else 'host MuJoCo'})"
-    rows = {r["mode"]: r for r in read_results(FLAGS.out)} if FLAGS.modes or FLAGS.resume else {}
+    keep_others = bool(FLAGS.modes or FLAGS.resume)
+    rows = {r["mode"]: r for r in read_results(FLAGS.out)} if keep_others else {}
+    ran = {}
     if finished:
         print(f"{len(finished)} modes already in {FLAGS.out}/results.csv; running the other {len(selected)}", flush=True)
     for mode in selected:
@@ -132,7 +136,8 @@ def main(argv: list[str]) -> None:
         # host episodes draw their initial states from the env's generator: a fresh env per mode
         # gives every mode the same episodes
         result = run(env if mjx else make_env(), speculator, params, corrector_params, key, FLAGS.episodes)
-        rows[mode.name] = dict(result, mode=mode.name, K=mode.k)
+        ran[mode.name] = dict(result, mode=mode.name, K=mode.k)
+        rows = merged_with_disk(FLAGS.out, ran) if keep_others else ran
         table = relative_to_full([rows[m.name] for m in modes if m.name in rows])
         result = next(r for r in table if r["mode"] == mode.name)
         print(f"{mode.name:<31} return {result['return_mean']:8.1f} +- {result['return_std']:6.1f} "

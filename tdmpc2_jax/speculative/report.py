@@ -78,6 +78,12 @@ def read_results(out: str) -> list[dict]:
     return rows
 
 
+def merged_with_disk(out: str, rows: dict[str, dict]) -> dict[str, dict]:
+    """`rows` (mode -> row) laid over the rows that OUT/results.csv holds now: the modes that another
+    evaluation of other --modes on the same OUT wrote meanwhile are kept, and these rows win."""
+    return {**{r["mode"]: r for r in read_results(out)}, **rows}
+
+
 def write_results(rows: list[dict], out: str, title: str) -> None:
     """results.csv, results.md, by_step.csv and results.png in OUT. Each file is replaced whole, and
     by_step.csv before results.csv, so a run killed part-way leaves every mode in results.csv complete

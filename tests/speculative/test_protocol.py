@@ -6,7 +6,8 @@ import numpy as np
 
 from tdmpc2_jax.speculative.controller import StepInfo
 from tdmpc2_jax.speculative.modes import Mode, by_episode, protocol_modes, summarize
-from tdmpc2_jax.speculative.report import goal_check, goal_summary, relative_to_full
+from tdmpc2_jax.speculative.report import goal_check, goal_summary, merged_with_disk, read_results, relative_to_full, \
+    write_results
 
 from helpers import ROOT, SMALL, speculative_cli, tiny_agent
 
@@ -34,6 +35,24 @@ def test_the_summary_counts_fallbacks_per_k_corrections_and_reward_by_step():
     assert row["correction_norm"] == (0.5 + 1.5 + 1.0 + 2.0) / 4  # reused steps only
     assert row["return_median"] == 10.5 and row["ms_per_step"] == 10.0
     np.testing.assert_allclose(row["reward_by_step"], [2, 3, 4, 3])
+
+
+def test_two_evaluations_of_other_modes_share_one_out(tmp_path):
+    def row(mode, ret, k=1):
+        steps = StepInfo(np.ones(3, bool), np.zeros(3, int), np.zeros(3), np.zeros(3), np.zeros(3), np.zeros(3, bool))
+        return summarize(np.asarray([ret, ret]), np.full((2, 3), ret / 3), steps, 0.01, horizon_k=k) | dict(mode=mode, K=k)
+
+    out = str(tmp_path)
+    write_results(relative_to_full([row("full", 300.0), row("naive-2", 240.0, 2)]), out, "t")
+    # meanwhile another evaluation adds naive-3 to the file
+    write_results(relative_to_full([row("full", 300.0), row("naive-2", 240.0, 2), row("naive-3", 270.0, 3)]), out, "t")
+    rows = merged_with_disk(out, {"naive-4": row("naive-4", 150.0, 4), "naive-2": row("naive-2", 210.0, 2)})
+    write_results(relative_to_full(list(rows.values())), out, "t")
+    on_disk = {r["mode"]: r for r in read_results(out)}
+    assert list(on_disk) == ["full", "naive-2", "naive-3", "naive-4"]
+    assert on_disk["naive-2"]["return_mean"] == 210.0 and on_disk["naive-3"]["of_full"] == 0.9  # this run's row wins
+    assert on_disk["naive-4"]["reward_by_step"] == [50.0] * 3
+
 
 def test_the_goal_allows_one_call_per_three_steps_and_names_what_a_mode_misses():
     def row(mode, calls, ret, ms):
