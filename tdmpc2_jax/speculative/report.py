@@ -137,7 +137,8 @@ def plot(rows: list[dict], curves: dict[str, list[float]], length: int, path: st
             if name != "full":
                 right.plot(np.cumsum(np.asarray(curve[:length]) - reference), lw=1, label=name)
         right.axhline(0.0, color="k", lw=0.8)
-        right.legend(fontsize=6, ncol=2)
+        if len(curves) > 1:
+            right.legend(fontsize=6, ncol=2)
     right.set_xlabel("step of the episode")
     right.set_ylabel("cumulative reward minus full replanning's")
     fig.suptitle(title)
