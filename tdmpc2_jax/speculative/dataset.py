@@ -71,7 +71,7 @@ def label_host(env, speculator: Speculator, params, corrector_params, key: jax.A
 
     initial = lambda: (speculator.init_state(), init_plan_state(cfg.horizon, cfg.action_dim))
     history, label, keep = acting.host_episodes(env, xla.jit(policy), initial, key, episodes,
-                                                      on_episode=on_episode).info
+                                                on_episode=on_episode).info
     keep = np.asarray(keep)
     return Dataset(jax.tree.map(lambda x: np.asarray(x)[keep], history), np.asarray(label)[keep])
 
