@@ -45,21 +45,30 @@ def first_episode_mask(ended):
 
 
 def rollout(env: MJXEnv | MultitaskMJXEnv, policy: Policy, policy_state: Any, key: jax.Array, num_envs: int, steps: int,
-            trace: Callable[[Any], Any] | None = None) -> Rollout:
+            trace: Callable[[Any], Any] | None = None,
+            on_progress: Callable[[int], None] | None = None) -> Rollout:
     """`steps` steps of `num_envs` environments from a reset, as one `lax.scan` (automatic resets
     after an episode ends; its totals count the first episode only). `trace(env_state)`, where
-    given, is kept for the state each step starts from (for example the physics, to draw it)."""
+    given, is kept for the state each step starts from (for example the physics, to draw it).
+    `on_progress(steps_done)`, where given, is called from the running program after every tenth
+    of the steps (a host callback, for progress lines)."""
     k_reset, k_steps = jax.random.split(key)
     env_state = env.reset_batch(jax.random.split(k_reset, num_envs))
+    done = np.arange(steps + 1)
+    reports = (done[1:] * 10 // max(steps, 1) > done[:-1] * 10 // max(steps, 1)) & (on_progress is not None)
 
-    def step(carry, k):
+    def step(carry, xs):
         env_state, state = carry
+        k, t, report = xs
         kept = trace(env_state) if trace is not None else ()
         action, state, info = policy(state, env.observe(env_state), jax.random.split(k, num_envs), env_state.t == 0)
         env_state, out = env.step_batch(env_state, action)
+        if on_progress is not None:
+            jax.lax.cond(report, lambda: jax.debug.callback(on_progress, t + 1), lambda: None)
         return (env_state, state), (out.reward, out.ended, info, kept)
 
-    _, (reward, ended, info, kept) = jax.lax.scan(step, (env_state, policy_state), jax.random.split(k_steps, steps))
+    xs = (jax.random.split(k_steps, steps), jnp.arange(steps), jnp.asarray(reports))
+    _, (reward, ended, info, kept) = jax.lax.scan(step, (env_state, policy_state), xs)
     returns, lengths = first_episode_totals(reward, ended)
     return Rollout(returns, lengths, reward, ended, info, kept if trace is not None else None)
 

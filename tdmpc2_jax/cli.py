@@ -6,6 +6,7 @@ import hashlib
 import os
 import platform
 import sys
+import time
 
 from absl import flags, logging
 
@@ -98,6 +99,14 @@ def _machine_tag() -> str:
 def fail(message: str, code: int = 2) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+def step_progress(steps: int):
+    """An `on_progress(steps_done)` (`acting.rollout`) that prints one line per report, with the
+    minutes since it was made."""
+    start = time.perf_counter()
+    return lambda done: print(f"  step {int(done)}/{steps} ({(time.perf_counter() - start) / 60:.1f} min since start)",
+                              flush=True)
 
 
 def episode_progress(episodes: int):

@@ -32,3 +32,15 @@ def test_a_rollout_on_a_terminating_task_counts_only_the_first_episode():
         assert int(result.lengths[n]) == end + 1
         assert reward[end + 1:, n].sum() > 0  # the next episode's rewards are there, and not counted
         assert bool(result.info[0, n]) and bool(result.info[end + 1, n])  # t0 again after the automatic reset
+
+
+def test_a_rollout_reports_its_progress_every_tenth_without_changing_its_results():
+    env = MJXEnv("toy", episode_length=40, playground_env=PointMass())
+    push = lambda state, obs, keys, t0: (jnp.ones((obs.shape[0], 1)) * 0.3, state, t0)
+    reported = []
+    run = lambda on_progress: xla.jit(lambda k: acting.rollout(env, push, (), k, 2, 25, on_progress=on_progress))(
+        jax.random.key(1))
+    quiet, loud = run(None), run(lambda done: reported.append(int(done)))
+    jax.effects_barrier()
+    assert reported == [3, 5, 8, 10, 13, 15, 18, 20, 23, 25]
+    chex.assert_trees_all_equal(quiet, loud)

@@ -61,11 +61,13 @@ def write_calibration(checkpoint: str, task: str, backend: str, k: int, mismatch
     os.replace(tmp, path)
 
 
-def calibration_mjx(env, speculator, params, key: jax.Array, episodes: int):
-    """Checks [T, E, K-1] of full-replanning episodes, all at once."""
+def calibration_mjx(env, speculator, params, key: jax.Array, episodes: int, on_progress=None):
+    """Checks [T, E, K-1] of full-replanning episodes, all at once (`on_progress`: as in
+    `acting.rollout`)."""
     from tdmpc2_jax.speculative.rollout import calibration_batch
 
-    return xla.jit(lambda p, k: calibration_batch(env, speculator, p, k, episodes, env.episode_length))(params, key)
+    run = lambda p, k: calibration_batch(env, speculator, p, k, episodes, env.episode_length, on_progress)
+    return xla.jit(run)(params, key)
 
 
 def calibration_host(env, speculator, params, key: jax.Array, episodes: int, on_episode=None):

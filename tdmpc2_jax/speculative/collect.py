@@ -17,7 +17,7 @@ import os
 
 from absl import app, flags
 
-from tdmpc2_jax.cli import define_config_flags, episode_progress, fail, parse_flags, start_command
+from tdmpc2_jax.cli import define_config_flags, episode_progress, fail, parse_flags, start_command, step_progress
 
 FLAGS = flags.FLAGS
 
@@ -86,7 +86,8 @@ def main(argv: list[str]) -> None:
           f"{'corrected' if corrector else 'naive'} rollouts (DAgger round {round_}) ...", flush=True)
     key = jax.random.key(FLAGS.seed)
     if mjx:
-        new = dataset.label_rollouts(env, speculator, params, corrector_params, key, FLAGS.envs, FLAGS.steps)
+        new = dataset.label_rollouts(env, speculator, params, corrector_params, key, FLAGS.envs, FLAGS.steps,
+                                     step_progress(FLAGS.steps))
     else:
         new = dataset.label_host(env, speculator, params, corrector_params, key, FLAGS.episodes,
                                  episode_progress(FLAGS.episodes))

@@ -30,8 +30,9 @@ class Dataset(NamedTuple):
 
 
 def label_rollouts(env: MJXEnv, speculator: Speculator, params, corrector_params, key: jax.Array, num_envs: int,
-                   steps: int) -> Dataset:
-    """Tuples from `steps` batched steps of N environments (runs as one scan; filtering on host)."""
+                   steps: int, on_progress=None) -> Dataset:
+    """Tuples from `steps` batched steps of N environments (runs as one scan; filtering on host;
+    `on_progress`: as in `acting.rollout`)."""
     model = speculator.model
     cfg = model.cfg
     broadcast = lambda tree: jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs,) + x.shape), tree)
@@ -46,7 +47,7 @@ def label_rollouts(env: MJXEnv, speculator: Speculator, params, corrector_params
             return action, (state, teacher_state), (state.history, label.mean[:, 0], ~info.replanned)
 
         states = (broadcast(speculator.init_state()), broadcast(init_plan_state(cfg.horizon, cfg.action_dim)))
-        return acting.rollout(env, policy, states, key, num_envs, steps).info
+        return acting.rollout(env, policy, states, key, num_envs, steps, on_progress=on_progress).info
 
     history, label, keep = xla.jit(run)(key, params, corrector_params)
     keep = np.asarray(keep).reshape(-1)

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from tdmpc2_jax.cli import define_config_flags, episode_progress, fail, parse_flags, start_command
+from tdmpc2_jax.cli import define_config_flags, episode_progress, fail, parse_flags, start_command, step_progress
 from tdmpc2_jax.speculative.calibration import calibration_path, read_calibration, calibration_host, calibration_mjx, \
     write_calibration
 from tdmpc2_jax.speculative.modes import protocol_modes, run_host, run_mjx
@@ -105,15 +105,20 @@ def main(argv: list[str]) -> None:
     except (ValueError, FileNotFoundError, ImportError) as err:
         fail(str(err))
     model = WorldModel(agent_cfg)
-    progress = episode_progress(FLAGS.episodes)
-    run = run_mjx if mjx else functools.partial(run_host, on_episode=progress)
+    if mjx:  # progress lines: every tenth of the batched episodes' steps, or every host episode
+        progress = step_progress(env.episode_length)
+        run = functools.partial(run_mjx, on_progress=progress)
+        calibrate = functools.partial(calibration_mjx, on_progress=progress)
+    else:
+        progress = episode_progress(FLAGS.episodes)
+        run = functools.partial(run_host, on_episode=progress)
+        calibrate = functools.partial(calibration_host, on_episode=progress)
     key = jax.random.key(FLAGS.seed)
     if missing:
         # one full-replanning run serves every K and mismatch: the buffer's first K steps do not depend on K
         k_max = max(k for k, _ in missing)
         print(f"calibrating tau for {missing} (full replanning, quantile {FLAGS.quantile}) ...", flush=True)
         watcher = Speculator(model, SpecSettings(horizon_k=k_max))
-        calibrate = calibration_mjx if mjx else functools.partial(calibration_host, on_episode=progress)
         checks = calibrate(env, watcher, params, jax.random.fold_in(key, 7), FLAGS.episodes)
         for k, kind in missing:
             values = checks.mismatch if kind == "latent" else checks.policy_mismatch

@@ -35,11 +35,14 @@ def protocol_modes(ks: list[int], corrector_names: list[str], mismatches: tuple[
     return [m for m in modes if not m.fallback or m.mismatch in mismatches]
 
 
-def run_mjx(env, speculator, params, corrector_params, key: jax.Array, episodes: int) -> dict[str, Any]:
-    """One episode per environment, all at once; the wall-clock of the compiled program's run."""
+def run_mjx(env, speculator, params, corrector_params, key: jax.Array, episodes: int,
+            on_progress=None) -> dict[str, Any]:
+    """One episode per environment, all at once; the wall-clock of the compiled program's run
+    (`on_progress`: as in `acting.rollout`)."""
     from tdmpc2_jax.speculative.rollout import episodes_batch
 
-    rollout = xla.jit(lambda p, c, k: episodes_batch(env, speculator, p, c, k, episodes, env.episode_length))
+    rollout = xla.jit(lambda p, c, k: episodes_batch(env, speculator, p, c, k, episodes, env.episode_length,
+                                                     on_progress))
     rollout = rollout.lower(params, corrector_params, key).compile()
     start = time.perf_counter()
     result = jax.block_until_ready(rollout(params, corrector_params, key))

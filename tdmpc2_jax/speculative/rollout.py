@@ -34,18 +34,20 @@ def episode(env: MJXEnv, speculator: Speculator, params, corrector_params, key: 
 
 
 def episodes_batch(env: MJXEnv, speculator: Speculator, params, corrector_params, key: jax.Array, num_envs: int,
-                   steps: int) -> acting.Rollout:
+                   steps: int, on_progress=None) -> acting.Rollout:
     """`steps` agent steps of N environments; the planner runs for the batch only when some env replans.
-    The totals count each environment's first episode; `info` is the controller's StepInfo [T, N]."""
+    The totals count each environment's first episode; `info` is the controller's StepInfo [T, N]
+    (`on_progress`: as in `acting.rollout`)."""
     state = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs,) + x.shape), speculator.init_state())
     policy = lambda state, obs, keys, t0: speculator.step_batch(params, corrector_params, state, obs, keys, t0)
-    return acting.rollout(env, policy, state, key, num_envs, steps)
+    return acting.rollout(env, policy, state, key, num_envs, steps, on_progress=on_progress)
 
 
-def calibration_batch(env: MJXEnv, speculator: Speculator, params, key: jax.Array, num_envs: int, steps: int) -> Checks:
+def calibration_batch(env: MJXEnv, speculator: Speculator, params, key: jax.Array, num_envs: int, steps: int,
+                      on_progress=None) -> Checks:
     """Full replanning on N environments for `steps` steps: the mismatch checks [T, N, K-1] of
-    `Speculator.calibration_step` (for calibration)."""
+    `Speculator.calibration_step` (for calibration; `on_progress`: as in `acting.rollout`)."""
     state = jax.tree.map(lambda x: jnp.broadcast_to(x, (num_envs,) + x.shape), speculator.init_calibration_state())
     watch = jax.vmap(speculator.calibration_step, in_axes=(None, 0, 0, 0, 0))
     policy = lambda state, obs, keys, t0: watch(params, state, obs, keys, t0)
-    return acting.rollout(env, policy, state, key, num_envs, steps).info
+    return acting.rollout(env, policy, state, key, num_envs, steps, on_progress=on_progress).info

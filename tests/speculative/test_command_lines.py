@@ -19,6 +19,7 @@ def test_collect_train_and_evaluate_the_protocol(tmp_path):
               *SMALL)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "wrote" in out.stdout
+    assert out.stdout.count("  step ") == 10 and "  step 2/20 (" in out.stdout and "  step 20/20 (" in out.stdout
     out = cli("train_corrector", f"--data={tmp_path / 'd.npz'}", "--kind=mlp", f"--out={tmp_path / 'mlp'}", "--epochs=3",
               "--batch=16", "--hidden=16")
     assert out.returncode == 0, out.stderr[-2000:]
@@ -30,6 +31,7 @@ def test_collect_train_and_evaluate_the_protocol(tmp_path):
     # every mode but mlp-3, to save a compile (correctors alone: test_speculative.py)
     out = cli("evaluate", *args, "--calibrate", "--modes=full,naive-3,fallback-3,mlp-3+fallback")
     assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("  step 10/10 (") == 5  # progress of the calibration and of each mode
     with open(tmp_path / "results" / "results.csv") as f:
         rows = {r["mode"]: r for r in csv.DictReader(f)}
     assert list(rows) == ["full", "naive-3", "fallback-3", "mlp-3+fallback"]
