@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, start_command
+from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, start_command, step_progress
 from tdmpc2_jax.loading import for_task
 
 FLAGS = flags.FLAGS
@@ -181,8 +181,9 @@ def _evaluate_mjx(config, checkpoint, seed: int):
         fail(str(err))
     loop = DeviceLoop(Agent(agent_cfg), env, num_envs=FLAGS.episodes, seed_steps=0)
     trace = env.physics if FLAGS.video else None
-    result = xla.jit(loop.evaluate, static_argnums=(2, 3))(params, jax.random.key(eval_seed(seed)), FLAGS.episodes,
-                                                          trace)
+    progress = step_progress(env.episode_length)  # a line at every tenth of the batched steps
+    result = xla.jit(lambda p, k: loop.evaluate(p, k, FLAGS.episodes, trace, progress))(
+        params, jax.random.key(eval_seed(seed)))
     lengths = [int(n) for n in np.asarray(result.lengths)]
     # the video: the first episode, drawn on host MuJoCo from its physics states
     frames = env.draw(jax.tree.map(lambda x: np.asarray(x[:lengths[0], 0]), result.trace)) if FLAGS.video else []

@@ -83,6 +83,7 @@ def test_a_host_checkpoint_evaluates_on_mjx(tmp_path):
                   f"--video={tmp_path / 'eval.mp4'}", *SMALL)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "cartpole-balance: 3 episodes" in out.stdout and "episode lengths [10]" in out.stdout
+    assert out.stdout.count("  step ") == 10 and "  step 10/10 (" in out.stdout  # a line every tenth
     # the first episode drawn on host MuJoCo from its MJX physics states, one frame per step
     frames = imageio.mimread(tmp_path / "eval.mp4")
     assert len(frames) == 10 and frames[0].shape == (384, 384, 3) and frames[0].std() > 0

@@ -154,10 +154,11 @@ class DeviceLoop:
         train_state, metrics = self.updates(carry.train_state, carry.buffer, k, count)
         return carry._replace(train_state=train_state, key=key), metrics
 
-    def evaluate(self, params, key: jax.Array, episodes: int, trace: Callable[[Any], Any] | None = None) -> EvalResult:
+    def evaluate(self, params, key: jax.Array, episodes: int, trace: Callable[[Any], Any] | None = None,
+                 on_progress: Callable[[int], None] | None = None) -> EvalResult:
         """`episodes` episodes at once with the planner in eval mode (one rollout of episode_length
         steps); a multitask agent runs them task-major, episodes / T of each task. `trace`: what to
-        keep of each step's environment state (acting.rollout)."""
+        keep of each step's environment state; `on_progress`: progress reports (acting.rollout)."""
         cfg, task = self.agent.cfg, self.env.task_index(episodes)
         plan_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (episodes,) + x.shape),
                                   init_plan_state(cfg.horizon, cfg.action_dim))
@@ -166,7 +167,8 @@ class DeviceLoop:
             result, plan_state = self._eval_plan(params, obs, plan_state, keys, t0, task)
             return result.action, plan_state, ()
 
-        result = acting.rollout(self.env, policy, plan_state, key, episodes, self.env.episode_length, trace)
+        result = acting.rollout(self.env, policy, plan_state, key, episodes, self.env.episode_length, trace,
+                                on_progress)
         return EvalResult(result.returns, result.lengths, result.trace)
 
     # ------------------------------------------------------------------ sharding
