@@ -5,7 +5,8 @@
 Reads both official layouts (current, and the older one of the checkpoints released with the paper),
 single-task and multitask. The architecture is read off the weights; what weights cannot tell
 (multitask task names and episode lengths, which set the per-task discount) can be given as flags.
-A `.npz` of arrays under the official key names is accepted too and needs no torch.
+The `.pt` file is read without torch and nothing in it runs: a file that holds anything but tensors
+in plain containers is refused. A `.npz` of arrays under the official key names is accepted too.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tdmpc2_jax.world_model import WorldModel
 
 
 def read_state_dict(path: str) -> official.StateDict:
+    """{official key: array} of an official `.pt` checkpoint (either saved layout) or a `.npz`."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no checkpoint file at {path}")
     if path.endswith(".npz"):
@@ -56,7 +58,8 @@ def convert(src: str, out_dir: str, overrides: dict[str, Any] | None = None, for
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="official .pt (torch.save({'model': state_dict})) or .npz")
+    parser.add_argument("checkpoint", help="official .pt (torch.save of {'model': state_dict} or of a state_dict) "
+                        "or .npz")
     parser.add_argument("out_dir", help="orbax checkpoint directory to write")
     parser.add_argument("--tasks", help="comma-separated task names of a multitask checkpoint")
     parser.add_argument("--episode-lengths", help="comma-separated episode lengths (agent steps) per task")
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides["episode_length"] = args.episode_length
     try:
         cfg = convert(args.checkpoint, args.out_dir, overrides, args.force)
-    except (FileNotFoundError, FileExistsError, ValueError, ImportError) as err:
+    except (FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     arch = ", ".join(f"{k}={v}" for k, v in cfg.architecture().items())

@@ -15,6 +15,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from tdmpc2_jax import torch_archive
+
 StateDict = dict[str, np.ndarray]
 
 MODULES = {  # official prefix -> (our tree, part)
@@ -33,20 +35,18 @@ OLD_NAMES = ("weight", "bias", "ln.weight", "ln.bias")
 
 
 def read_torch_checkpoint(path: str) -> StateDict:
-    """`torch.save({"model": state_dict})` -> {official key: float32 / int numpy array}."""
-    try:
-        import torch
-    except ImportError as err:
-        raise ImportError("reading an official .pt checkpoint needs torch: pip install 'tdmpc2_jax[torch]' "
-                          "(or convert the state dict to a .npz of arrays under the official keys)") from err
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:  # torch raises many types for a corrupt file
-        raise ValueError(f"cannot read {path} as a torch checkpoint: {err}") from err
+    """An official `.pt` checkpoint -> {official key: numpy array}, read without torch (nothing in it runs).
+
+    Both released layouts: `torch.save({"model": state_dict})` and a bare state dict. The arrays are
+    read-only and mapped from the file; entries that are no tensors (the `__batch_size` and `__device`
+    that the Q-ensemble's TensorDictParams adds) are left out.
+    """
+    blob = torch_archive.load(path)
     state = blob["model"] if isinstance(blob, dict) and "model" in blob else blob
-    if not isinstance(state, Mapping):
-        raise ValueError(f"{path} holds no state dict (got {type(state).__name__})")
-    return {k: v.detach().cpu().numpy() for k, v in state.items() if isinstance(v, torch.Tensor)}
+    arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)} if isinstance(state, dict) else {}
+    if not arrays:
+        raise ValueError(f"{path}: holds no state dict of tensors (a {type(state).__name__}), so no TD-MPC2 checkpoint")
+    return arrays
 
 
 def read_npz_state_dict(path: str) -> StateDict:

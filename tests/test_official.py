@@ -1,6 +1,5 @@
 """Official checkpoints: both layouts, the converter CLI, the orbax round trip and its error paths."""
 import json
-import sys
 
 import jax
 import numpy as np
@@ -81,12 +80,6 @@ def test_multitask_checkpoint_converts_with_task_metadata(tmp_path):
     cfg, params, _ = checkpoints.load_model(str(out))
     assert cfg.multitask and cfg.action_dims == (6, 6, 1) and cfg.discounts == (0.99, 0.99, 0.995)
     assert params["task_emb"].shape == (3, 16)
-
-
-def test_missing_torch_names_the_extra(parity_dir, monkeypatch):
-    monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(ImportError, match=r"tdmpc2_jax\[torch\]"):
-        official.read_torch_checkpoint(str(parity_dir / "model_state.pt"))
 
 
 def test_corrupt_and_missing_files_are_clear_errors(tmp_path, capsys):

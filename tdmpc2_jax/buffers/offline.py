@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tdmpc2_jax.buffers.torch_archive import read_chunk
+from tdmpc2_jax.torch_archive import read_chunk
 from tdmpc2_jax.types import Batch
 
 class DatasetSpec(NamedTuple):
