@@ -1,7 +1,7 @@
 """The prepared accelerator check: core program speed, the MJX loop's throughput and a learning run.
 
-    python -m benchmarks.device_check --out DIR [--budget-s 510]   (the device; see device_check.sh)
-    python -m benchmarks.device_check --out DIR --smoke              (the same code, tiny, on CPU)
+    python -m benchmarks.device_check --out=DIR [--budget_s=510]   (the device; see device_check.sh)
+    python -m benchmarks.device_check --out=DIR --smoke            (the same code, tiny, on CPU)
 
 Three parts, each skipped when the time left could not finish it (the learning run keeps a
 reserve of the budget, so it always runs):
@@ -24,7 +24,6 @@ only its first run compiles them; tests/test_device_check.py runs it on point-ma
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import pathlib
@@ -35,15 +34,15 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+from absl import app, flags
 
 from benchmarks._flops import flops
 from benchmarks._timing import random_batch, time_calls
 from benchmarks.mjx_throughput import device_figures
 from tdmpc2_jax import xla
 from tdmpc2_jax.agent import Agent
-from tdmpc2_jax.cli import use_compilation_cache
+from tdmpc2_jax.cli import parse_flags, setup_process, use_compilation_cache
 from tdmpc2_jax.config import make_config
-from tdmpc2_jax.malloc import reuse_freed_memory
 from tdmpc2_jax.planner import init_plan_state, plan
 from tdmpc2_jax.run_config import COMPILATION_CACHE
 
@@ -51,6 +50,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 OBS_DIM, ACTION_DIM = 24, 6
 PIXELS = (9, 64, 64)  # three stacked 64x64 RGB frames
 LEARN_COMPILE_S = 90.0  # kept free for compiling the learning run's programs
+FLAGS = flags.FLAGS
 
 
 class Settings(dict):
@@ -294,19 +294,22 @@ def run_parts(out: pathlib.Path, settings: Settings, budget_s: float, smoke: boo
     return check.results
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=pathlib.Path, required=True)
-    parser.add_argument("--budget-s", type=float, help="seconds for all parts together (default 510; "
-                        "none with --smoke)")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, cartpole-balance, on any backend")
-    args = parser.parse_args()
-    reuse_freed_memory()  # as the command lines do (malloc.py)
-    if args.smoke:  # as the command lines do: a later smoke run loads the programs this one compiles
+def define_flags() -> None:
+    """This command line's flags; defined when it runs, so that importing the module defines none."""
+    flags.DEFINE_string("out", None, "directory for device_check.json and device_check.md", required=True)
+    flags.DEFINE_float("budget_s", None, "seconds for all parts together (default 510; none with --smoke)")
+    flags.DEFINE_bool("smoke", False, "tiny sizes, cartpole-balance, on any backend")
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    setup_process()  # as the command lines do: freed memory kept (malloc.py), logging at WARNING
+    if FLAGS.smoke:  # as the command lines do: a later smoke run loads the programs this one compiles
         use_compilation_cache({"compilation_cache": COMPILATION_CACHE})
-    budget = args.budget_s or (float("inf") if args.smoke else 510.0)
-    run_parts(args.out, SMOKE if args.smoke else FULL, budget, args.smoke)
+    budget = FLAGS.budget_s or (float("inf") if FLAGS.smoke else 510.0)
+    run_parts(pathlib.Path(FLAGS.out), SMOKE if FLAGS.smoke else FULL, budget, FLAGS.smoke)
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    app.run(main, flags_parser=parse_flags)

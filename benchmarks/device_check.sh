@@ -2,7 +2,7 @@
 # The device check in one command, on an accelerator machine: installs the wheels carried in .whl
 # (benchmarks/device_wheels.sh makes them) and writes benchmarks/device_check.py's figures to $OUT.
 #
-#   bash benchmarks/device_check.sh [--budget-s 510] [--smoke]
+#   bash benchmarks/device_check.sh [--budget_s=510] [--smoke]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${PYTHON:-python3}"
@@ -12,4 +12,4 @@ mkdir -p "$out"
     "${WHEELS:-.whl}"/*.whl
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 MUJOCO_GL=egl
 nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv > "$out/gpu.csv" 2>/dev/null || true
-"$python" -m benchmarks.device_check --out "$out" "$@" 2>&1 | tee "$out/log.txt"
+"$python" -m benchmarks.device_check --out="$out" "$@" 2>&1 | tee "$out/log.txt"

@@ -1,7 +1,7 @@
 """Throughput of the on-device MJX loop against the host loop on the same task.
 
-    python -m benchmarks.mjx_throughput [--task cheetah-run] [--model-size 5] [--num-envs 1 16 64 256]
-                                        [--steps 20] [--updates 20] [--repeats 5] [--host-steps 20]
+    python -m benchmarks.mjx_throughput [--task=cheetah-run] [--model_size=5] [--num_envs=1,16,64,256]
+                                        [--steps=20] [--updates=20] [--repeats=5] [--host_steps=20]
 
 For each N: transitions/s of acting (batched MPPI + MJX step + buffer insert, one compiled chunk of
 --steps batched steps, no updates), and updates/s (a scan of --updates core updates on windows
@@ -11,19 +11,20 @@ warm calls; the first call includes compilation.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import jax
 import numpy as np
+from absl import app, flags
 
+from benchmarks._flags import define_int_list
 from benchmarks._timing import report, time_calls
 from tdmpc2_jax import xla
 from tdmpc2_jax.agent import Agent
+from tdmpc2_jax.cli import parse_flags, setup_process
 from tdmpc2_jax.config import make_config
 from tdmpc2_jax.envs.mjx import MJXEnv
 from tdmpc2_jax.loops.device import DeviceLoop
-from tdmpc2_jax.malloc import reuse_freed_memory
 
 
 def device_figures(task: str, model_size: int | dict, num_envs: int, steps: int, updates: int, repeats: int,
@@ -76,27 +77,34 @@ def host_figures(task: str, model_size: int, steps: int) -> None:
           f"   {1 / median:10.1f} transitions/s")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--task", default="cheetah-run")
-    parser.add_argument("--model-size", type=int, default=5)
-    parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 16, 64, 256])
-    parser.add_argument("--steps", type=int, default=20, help="batched steps per timed chunk")
-    parser.add_argument("--updates", type=int, default=20, help="updates per timed call")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--host-steps", type=int, default=20, help="host-loop transitions to time (0: skip)")
-    parser.add_argument("--impl", default="jax", help="MJX implementation (jax or warp)")
-    args = parser.parse_args()
-    reuse_freed_memory()  # as the command lines do (malloc.py)
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {args.task}, {args.model_size}M model")
-    for n in args.num_envs:
-        figures = device_figures(args.task, args.model_size, n, args.steps, args.updates, args.repeats, args.impl)
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """This command line's flags; defined when it runs, so that importing the module defines none."""
+    flags.DEFINE_string("task", "cheetah-run", "an MJX task")
+    flags.DEFINE_integer("model_size", 5, "model-size preset")
+    define_int_list("num_envs", [1, 16, 64, 256], "environment counts to time")
+    flags.DEFINE_integer("steps", 20, "batched steps per timed chunk")
+    flags.DEFINE_integer("updates", 20, "updates per timed call")
+    flags.DEFINE_integer("repeats", 5, "warm calls per figure")
+    flags.DEFINE_integer("host_steps", 20, "host-loop transitions to time (0: skip)")
+    flags.DEFINE_string("impl", "jax", "MJX implementation (jax or warp)")
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    setup_process()  # as the command lines do: freed memory kept (malloc.py), logging at WARNING
+    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {FLAGS.task}, {FLAGS.model_size}M model")
+    for n in FLAGS.num_envs:
+        figures = device_figures(FLAGS.task, FLAGS.model_size, n, FLAGS.steps, FLAGS.updates, FLAGS.repeats, FLAGS.impl)
         print(report(f"acting N={n}", figures["acting"]) + f"   {figures['transitions_per_s']:10.0f} transitions/s")
-        print(report(f"updates x{args.updates} (B={figures['batch_size']})", figures["updates"]) +
+        print(report(f"updates x{FLAGS.updates} (B={figures['batch_size']})", figures["updates"]) +
               f"   {figures['updates_per_s']:10.1f} updates/s")
-    if args.host_steps:
-        host_figures(args.task, args.model_size, args.host_steps)
+    if FLAGS.host_steps:
+        host_figures(FLAGS.task, FLAGS.model_size, FLAGS.host_steps)
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    app.run(main, flags_parser=parse_flags)

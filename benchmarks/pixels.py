@@ -1,6 +1,6 @@
 """Speed and memory of pixel observations (`obs=rgb`) on the default device.
 
-    python -m benchmarks.pixels [--repeats 10] [--out results.json]
+    python -m benchmarks.pixels [--repeats=10] [--out=results.json]
     python -m benchmarks.pixels --quick        # a narrow encoder, two repeats: a smoke run
 
 - render: one 64x64 frame of walker-stand's camera per call, with each headless MuJoCo backend
@@ -18,7 +18,6 @@ Prints compile time (first call) apart from warm calls (medians over `--repeats`
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -29,15 +28,18 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 
 from benchmarks._timing import random_batch, report, time_calls
 from tdmpc2_jax import xla
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.buffers.episodic import EpisodeBuffer
+from tdmpc2_jax.cli import parse_flags, setup_process
 from tdmpc2_jax.config import make_config
 from tdmpc2_jax.world_model import WorldModel
 
 IMAGE = (9, 64, 64)
+FLAGS = flags.FLAGS
 PRESETS = {"1M": dict(model_size=1, num_channels=8), "5M": dict(model_size=5, num_channels=32)}
 RENDER_PROBE = """
 import json, sys, time
@@ -118,45 +120,55 @@ def memory() -> list[dict[str, Any]]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--frames", type=int, default=200, help="frames rendered per backend")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--quick", action="store_true", help="narrow encoder, batch 8, two repeats: a smoke run")
-    parser.add_argument("--out", help="write the results as JSON here")
-    args = parser.parse_args()
-    if args.quick:
-        args.repeats, args.frames, args.batch_size = 2, 5, 8
+def define_flags() -> None:
+    """This command line's flags; defined when it runs, so that importing the module defines none."""
+    flags.DEFINE_integer("repeats", 10, "warm calls per figure")
+    flags.DEFINE_integer("frames", 200, "frames rendered per backend")
+    flags.DEFINE_integer("batch_size", 256, "encoder and update batch size")
+    flags.DEFINE_bool("quick", False, "narrow encoder, batch 8, two repeats: a smoke run")
+    flags.DEFINE_string("out", None, "write the results as JSON here")
+
+
+def measure(repeats: int, frames: int, batch_size: int, quick: bool) -> dict[str, Any]:
+    """Every figure of one run (settings, render, encoder, update and memory rows), printed as they come."""
     print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}), {os.cpu_count()} CPUs; "
           f"figures from one run on a possibly shared machine")
-    results: dict[str, Any] = dict(settings=dict(repeats=args.repeats, batch_size=args.batch_size, image=list(IMAGE),
+    results: dict[str, Any] = dict(settings=dict(repeats=repeats, batch_size=batch_size, image=list(IMAGE),
                                                   device=jax.devices()[0].device_kind, machine=platform.processor()))
-    results["render"] = [render_times(backend, args.frames) for backend in ("egl", "osmesa")]
+    results["render"] = [render_times(backend, frames) for backend in ("egl", "osmesa")]
     for row in results["render"]:
         if "error" in row:
             print(f"render {row['backend']:<8} not available here: {row['error']}")
         else:
             print(f"render {row['backend']:<8} 64x64 frame: median {row['median_s'] * 1e3:.2f} ms "
                   f"(p10 {row['p10_s'] * 1e3:.2f}, p90 {row['p90_s'] * 1e3:.2f}) over {row['frames']} frames")
-    channels = 2 if args.quick else 32
-    enc = encoder_times(channels, args.batch_size, args.repeats)
+    channels = 2 if quick else 32
+    enc = encoder_times(channels, batch_size, repeats)
     results["encoder"] = enc
-    print(report(f"encoder fwd {channels}ch B={args.batch_size}", enc["forward"]))
-    print(report(f"encoder fwd+bwd {channels}ch B={args.batch_size}", enc["forward_backward"]))
-    presets = {"tiny": dict(num_channels=2, latent_dim=32, enc_dim=16, mlp_dim=16, num_q=2)} if args.quick else PRESETS
-    results["update"] = [update_times(name, preset, args.batch_size, args.repeats) for name, preset in presets.items()]
+    print(report(f"encoder fwd {channels}ch B={batch_size}", enc["forward"]))
+    print(report(f"encoder fwd+bwd {channels}ch B={batch_size}", enc["forward_backward"]))
+    presets = {"tiny": dict(num_channels=2, latent_dim=32, enc_dim=16, mlp_dim=16, num_q=2)} if quick else PRESETS
+    results["update"] = [update_times(name, preset, batch_size, repeats) for name, preset in presets.items()]
     for row in results["update"]:
         print(report(f"update {row['preset']} ({row['num_channels']}ch) B={row['batch_size']}", row))
     results["memory"] = memory()
     for row in results["memory"]:
         print(f"memory {row['layout']:<26} {row['bytes_per_transition']:9.0f} B/transition "
               f"{row['gib_per_million']:7.2f} GiB per million")
-    if args.out:
-        with open(args.out, "w") as f:
+    return results
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    setup_process()  # as the command lines do: freed memory kept (malloc.py), logging at WARNING
+    sizes = (2, 5, 8) if FLAGS.quick else (FLAGS.repeats, FLAGS.frames, FLAGS.batch_size)
+    results = measure(*sizes, quick=FLAGS.quick)
+    if FLAGS.out:
+        with open(FLAGS.out, "w") as f:
             json.dump(results, f, indent=1)
-        print(f"wrote {args.out}")
+        print(f"wrote {FLAGS.out}")
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    app.run(main, flags_parser=parse_flags)
