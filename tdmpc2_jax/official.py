@@ -45,7 +45,7 @@ def read_torch_checkpoint(path: str) -> StateDict:
     state = blob["model"] if isinstance(blob, dict) and "model" in blob else blob
     arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)} if isinstance(state, dict) else {}
     if not arrays:
-        raise ValueError(f"{path}: holds no state dict of tensors (a {type(state).__name__}), so no TD-MPC2 checkpoint")
+        raise ValueError(f"{path}: holds no state dict of tensors, so no TD-MPC2 checkpoint")
     return arrays
 
 

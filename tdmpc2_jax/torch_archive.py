@@ -10,6 +10,7 @@ since 1.6 is read; the older format is refused.
 """
 from __future__ import annotations
 
+import _compat_pickle
 import collections
 import io
 import math
@@ -159,11 +160,18 @@ _SAFE_GLOBALS = {
 }
 
 
+def _python3_name(module: str, name: str) -> tuple[str, str]:
+    """A global as Python 3 names it; protocol-2 pickles use Python 2 names (`__builtin__.set`)."""
+    if (module, name) in _compat_pickle.NAME_MAPPING:
+        return _compat_pickle.NAME_MAPPING[(module, name)]
+    return _compat_pickle.IMPORT_MAPPING.get(module, module), name
+
+
 class _Unpickler(pickle.Unpickler):
     """Unpickles a torch.save `data.pkl` into stand-ins; refuses every global it does not know."""
 
     def find_class(self, module, name):
-        module = "builtins" if module == "__builtin__" else module  # protocol-2 name of builtins
+        module, name = _python3_name(module, name)
         if (module, name) in _SAFE_GLOBALS:
             return _SAFE_GLOBALS[(module, name)]
         if module in ("torch", "torch.storage") and name in _STORAGE_DTYPES:
