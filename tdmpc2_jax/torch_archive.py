@@ -152,7 +152,6 @@ _SAFE_GLOBALS = {
     ("collections", "OrderedDict"): collections.OrderedDict,
     ("builtins", "set"): set, ("builtins", "frozenset"): frozenset, ("builtins", "tuple"): tuple,
     ("builtins", "list"): list, ("builtins", "dict"): dict, ("builtins", "slice"): slice,
-    ("copyreg", "_reconstructor"): _reconstructor,
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_tensor_v3"): _rebuild_tensor_v3,
     ("torch", "Size"): tuple,
@@ -197,6 +196,8 @@ class _ChunkUnpickler(_Unpickler):
     """`_Unpickler` that also builds stand-ins for the tensordict classes of a dataset chunk."""
 
     def find_class(self, module, name):
+        if _python3_name(module, name) == ("copyreg", "_reconstructor"):  # torch.save(..., pickle_protocol=1)
+            return _reconstructor
         if module == "tensordict" or module.startswith("tensordict."):
             return _make_td if name == "_make_td" else _stub_class(module, name)
         return super().find_class(module, name)
