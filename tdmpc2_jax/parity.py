@@ -1,8 +1,8 @@
 """Checks this implementation against fixtures computed by the official PyTorch code.
 
-    python -m tdmpc2_jax.parity FIXTURE_DIR
+    python -m tdmpc2_jax.parity --fixture=DIR
 
-FIXTURE_DIR holds README.json (config, array meanings, the call order of injected random draws),
+DIR holds README.json (config, array meanings, the call order of injected random draws),
 model_state.pt (or weights.npz), math.npz, forward.npz, value.npz and update.npz. Prints the
 max abs / rel error of every quantity and exits 1 if any element is off by more than 1e-5 relative
 (1e-6 absolute floor).
@@ -17,15 +17,18 @@ from typing import Any, Iterator, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 
 from tdmpc2_jax import ops, official, optim, xla
 from tdmpc2_jax.agent import Agent, UpdateDraws, model_part
 from tdmpc2_jax.checkpoints import tree_mismatches
+from tdmpc2_jax.cli import parse_flags
 from tdmpc2_jax.config import Config, make_config
 from tdmpc2_jax.planner import estimate_value
 from tdmpc2_jax.types import Batch
 
 RTOL, ATOL = 1e-5, 1e-6
+FLAGS = flags.FLAGS
 
 
 class Row(NamedTuple):
@@ -341,13 +344,16 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m tdmpc2_jax.parity FIXTURE_DIR", file=sys.stderr)
-        return 2
+def define_flags() -> None:
+    """This command line's flags; defined when it runs, so that importing the module defines none."""
+    flags.DEFINE_string("fixture", None, "a fixture directory, e.g. tests/fixtures/parity_official", required=True)
+
+
+def check(directory: str) -> int:
+    """Prints the table of the fixture in `directory`, or one error line if it cannot be read;
+    returns the exit code: 0 if every quantity is within tolerance, 1 if one is not, 2 if unreadable."""
     try:
-        rows = run(argv[0])
+        rows = run(directory)
     except (FileNotFoundError, ValueError, ImportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -355,5 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(r.ok for r in rows) else 1
 
 
+def main(argv: list[str]) -> int:
+    del argv
+    return check(FLAGS.fixture)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    define_flags()
+    app.run(main, flags_parser=parse_flags)

@@ -15,7 +15,8 @@ CLIPPED = pathlib.Path(__file__).parent / "fixtures" / "parity_clipped"
 
 
 def test_single_task_fixture_passes_through_the_cli(parity_dir):
-    out = subprocess.run([sys.executable, "-m", "tdmpc2_jax.parity", str(parity_dir)], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "tdmpc2_jax.parity", f"--fixture={parity_dir}"], capture_output=True,
+                         text=True)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     last = out.stdout.strip().splitlines()[-1]
     passed, total = map(int, last.split()[0].split("/"))
@@ -50,7 +51,7 @@ def test_episodic_fixture_of_another_shape_passes():
 
 
 def test_fixture_with_clipped_gradients_and_unusual_settings_passes():
-    """Written by `python -m experiments.parity_fixture --out tests/fixtures/parity_clipped num_bins=51
+    """Written by `python -m tests.fixtures.make_parity --out=tests/fixtures/parity_clipped num_bins=51
     vmin=-5 vmax=5 simnorm_dim=4 num_q=2 horizon=5 rho=0.7 entropy_coef=0.001 log_std_min=-5
     log_std_max=1 grad_clip_norm=0.5 tau=0.05 enc_lr_scale=0.5 lr=0.001 batch_size=4 obs_dim=7
     action_dim=2 episode_length=200 num_enc_layers=1 mlp_dim=24 latent_dim=16 enc_dim=12`
@@ -71,7 +72,7 @@ def test_a_wrong_number_fails_and_is_named(parity_dir, tmp_path):
     data = dict(np.load(tmp_path / "forward.npz"))
     data["z_next"] = data["z_next"] * (1 + 1e-4)
     np.savez(tmp_path / "forward.npz", **data)
-    assert parity.main([str(tmp_path)]) == 1
+    assert parity.check(str(tmp_path)) == 1
     rows = parity.run(str(tmp_path))
     assert [r.name for r in rows if not r.ok] == ["forward/z_next"]
 
@@ -82,10 +83,10 @@ def test_weights_of_another_config_are_refused(parity_dir, tmp_path, capsys):
     readme = json.loads((parity_dir / "README.json").read_text())
     readme["config"]["latent_dim"] = 32
     (tmp_path / "README.json").write_text(json.dumps(readme))
-    assert parity.main([str(tmp_path)]) == 2
+    assert parity.check(str(tmp_path)) == 2
     assert "do not fit the fixture's config" in capsys.readouterr().err
 
 
 def test_not_a_fixture_directory(tmp_path, capsys):
-    assert parity.main([str(tmp_path)]) == 2
+    assert parity.check(str(tmp_path)) == 2
     assert "README.json" in capsys.readouterr().err
