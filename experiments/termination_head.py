@@ -1,6 +1,6 @@
 """How well a trained agent's termination head tells the terminal states of a terminating task.
 
-    python -m benchmarks.termination_head --checkpoint DIR --task mujoco-walker [--episodes 10] [--seed 0]
+    python -m experiments.termination_head --checkpoint=DIR --task=mujoco-walker [--episodes=10] [--seed=0]
 
 Rolls out the checkpoint's policy prior (actions sampled from it, so that some episodes end in a fall)
 on the host task and keeps every transition (observation, action, next observation, `terminated`; a
@@ -16,18 +16,21 @@ data the head was trained on).
 """
 from __future__ import annotations
 
-import argparse
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from absl import app, flags
 
 from tdmpc2_jax import checkpoints
+from tdmpc2_jax.cli import fail, parse_flags, setup_process
 from tdmpc2_jax.envs.registry import make_host_env
 from tdmpc2_jax.loading import read_checkpoint
 from tdmpc2_jax.world_model import WorldModel
+
+FLAGS = flags.FLAGS
 
 
 def rollouts(model: WorldModel, params, task: str, episodes: int, seed: int) -> dict[str, np.ndarray]:
@@ -88,36 +91,48 @@ def head_figures(model: WorldModel, params, data: dict[str, np.ndarray], rolled:
                 p_other=float(p[terminal == 0].mean()))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="an orbax checkpoint directory of an episodic agent")
-    parser.add_argument("--task", required=True, help="a terminating task, e.g. mujoco-walker")
-    parser.add_argument("--episodes", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    cfg, trained = read_checkpoint(args.checkpoint)
-    if not cfg.episodic:
-        parser.error(f"{args.checkpoint} is not an episodic agent: it has no termination head")
-    model = WorldModel(cfg)
-    fresh = model.init(jax.random.key(args.seed))
-    episodes = rollouts(model, trained, args.task, args.episodes, args.seed)
-    sources = [(f"{args.episodes} policy-prior episodes", episodes)]
-    stored = buffer_transitions(args.checkpoint)
-    if stored is not None:
-        sources.append(("the checkpoint's replay buffer", stored))
-    horizon = cfg.horizon
+def print_table(model: WorldModel, trained, fresh, task: str, source: str, data: dict[str, np.ndarray]) -> None:
+    """The head's figures on the transitions of `data` at least `horizon - 1` steps into their
+    episode, for both models and the three next-state latents, as a markdown table."""
+    horizon = model.cfg.horizon
     latents = ((horizon, f"dynamics, {horizon} steps (as trained)"), (1, "dynamics, 1 step"), (0, "encoded next obs"))
-    for source, data in sources:
-        rows = np.flatnonzero(data["step"] >= horizon - 1)  # transitions with `horizon` steps of their episode behind
-        print(f"\n{args.task}, {source}: {len(rows)} transitions {horizon - 1}+ steps into their episode, "
-              f"{int(data['terminal'][rows].sum())} terminal")
-        print("| model | next-state latent | BCE | mean p(terminal), terminal | mean p(terminal), other |")
-        print("|---|---|---|---|---|")
-        for name, params in (("trained", trained), ("fresh", fresh)):
-            for rolled, latent in latents:
-                f = head_figures(model, params, data, rolled, rows)
-                print(f"| {name} | {latent} | {f['bce']:.4f} | {f['p_terminal']:.3f} | {f['p_other']:.4f} |")
+    rows = np.flatnonzero(data["step"] >= horizon - 1)  # transitions with `horizon` steps of their episode behind
+    print(f"\n{task}, {source}: {len(rows)} transitions {horizon - 1}+ steps into their episode, "
+          f"{int(data['terminal'][rows].sum())} terminal")
+    print("| model | next-state latent | BCE | mean p(terminal), terminal | mean p(terminal), other |")
+    print("|---|---|---|---|---|")
+    for name, params in (("trained", trained), ("fresh", fresh)):
+        for rolled, latent in latents:
+            f = head_figures(model, params, data, rolled, rows)
+            print(f"| {name} | {latent} | {f['bce']:.4f} | {f['p_terminal']:.3f} | {f['p_other']:.4f} |")
+
+
+def define_flags() -> None:
+    """This command line's flags; defined when it runs, so that importing the module defines none."""
+    flags.DEFINE_string("checkpoint", None, "an orbax checkpoint directory of an episodic agent", required=True)
+    flags.DEFINE_string("task", None, "a terminating task, e.g. mujoco-walker", required=True)
+    flags.DEFINE_integer("episodes", 10, "policy-prior episodes rolled out")
+    flags.DEFINE_integer("seed", 0, "seed of the episodes and of the fresh model")
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    setup_process()
+    try:
+        cfg, trained = read_checkpoint(FLAGS.checkpoint)
+    except (FileNotFoundError, ValueError) as err:
+        fail(str(err))
+    if not cfg.episodic:
+        fail(f"{FLAGS.checkpoint} is not an episodic agent: it has no termination head")
+    model = WorldModel(cfg)
+    fresh = model.init(jax.random.key(FLAGS.seed))
+    episodes = rollouts(model, trained, FLAGS.task, FLAGS.episodes, FLAGS.seed)
+    print_table(model, trained, fresh, FLAGS.task, f"{FLAGS.episodes} policy-prior episodes", episodes)
+    stored = buffer_transitions(FLAGS.checkpoint)
+    if stored is not None:
+        print_table(model, trained, fresh, FLAGS.task, "the checkpoint's replay buffer", stored)
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    app.run(main, flags_parser=parse_flags)
