@@ -101,9 +101,9 @@ def test_the_host_loop_stores_terminations_and_trains_the_termination_head(tmp_p
     terminated = np.asarray(tree["buffer"]["terminated"])
     episodes = int(np.asarray(tree["buffer"]["counters"])[1])
     assert episodes > 3 and 0 < terminated.sum() <= episodes  # random hoppers fall: one terminal row per fall
-    # benchmarks/termination_head reads the buffer as transitions: each one's observation is the row
+    # experiments/termination_head reads the buffer as transitions: each one's observation is the row
     # before its next observation, in the same episode, and every terminal row is a transition's
-    from benchmarks.termination_head import buffer_transitions
+    from experiments.termination_head import buffer_transitions
 
     data = buffer_transitions(str(tmp_path / "checkpoints"))
     inside = np.flatnonzero(data["step"][1:] >= 0) + 1
