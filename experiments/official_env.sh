@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # A Python environment that runs the official TD-MPC2 training code (nicklashansen/tdmpc2) on CPU,
-# for benchmarks/learning_vs_official.py. It is not a dependency of this package.
+# for experiments/learning_vs_official.py. It is not a dependency of this package.
 #
-#   bash benchmarks/official_env.sh [VENV]        (default VENV: .venv-official)
+#   bash experiments/official_env.sh [VENV]       (default VENV: .venv-official)
 #
 # The pins are the official docker/environment.yaml's tensordict and torchrl, the torch this project
 # tests against, and the mujoco this project uses (dm_control's physics). wandb is left out: the
