@@ -11,7 +11,7 @@ from absl import flags
 async_dispatch = jax.config.read("jax_cpu_enable_async_dispatch")
 import tdmpc2_jax, tdmpc2_jax.train, tdmpc2_jax.evaluate, tdmpc2_jax.loops.host, tdmpc2_jax.loops.mjx_run
 import tdmpc2_jax.speculative.evaluate, tdmpc2_jax.speculative.collect, tdmpc2_jax.speculative.train_corrector
-import experiments.sweep
+import tdmpc2_jax.sweep
 assert jax.config.read("jax_cpu_enable_async_dispatch") == async_dispatch
 assert [name for name in ("config", "checkpoint", "episodes", "out", "data") if name in flags.FLAGS] == []
 from tdmpc2_jax.cli import setup_process

@@ -1,6 +1,6 @@
 """A seed (x learning rate) sweep on MJX in one compiled program, with a mean +- std plot.
 
-    python experiments/sweep.py --config=configs/mjx.py:cartpole-balance --seeds=1,2,3,4 \
+    python -m tdmpc2_jax.sweep --config=configs/mjx.py:cartpole-balance --seeds=1,2,3,4 \
         [--lrs=1e-4,3e-4,1e-3] [--config.key=value ...]
 
 Every member (seed, lr) is one slice of a vmapped training state; on several devices the members
@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import csv
 import os
-import sys
 from collections import defaultdict
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, setup_process  # noqa: E402
+from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, setup_process
 
 FLAGS = flags.FLAGS
 
@@ -31,22 +28,34 @@ def define_flags() -> None:
     flags.DEFINE_list("lrs", None, "learning rates (default: the config's lr)")
 
 
-def summarize(config, members) -> list[dict]:
-    """Mean, std and count of the eval return over seeds, per (lr, env step)."""
+def population_of(seeds: list[str], lrs: list[str] | None, default_lr: float) -> tuple[list[int], list[float]]:
+    """The sweep's seeds and learning rates from the flags' texts; a ValueError for a repeat or a non-number."""
+    try:
+        seed_values = [int(s) for s in seeds]
+        lr_values = [float(v) for v in lrs] if lrs else [default_lr]
+    except ValueError as err:
+        raise ValueError(f"--seeds takes integers and --lrs numbers ({err})") from None
+    if len(set(seed_values)) != len(seed_values) or len(set(lr_values)) != len(lr_values):
+        raise ValueError(f"seeds and lrs must not repeat: {seed_values}, {lr_values}")
+    return seed_values, lr_values
+
+
+def summarize(member_dirs: list[str], lrs: list[float]) -> list[dict]:
+    """Mean, std and count of the eval return over seeds, per (lr, env step); member i (its lr
+    lrs[i]) logged its eval.csv in member_dirs[i]."""
     import numpy as np
 
-    from tdmpc2_jax.loops.mjx_run import member_dirs
-
     returns: dict[tuple[float, int], list[float]] = defaultdict(list)
-    for member, directory in zip(members, member_dirs(config, members)):
+    for directory, lr in zip(member_dirs, lrs):
         with open(os.path.join(directory, "eval.csv")) as f:
             for row in csv.DictReader(f):
-                returns[(member.lr, int(row["step"]))].append(float(row["episode_reward"]))
+                returns[(lr, int(row["step"]))].append(float(row["episode_reward"]))
     return [dict(lr=lr, step=step, mean=float(np.mean(v)), std=float(np.std(v)), seeds=len(v))
             for (lr, step), v in sorted(returns.items())]
 
 
 def write_summary(rows: list[dict], work_dir: str, task: str) -> None:
+    """WORK_DIR/sweep.csv (the rows) and WORK_DIR/sweep.png (mean +- std per lr)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -72,30 +81,34 @@ def write_summary(rows: list[dict], work_dir: str, task: str) -> None:
     fig.savefig(os.path.join(work_dir, "sweep.png"), dpi=120)
 
 
+def sweep(config, seeds: list[int], lrs: list[float]) -> tuple[list[dict], str]:
+    """Trains the population (seeds x lrs) of an MJX run config, then writes its summary; returns the
+    summary rows and the run's work dir."""
+    from tdmpc2_jax.loops import mjx_run
+    from tdmpc2_jax.run_record import resolve
+
+    run = resolve(config)
+    mjx_run.train(run, seeds, lrs)
+    members = mjx_run.population(seeds, lrs)
+    rows = summarize(mjx_run.member_dirs(run, members), [m.lr for m in members])
+    write_summary(rows, run.work_dir, config.task)
+    return rows, run.work_dir
+
+
 def main(argv: list[str]) -> None:
     del argv
     config = FLAGS.config
     if config is None or config.get("backend") != "mjx":
         fail("--config must be an MJX config, e.g. --config=configs/mjx.py:cartpole-balance")
     setup_process(config)
-    from tdmpc2_jax.envs.mjx import playground_name
-    from tdmpc2_jax.loops import mjx_run, run
+    from tdmpc2_jax.loops.schedule import NonFiniteLoss
 
     try:
-        seeds = [int(s) for s in FLAGS.seeds]
-        lrs = [float(v) for v in FLAGS.lrs] if FLAGS.lrs else [config.lr]
-        if len(set(seeds)) != len(seeds) or len(set(lrs)) != len(lrs):
-            raise ValueError(f"seeds and lrs must not repeat: {seeds}, {lrs}")
-        playground_name(config.task, config.impl)
-        mjx_run.train(config, seeds, lrs)
-    except run.NonFiniteLoss as err:
+        rows, work_dir = sweep(config, *population_of(FLAGS.seeds, FLAGS.lrs, config.lr))
+    except NonFiniteLoss as err:
         fail(str(err), code=1)
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
-    members = mjx_run.population(seeds, lrs)
-    work_dir = run.work_dir_of(config)
-    rows = summarize(config, members)
-    write_summary(rows, work_dir, config.task)
     last = max(r["step"] for r in rows)
     for r in rows:
         if r["step"] == last:
