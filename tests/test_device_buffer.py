@@ -2,6 +2,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -36,6 +37,7 @@ def run_envs(capacity, num_envs, horizon, lengths, steps, seed=0):
 @given(num_envs=st.integers(1, 4), horizon=st.integers(1, 4), lengths=st.lists(st.integers(1, 12), min_size=1,
                                                                                  max_size=4),
        steps=st.integers(5, 70))
+@pytest.mark.slow
 def test_windows_are_consecutive_steps_of_one_episode(num_envs, horizon, lengths, steps):
     capacity = max(lengths) + horizon + 3
     buffer = run_envs(capacity, num_envs, horizon, lengths, steps)
@@ -49,6 +51,7 @@ def test_windows_are_consecutive_steps_of_one_episode(num_envs, horizon, lengths
     np.testing.assert_array_equal(np.asarray(batch.reward), obs[:-1, :, 1] * 1000 + obs[:-1, :, 2])
 
 
+@pytest.mark.slow
 def test_shapes_capacity_and_uniform_sampling():
     buffer = run_envs(capacity=40, num_envs=2, horizon=3, lengths=[10], steps=30)
     chex.assert_shape(buffer.obs, (40, 2, 3))
@@ -62,6 +65,7 @@ def test_shapes_capacity_and_uniform_sampling():
     assert len(counts) == 48 and counts.min() > 850 and counts.max() < 1150
 
 
+@pytest.mark.slow
 def test_overwritten_rows_break_their_windows():
     buffer = run_envs(capacity=12, num_envs=1, horizon=2, lengths=[5], steps=15)  # 3 rows of episode 0 overwritten
     batch = device.sample(buffer, jax.random.key(2), 2000, 2)
@@ -70,6 +74,7 @@ def test_overwritten_rows_break_their_windows():
     assert set(starts[:, 1].tolist()) <= {0.0, 1.0, 2.0}
 
 
+@pytest.mark.slow
 def test_insert_and_sample_trace_once_and_update_the_buffer_in_place():
     buffer = device.init(16, 2, 3, 1)
     insert = jax.jit(chex.assert_max_traces(device.insert, n=1))

@@ -7,6 +7,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from tdmpc2_jax import xla
 from tdmpc2_jax.agent import Agent
@@ -25,6 +26,7 @@ def make_loop(**overrides):
     return DeviceLoop(Agent(cfg), env, num_envs=2, seed_steps=4, buffer_capacity=12)
 
 
+@pytest.mark.slow
 def test_seed_phase_burst_and_training_chunk():
     loop = make_loop()
     assert loop.seed_batches == 2
@@ -44,6 +46,7 @@ def test_seed_phase_burst_and_training_chunk():
     chex.assert_shape(logs.episode_return, (4, 2))
 
 
+@pytest.mark.slow
 def test_one_device_step_is_the_host_computation_on_the_same_inputs():
     """Acting, inserting and updating inside the scanned step equal the same calls made one by one."""
     loop = make_loop()
@@ -65,6 +68,7 @@ def test_one_device_step_is_the_host_computation_on_the_same_inputs():
     chex.assert_trees_all_close(stepped.obs, out.obs, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_evaluation_runs_every_episode_to_its_end_deterministically():
     loop = make_loop()
     params = loop.agent.init(jax.random.key(2)).params
@@ -76,6 +80,7 @@ def test_evaluation_runs_every_episode_to_its_end_deterministically():
     chex.assert_trees_all_equal(result, evaluate(params, jax.random.key(3), 3))
 
 
+@pytest.mark.slow
 def test_a_population_of_seeds_and_learning_rates_equals_separate_runs():
     """Two members (seed, lr) trained by one vmapped program equal two runs of one member each.
 
@@ -109,6 +114,7 @@ def test_a_population_of_seeds_and_learning_rates_equals_separate_runs():
                            np.asarray(together.train_state.params["pi"]["layers_2"]["kernel"][1:]))
 
 
+@pytest.mark.slow
 def test_a_multitask_batch_steps_each_task_with_its_own_physics_and_shapes():
     from tdmpc2_jax.envs.mjx_multitask import MultitaskMJXEnv
     from toy_env import PlanarPointMass
@@ -145,6 +151,7 @@ def test_a_multitask_batch_steps_each_task_with_its_own_physics_and_shapes():
     np.testing.assert_array_equal(np.asarray(result.lengths), [5, 5, 5, 5])
 
 
+@pytest.mark.slow
 def test_a_robot_task_with_dictionary_observations_and_falls_trains_its_termination_head():
     from toy_env import RobotPointMass
 

@@ -9,6 +9,7 @@ import sys
 
 import chex
 import numpy as np
+import pytest
 
 from tdmpc2_jax import checkpoints
 
@@ -43,6 +44,7 @@ def run_two_processes(work_dir, **changes) -> None:
     assert "4 envs x 1 member(s) on 2 devices split by envs" in outputs[0]
 
 
+@pytest.mark.slow
 def test_two_processes_train_one_run_resume_it_and_match_one_process_with_two_devices(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")

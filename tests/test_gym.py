@@ -83,6 +83,7 @@ def test_domain_defaults_follow_the_official_settings_for_these_tasks():
     assert episode_length_of("lunarlander-continuous") == 500
 
 
+@pytest.mark.slow
 def test_the_host_loop_stores_terminations_and_trains_the_termination_head(tmp_path):
     from tdmpc2_jax.loops import host
 

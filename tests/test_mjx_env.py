@@ -22,6 +22,7 @@ def test_names_map_to_playground_and_host_only_tasks_point_to_dmc():
         playground_name("walker-wakl")
 
 
+@pytest.mark.slow
 def test_a_dm_control_task_loads_without_mjx_warp_kernels_and_impl_warp_then_fails_clearly():
     import subprocess
     import sys
@@ -44,6 +45,7 @@ except ValueError as err:
     assert out.stdout.strip().startswith("impl='warp' needs MJX's Warp backend"), out.stdout
 
 
+@pytest.mark.slow
 def test_batched_steps_reset_each_env_at_the_time_limit_and_equal_vmapped_steps():
     """vmap(step) resets each env at its time limit and reports the episode; step_batch (resets
     computed only when some episode ended) gives the same results."""
@@ -78,6 +80,7 @@ def test_batched_steps_reset_each_env_at_the_time_limit_and_equal_vmapped_steps(
                  as_arrays(batched), as_arrays(vmapped))
 
 
+@pytest.mark.slow
 def test_locomotion_and_manipulation_tasks_take_their_own_names_lengths_and_terminations():
     import subprocess
 
@@ -108,6 +111,7 @@ def test_locomotion_and_manipulation_tasks_take_their_own_names_lengths_and_term
         registry.load = original
 
 
+@pytest.mark.slow
 def test_a_robot_task_acts_on_its_state_observation_unscaled_and_terminates():
     from toy_env import RobotPointMass
 
@@ -157,6 +161,7 @@ def write_stand_in_meshes(menagerie: pathlib.Path, xml_dir: str, robot: str, siz
 
 
 @pytest.mark.parametrize("task, xml_dir, robot", ROBOTS)
+@pytest.mark.slow
 def test_a_robot_task_runs_from_the_menagerie_checkout_that_the_environment_names(tmp_path, monkeypatch, task, xml_dir,
                                                                                   robot):
     """The task's Menagerie meshes only draw: two sets of stand-ins of different sizes give the same

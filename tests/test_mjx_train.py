@@ -27,6 +27,7 @@ def run_cli(module, config_file, task, *flags):
     return subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_a_run_logs_checkpoints_resumes_exactly_and_evaluates_on_host(tmp_path):
     straight = tmp_path / "straight"
     config = tiny_config(straight)
@@ -72,6 +73,7 @@ def test_a_run_logs_checkpoints_resumes_exactly_and_evaluates_on_host(tmp_path):
     assert "cartpole-balance: 1 episodes" in out.stdout and "episode lengths [10]" in out.stdout
 
 
+@pytest.mark.slow
 def test_a_host_checkpoint_evaluates_on_mjx(tmp_path):
     config = tiny_config(tmp_path)
     cfg = run.agent_config(config, 5, 1, 10)
@@ -89,6 +91,7 @@ def test_a_host_checkpoint_evaluates_on_mjx(tmp_path):
     assert len(frames) == 10 and frames[0].shape == (384, 384, 3) and frames[0].std() > 0
 
 
+@pytest.mark.slow
 def test_init_from_starts_every_member_from_the_checkpoint_with_its_own_learning_rate(tmp_path):
     config = tiny_config(tmp_path)
     program = mjx_run.CompiledRun(config, mjx_run.population([1], [1e-3, 3e-4]))
@@ -103,6 +106,7 @@ def test_init_from_starts_every_member_from_the_checkpoint_with_its_own_learning
     np.testing.assert_array_equal(carry.train_state.step, [2, 2])
 
 
+@pytest.mark.slow
 def test_updates_per_step_defaults_to_the_official_one_update_per_transition():
     config = tiny.load_config("mjx.py", "cartpole-balance")
     assert config.updates_per_step is None
@@ -123,6 +127,7 @@ def test_updates_per_step_defaults_to_the_official_one_update_per_transition():
      "replay buffer .* needs .* GiB per device but only"),
     ("cartpole-balance", ["--config.num_env=4"], "num_env.*did you mean.*num_envs|num_env"),
 ])
+@pytest.mark.slow
 def test_bad_input_gets_one_clear_line(tmp_path, task, flags, message):
     out = run_cli("train", "mjx.py", task, f"--config.work_dir={tmp_path}", *flags)
     assert out.returncode == 2

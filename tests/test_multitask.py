@@ -67,6 +67,7 @@ def official_pt(tmp_path, old: bool = False) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_evaluate_runs_every_task_of_an_official_multitask_checkpoint(tmp_path):
     checkpoint = official_pt(tmp_path)
     out = evaluate(DMC, f"--config.tasks={WEIGHTS_TASKS}", "--checkpoint", checkpoint, "--episodes", "2",
@@ -93,12 +94,14 @@ def test_evaluate_runs_every_task_of_an_official_multitask_checkpoint(tmp_path):
     (["--config.task=mt30"], "has 3 tasks, the set mt30 has 30"),
     (["--config.task=walker-run"], "has 3 tasks and does not name them"),
 ])
+@pytest.mark.slow
 def test_multitask_evaluation_refuses_what_does_not_fit(tmp_path, args, message):
     out = evaluate(DMC, *args, "--checkpoint", official_pt(tmp_path), "--episodes", "1", cwd=tmp_path)
     assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert not list(tmp_path.glob("*.csv"))
 
 
+@pytest.mark.slow
 def test_a_single_task_checkpoint_is_refused_for_a_task_set(tmp_path):
     from helpers import tiny_agent
 
@@ -107,6 +110,7 @@ def test_a_single_task_checkpoint_is_refused_for_a_task_set(tmp_path):
     assert not list(tmp_path.glob("*.csv"))
 
 
+@pytest.mark.slow
 def test_online_multitask_training_cycles_through_the_tasks(tmp_path):
     from tdmpc2_jax.loops import host
 
@@ -130,6 +134,7 @@ def offline(tmp_path, *args):
                           capture_output=True, text=True, cwd=tmp_path, timeout=900)
 
 
+@pytest.mark.slow
 def test_offline_training_on_official_chunks_learns_evaluates_every_task_and_resumes(tmp_path):
     schedule = ["--config.steps=400", "--config.eval_freq=200", "--config.log_every=50",
                 "--config.checkpoint_every=200", "--config.resume=True", f"--config.data_dir={DATASET}"]
@@ -171,6 +176,7 @@ def test_offline_training_refuses_a_dataset_that_does_not_fit(tmp_path, args, me
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_an_mjx_population_logs_each_tasks_return(tmp_path):
     from tdmpc2_jax.loops.mjx_run import Member, PopulationLog
 
@@ -204,6 +210,7 @@ def tiny_multitask_agent(directory, tasks) -> str:
     return str(directory)
 
 
+@pytest.mark.slow
 def test_mt80_evaluates_dmcontrol_and_metaworld_tasks_of_its_set(tmp_path):
     tasks = TASK_SETS["mt80"]
     checkpoint = tiny_multitask_agent(tmp_path / "mt80", tasks)

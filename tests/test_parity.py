@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from tdmpc2_jax import parity
 
@@ -14,6 +15,7 @@ EPISODIC = pathlib.Path(__file__).parent / "fixtures" / "parity_episodic"
 CLIPPED = pathlib.Path(__file__).parent / "fixtures" / "parity_clipped"
 
 
+@pytest.mark.slow
 def test_single_task_fixture_passes_through_the_cli(parity_dir):
     out = subprocess.run([sys.executable, "-m", "tdmpc2_jax.parity", f"--fixture={parity_dir}"], capture_output=True,
                          text=True)
@@ -26,6 +28,7 @@ def test_single_task_fixture_passes_through_the_cli(parity_dir):
         assert quantity in out.stdout
 
 
+@pytest.mark.slow
 def test_multitask_fixture_passes_including_a_second_update():
     rows = parity.run(str(MULTITASK))
     bad = [r for r in rows if not r.ok]
@@ -35,6 +38,7 @@ def test_multitask_fixture_passes_including_a_second_update():
             "value/discount", "task_emb_renorm/output", "forward/pi_mean_pre_tanh"} <= names
 
 
+@pytest.mark.slow
 def test_episodic_fixture_of_another_shape_passes():
     """Termination head, termination loss, (1 - terminated) TD targets and the termination-masked
     value estimate, on horizon 4, 4 Q heads, 3 encoder layers, obs 17 / action 5, batch 6."""
@@ -50,6 +54,7 @@ def test_episodic_fixture_of_another_shape_passes():
             "update/grad/_termination.2.weight", "update_step2/after/_termination.2.bias"} <= names
 
 
+@pytest.mark.slow
 def test_fixture_with_clipped_gradients_and_unusual_settings_passes():
     """Written by `python -m tests.fixtures.make_parity --out=tests/fixtures/parity_clipped num_bins=51
     vmin=-5 vmax=5 simnorm_dim=4 num_q=2 horizon=5 rho=0.7 entropy_coef=0.001 log_std_min=-5
@@ -66,6 +71,7 @@ def test_fixture_with_clipped_gradients_and_unusual_settings_passes():
             "value/value", "forward/reward_value"} <= names
 
 
+@pytest.mark.slow
 def test_a_wrong_number_fails_and_is_named(parity_dir, tmp_path):
     for name in ("README.json", "weights.npz", "forward.npz"):
         shutil.copy(parity_dir / name, tmp_path / name)

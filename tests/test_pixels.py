@@ -63,6 +63,7 @@ def test_the_conv_encoder_is_the_official_one():
 
 # ---------------------------------------------------------------- the whole agent on the fixture
 
+@pytest.mark.slow
 def test_the_rgb_fixture_passes_including_the_encoder_gradients_and_the_update():
     """Forward pass, TD targets, every gradient (conv layers included) and the parameters after
     one update, with the fixture's four shift draws injected (obs[1..3] first, then obs[0])."""
@@ -76,6 +77,7 @@ def test_the_rgb_fixture_passes_including_the_encoder_gradients_and_the_update()
     assert len(rows) > 200
 
 
+@pytest.mark.slow
 def test_without_the_recorded_shifts_the_update_differs():
     """The shifts matter: other shifts give other TD-target latents (so the parity above is not vacuous)."""
     fixture = parity.Fixture(str(FIXTURE))
@@ -145,6 +147,7 @@ def test_pixel_world_model_shapes_and_shift_draws():
         model.encode(params, jnp.zeros((2, 3, 64, 64)))
 
 
+@pytest.mark.slow
 def test_a_pixel_update_and_plan_run_with_their_shapes():
     cfg = pixel_config()
     agent = Agent(cfg)
@@ -203,6 +206,7 @@ class CountingCamera:
         return np.full((height, width, 3), self.t, np.uint8)
 
 
+@pytest.mark.slow
 def test_the_pixel_env_stacks_the_last_three_frames_like_the_official_wrapper():
     env = PixelEnv(CountingCamera())
     newest = lambda obs: [int(obs[3 * f, 0, 0]) for f in range(3)]
@@ -261,6 +265,7 @@ PIXEL_RUN = dict(obs="rgb", num_channels=2, latent_dim=32, steps=60, seed_steps=
                  eval_episodes=1, checkpoint_every=20)
 
 
+@pytest.mark.slow
 def test_pixel_training_resumes_exactly_after_kill_9_and_its_checkpoint_evaluates(tmp_path):
     """Every command shares one compilation cache: the conv gradients compile once."""
     cache = tmp_path / "xla"
@@ -308,6 +313,7 @@ def test_pixels_are_refused_where_they_cannot_work():
         PixelEnv(object())
 
 
+@pytest.mark.slow
 def test_an_episodic_rgb_fixture_of_other_sizes_passes():
     """Termination head and (1 - terminated) targets with pixels, horizon 4 (five shift draws),
     batch 6, 3 Q heads, 4 channels (latent 64): made by the official code like parity_rgb."""

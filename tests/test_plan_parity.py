@@ -121,6 +121,7 @@ def test_the_fixtures_cover_the_planner_cases():
 
 
 @pytest.mark.parametrize("name,case", CASES, ids=[f"{n}-{c}" for n, c in CASES])
+@pytest.mark.slow
 def test_plan_matches_the_official_planner(monkeypatch, name, case):
     rows, info = run_case(monkeypatch, name, case)
     bad = [r for r in rows if not r.ok]

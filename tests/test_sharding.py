@@ -57,6 +57,7 @@ print("sharded == unsharded")
 """
 
 
+@pytest.mark.slow
 def test_a_sharded_run_on_four_devices_equals_the_unsharded_run():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     result = subprocess.run([sys.executable, "-c", SCRIPT, str(TESTS)], env=env, capture_output=True, text=True,

@@ -25,6 +25,7 @@ def cli(module, task, work_dir, **changes):
     return args + tiny.flags(tiny.AGENT, tiny.HOST_RUN, work_dir=work_dir, **changes)
 
 
+@pytest.mark.slow
 def test_tiny_run_trains_end_to_end_and_writes_logs_and_checkpoints(tmp_path):
     result = host.train(tiny_config(tmp_path))
     evals = rows(tmp_path / "eval.csv")
@@ -39,6 +40,7 @@ def test_tiny_run_trains_end_to_end_and_writes_logs_and_checkpoints(tmp_path):
     assert (tmp_path / "tb").is_dir()
 
 
+@pytest.mark.slow
 def test_official_save_keys_turn_off_csvs_and_checkpoints_and_record_eval_videos(tmp_path):
     host.train(tiny_config(tmp_path, steps=150, save_csv=False, save_agent=False, save_video=True, tensorboard=False))
     assert not (tmp_path / "eval.csv").exists() and not (tmp_path / "train.csv").exists()
@@ -54,6 +56,7 @@ def test_official_save_keys_turn_off_csvs_and_checkpoints_and_record_eval_videos
         run.check_run_keys(mjx)
 
 
+@pytest.mark.slow
 def test_weights_and_biases_logs_the_run_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     host.train(tiny_config(tmp_path, steps=150, enable_wandb=True, wandb_project="tdmpc2-jax-test", wandb_silent=True,
@@ -72,6 +75,7 @@ def final_params(work_dir):
     return params, target
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_ends_with_the_same_parameters(tmp_path):
     """The killed and the resumed run load the programs the first run compiled (compilation_cache)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -92,12 +96,14 @@ def test_kill_9_then_resume_ends_with_the_same_parameters(tmp_path):
     assert [r["agent_step"] for r in rows(killed / "eval.csv")] == [r["agent_step"] for r in rows(straight / "eval.csv")]
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_runs_checkpoint(tmp_path):
     host.train(tiny_config(tmp_path, steps=120))
     with pytest.raises(ValueError, match="cannot resume.*latent_dim: model has 64, checkpoint has 16"):
         host.train(tiny_config(tmp_path, steps=120, latent_dim=64, resume=True))
 
 
+@pytest.mark.slow
 def test_init_from_starts_a_new_run_from_a_checkpoint_s_weights(tmp_path):
     host.train(tiny_config(tmp_path / "first", steps=150))
     first = final_params(tmp_path / "first")
@@ -114,6 +120,7 @@ def test_init_from_starts_a_new_run_from_a_checkpoint_s_weights(tmp_path):
         host.train(tiny_config(tmp_path / "third", init_from=str(tmp_path / "nowhere")))
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, monkeypatch):
     original = host.Agent.update
 
@@ -127,6 +134,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_p
     assert checkpoints.latest_step(str(tmp_path / "checkpoints")) == 100
 
 
+@pytest.mark.slow
 def test_physics_instability_ends_the_episode():
     from dm_control.rl.control import PhysicsError
 
@@ -141,6 +149,7 @@ def test_physics_instability_ends_the_episode():
     assert result.done and result.physics_error
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_clear_line(tmp_path):
     out = subprocess.run(cli("train", "cartpol-balance", tmp_path), capture_output=True, text=True)
     assert out.returncode == 2 and "did you mean 'cartpole-balance'" in out.stderr
@@ -158,6 +167,7 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     assert out.returncode == 2 and "cannot read" in out.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_cli_reports_returns_and_writes_a_video(tmp_path):
     host.train(tiny_config(tmp_path, steps=120))
     video = tmp_path / "eval.mp4"
@@ -173,6 +183,7 @@ def test_evaluate_cli_reports_returns_and_writes_a_video(tmp_path):
     assert other.returncode == 2 and "task walker-walk has obs 24 / action 6" in other.stderr
 
 
+@pytest.mark.slow
 def test_evaluate_runs_an_official_pt_checkpoint(parity_dir):
     """The parity weights are an official walker-run model (obs 24, action 6): evaluate converts them on the fly."""
     args = [sys.executable, "-m", "tdmpc2_jax.evaluate", f"--config={ROOT / 'configs' / 'dmc.py'}:walker-run",
@@ -183,6 +194,7 @@ def test_evaluate_runs_an_official_pt_checkpoint(parity_dir):
     assert "walker-run: 2 episodes, return mean" in out.stdout and "episode lengths [30]" in out.stdout
 
 
+@pytest.mark.slow
 def test_a_finished_run_resumed_with_a_larger_budget_goes_on_with_its_buffer(tmp_path):
     host.train(tiny_config(tmp_path, steps=150, checkpoint_every=1000))
     _, meta = checkpoints.read_meta(str(tmp_path / "checkpoints"))

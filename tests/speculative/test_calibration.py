@@ -12,6 +12,7 @@ from tdmpc2_jax.speculative.controller import SpecSettings, Speculator, calibrat
 from speculative_helpers import observations, run_steps
 
 
+@pytest.mark.slow
 def test_watching_full_replanning_measures_each_plans_prediction_error(model, params):
     obs = observations(8, seed=9)
     t0 = [True, False, False, False, True, False, False, False]  # a new episode at step 4

@@ -5,12 +5,15 @@ on host MuJoCo: test_protocol.py)."""
 import csv
 import functools
 
+import pytest
+
 from helpers import ROOT, SMALL, tiny_agent
 from helpers import speculative_cli
 
 cli = functools.partial(speculative_cli, toy_physics=True)
 
 
+@pytest.mark.slow
 def test_collect_train_and_evaluate_the_protocol(tmp_path):
     agent = tiny_agent(tmp_path / "agent")
     config = f"--config={ROOT / 'configs' / 'mjx.py'}:cartpole-balance"

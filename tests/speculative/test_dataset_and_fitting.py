@@ -11,6 +11,7 @@ from tdmpc2_jax.speculative.correctors import Corrector, CorrectorSpec
 from toy_env import PointMass
 
 
+@pytest.mark.slow
 def test_collected_tuples_train_a_corrector_that_moves_toward_the_teacher(model, params, tmp_path):
     from tdmpc2_jax.speculative import dataset, fitting
 
@@ -46,6 +47,7 @@ def test_collected_tuples_train_a_corrector_that_moves_toward_the_teacher(model,
         fitting.load(str(tmp_path / "corrector"), horizon_k=6)
 
 
+@pytest.mark.slow
 def test_host_episodes_give_tuples_labelled_by_the_teacher(model, params):
     from tdmpc2_jax.envs.registry import make_host_env
     from tdmpc2_jax.speculative import dataset

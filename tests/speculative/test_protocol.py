@@ -3,6 +3,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 
 from tdmpc2_jax.speculative.controller import StepInfo
 from tdmpc2_jax.speculative.modes import Mode, by_episode, protocol_modes, summarize
@@ -71,6 +72,7 @@ def test_the_goal_allows_one_call_per_three_steps_and_names_what_a_mode_misses()
     assert "not met; closest naive-6" in missed and missed.endswith("misses 77.8% of the return")
 
 
+@pytest.mark.slow
 def test_the_protocol_runs_on_host_mujoco(tmp_path):
     agent = tiny_agent(tmp_path / "agent")
     out = speculative_cli("evaluate", f"--config={ROOT / 'configs' / 'dmc.py'}:cartpole-balance",

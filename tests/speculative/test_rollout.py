@@ -3,6 +3,7 @@ returns on a terminating task stop at each episode end."""
 import chex
 import jax
 import numpy as np
+import pytest
 
 from tdmpc2_jax import xla
 from tdmpc2_jax.envs.mjx import MJXEnv
@@ -12,6 +13,7 @@ from tdmpc2_jax.speculative.rollout import episode, episodes_batch
 from toy_env import PointMass
 
 
+@pytest.mark.slow
 def test_the_scan_rollout_equals_a_python_loop_and_the_batch_equals_each_env(model, params):
     env = MJXEnv("toy", episode_length=5, playground_env=PointMass())
     speculator = Speculator(model, SpecSettings(horizon_k=2))
@@ -34,6 +36,7 @@ def test_the_scan_rollout_equals_a_python_loop_and_the_batch_equals_each_env(mod
     assert int(batch.info.replanned.sum()) == 3 * 5
 
 
+@pytest.mark.slow
 def test_speculative_returns_on_a_terminating_task_stop_at_each_episode_end(model, params):
     from tdmpc2_jax.speculative.modes import run_mjx
 
