@@ -12,7 +12,7 @@ MJX loop's number of environments, the comparisons, and the statistics. Running 
 run that is not finished yet; --impls/--tasks/--seeds narrow that to part of the plan, and a run
 outside the plan is refused, as are settings on the command line. The implementations:
 `official` (the official loop, from PATH, a checkout of github.com/nicklashansen/tdmpc2, in its own
-Python environment: `bash benchmarks/official_env.sh` makes `.venv-official`, `--official-python`
+Python environment: `bash experiments/official_env.sh` makes `.venv-official`, `--official-python`
 points elsewhere; it runs from a copy patched for CPU only, the patches printed and written to
 `official_patches.txt`), `tdmpc2_jax` (this project's host loop) and `tdmpc2_jax_mjx` (its MJX loop
 on the plan's number of batched environments, one update per transition). A task that terminates
@@ -287,7 +287,7 @@ def check_official_python(python: str) -> None:
     if probe.returncode != 0:
         last = (probe.stderr.strip().splitlines() or ["not found"])[-1]
         raise SystemExit(f"error: {python} cannot run the official code ({last}); make its environment with "
-                         "`bash benchmarks/official_env.sh` or pass --official-python")
+                         "`bash experiments/official_env.sh` or pass --official-python")
 
 
 def official_command(python: str, source: pathlib.Path, run: Run, agent_steps: int,
@@ -787,6 +787,8 @@ def main() -> None:
     args, rest = parser.parse_known_args()
     if rest:
         parser.error(f"the settings are the plan's ({args.plan}); refusing {' '.join(rest)}")
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     plan = load_plan(args.plan)
     args.out = args.out or RESULTS / plan.name
     if not args.report:
