@@ -1,6 +1,7 @@
 """Shared fixtures: tiny configs so the whole suite runs in minutes on a 2-core CPU."""
 from __future__ import annotations
 
+import collections
 import os
 import pathlib
 
@@ -47,15 +48,10 @@ jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
-# The slowest files first (xdist deals whole files out in collection order, see setup.cfg), so the
-# two CI workers do not end on one long file while the other idles.
-SLOWEST_FIRST = ["test_distributed.py", "test_device_check.py", "test_pixels.py", "test_mjx_train.py", "test_train.py",
-                 "test_multitask.py", "test_command_lines.py", "test_device_loop.py", "test_sharding.py",
-                 "test_device_buffer.py", "test_parity.py", "test_rollout.py", "test_dataset_and_fitting.py",
-                 "test_mjx_env.py"]
-
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = lambda item: (SLOWEST_FIRST.index(item.path.name) if item.path.name in SLOWEST_FIRST
-                         else len(SLOWEST_FIRST))
-    items.sort(key=rank)
+    """Files with the most `slow` tests first, each file's tests in their order: xdist deals whole
+    files out in collection order (see setup.cfg), so the two CI workers do not end on one long file
+    while the other idles."""
+    slow = collections.Counter(item.path for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -slow[item.path])
