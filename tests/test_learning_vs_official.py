@@ -115,6 +115,7 @@ def test_the_summary_lists_planned_runs_not_yet_run_and_filed_runs_that_do_not_c
     assert "Welch" not in text
 
 
+@pytest.mark.slow
 def test_the_command_line_refuses_settings_and_seeds_outside_the_plan():
     def run(*args):
         return subprocess.run([sys.executable, "-m", "experiments.learning_vs_official", *args], capture_output=True,
