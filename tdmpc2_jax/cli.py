@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import hashlib
 import os
 import platform
 import sys
+import tempfile
 import time
+import traceback
+from typing import Callable, Iterator
 
 from absl import flags, logging
 
@@ -113,3 +117,87 @@ def episode_progress(episodes: int):
     """An `on_episode(index, return, length)` that prints one line per finished host episode."""
     return lambda e, total, length: print(f"  episode {e + 1}/{episodes}: return {total:.1f} ({length} steps)",
                                           flush=True)
+
+
+@contextlib.contextmanager
+def error_edge(run_dir: str | Callable[[], str | None] | None = None,
+               usage_errors: tuple[type[Exception], ...] | None = None) -> Iterator[None]:
+    """The error edge of a command: whatever exception escapes the block becomes one line on
+    stderr and an exit status, never a traceback.
+
+    - an instance of `usage_errors` (bad input; default absl's UsageError): "error: MESSAGE", exit 2;
+    - any other exception: "error: MESSAGE (details in RUN_DIR/error.log)", exit 1, the full
+      traceback appended to `error.log` in the run directory (`run_dir`, or what it returns when
+      called at the time of the error; a temporary file when it is None or cannot be written).
+
+    Entering it also silences, for the rest of the process, the "Event loop is closed" reports
+    of orbax's background writers and readers torn down in the wrong order, at interpreter
+    shutdown too (`checkpoints.is_async_teardown_noise`); every other unraisable exception is
+    still printed. SystemExit (e.g. `fail`) and KeyboardInterrupt pass through. A main uses it as
+
+        def main(argv):
+            config = start_command()
+            with error_edge(lambda: config.work_dir, usage_errors=(ValueError, FileNotFoundError)):
+                _train(config)
+    """
+    from absl import app
+
+    usage_errors = usage_errors or (app.UsageError,)
+    _silence_async_teardown_noise()
+    try:
+        yield
+    except usage_errors as err:
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        sys.exit(2)
+    except Exception as err:
+        print(f"error: {_one_line(err)} ({_write_error_log(err, run_dir)})", file=sys.stderr)
+        sys.exit(1)
+
+
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line; the exception's type leads it unless it is a ValueError
+    or OSError, whose messages here are sentences of their own."""
+    from tdmpc2_jax.checkpoints import error_summary
+
+    message = error_summary(err)
+    return message if isinstance(err, (ValueError, OSError)) else f"{type(err).__name__}: {message}"
+
+
+def _write_error_log(err: BaseException, run_dir: str | Callable[[], str | None] | None) -> str:
+    """Appends the command line and the traceback of `err` to RUN_DIR/error.log (else a temporary
+    file) and says where, or why nothing could be written."""
+    text = (f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv)}\n"
+            + "".join(traceback.format_exception(err)))
+    try:
+        directory = run_dir() if callable(run_dir) else run_dir
+    except Exception:  # the run directory is unknown when what names it failed
+        directory = None
+    reasons = []
+    for path in ([os.path.join(str(directory), "error.log")] if directory else []) + [None]:
+        try:
+            if path is None:
+                fd, path = tempfile.mkstemp(prefix="tdmpc2_jax-error-", suffix=".log")
+                os.close(fd)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "a") as f:
+                f.write(text)
+            return f"details in {path}"
+        except OSError as failure:
+            reasons.append(failure.strerror or str(failure))
+    return f"no details written: {'; '.join(reasons)}"
+
+
+def _silence_async_teardown_noise() -> None:
+    """Drops `checkpoints.is_async_teardown_noise` from sys.unraisablehook for the rest of the process."""
+    from tdmpc2_jax.checkpoints import is_async_teardown_noise
+
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_async_teardown_noise", False):
+        return
+
+    def hook(unraisable):
+        if not is_async_teardown_noise(unraisable):
+            previous(unraisable)
+
+    hook.drops_async_teardown_noise = True
+    sys.unraisablehook = hook
