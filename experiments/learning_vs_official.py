@@ -153,9 +153,10 @@ def load_plan(path: pathlib.Path) -> Plan:
                                    Bootstrap(int(stats["bootstrap_resamples"]), int(stats["bootstrap_seed"])),
                                    tuple(float(m) for m in stats["equivalence"]["margin"]),
                                    float(stats["equivalence"]["alpha"])))
+        problem = plan_problem(plan, stats)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise SystemExit(f"error: cannot read the plan {path}: {type(e).__name__} {e}")
-    if problem := plan_problem(plan, stats):
+    if problem:
         raise SystemExit(f"error: plan {path}: {problem}")
     return plan
 
@@ -317,7 +318,7 @@ def our_command(run: Run, agent_steps: int, work: pathlib.Path, overrides: dict[
     config_file, extra = "dmc.py", []
     if run.impl == "tdmpc2_jax_mjx":
         config_file, extra = "mjx.py", [f"--config.num_envs={mjx_envs}"]
-    return [sys.executable, "-m", "tdmpc2_jax.train", f"--config={ROOT / 'configs' / config_file}:{run.task}",
+    return [sys.executable, "-m", "tdmpc2_jax.train", f"--config={ROOT / 'tdmpc2_jax' / 'configs' / config_file}:{run.task}",
             f"--config.seed={run.seed}", f"--config.steps={agent_steps}", f"--config.work_dir={work}",
             *OURS_FIXED, *extra, *values]
 
