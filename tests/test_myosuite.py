@@ -1,21 +1,19 @@
 """MyoSuite tasks on MuJoCo 3.17: the official ten reset and step with their shapes, episodes last
 100 agent steps without terminating and report `solved`, random goals resume from the saved random
-state, a missing package is one clear error, and the host loop trains on a task with its success
-in eval.csv."""
+state, and a missing package is one clear error (tests/test_success_logging.py trains on a MyoSuite
+task)."""
 import sys
 
 import chex
 import numpy as np
 import pytest
 
-import tiny
-from helpers import rows
-
 from tdmpc2_jax.envs.registry import action_repeat_of, check_task, make_host_env
 
 OBS_DIMS = {"reach": 115, "pose": 108, "obj-hold": 91, "key-turn": 93, "pen-twirl": 83}
 
 
+@pytest.mark.slow
 def test_every_official_task_resets_and_steps_with_its_shapes():
     from tdmpc2_jax.envs.myosuite import MYOSUITE_TASKS
 
@@ -64,16 +62,3 @@ def test_unknown_tasks_and_a_missing_package_are_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "myosuite", None)
     with pytest.raises(ImportError, match=r"pip install -e \. \(or pip install myosuite==3.0.0\)"):
         make_host_env("myo-pose", seed=0)
-
-
-def test_the_host_loop_trains_on_myosuite_and_logs_success(tmp_path):
-    from tdmpc2_jax.loops import host
-
-    config = tiny.run_config("dmc.py", "myo-reach", tmp_path, steps=80, seed_steps=40, episode_length=20,
-                             eval_freq=80, checkpoint_every=1000)
-    assert tiny.load_config("dmc.py", "myo-reach").episode_length == 100
-    result = host.train(config)
-    assert result["episode_success"] in (0.0, 1.0)
-    evals = rows(tmp_path / "eval.csv")
-    assert [r["episode_success"] != "" for r in evals] == [True, True]
-    assert [int(r["step"]) for r in evals] == [0, 80]  # env steps: one MyoSuite step per agent step
