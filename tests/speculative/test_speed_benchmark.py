@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from helpers import ROOT, SMALL, tiny_agent
 
@@ -15,6 +16,7 @@ def speed(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_modes_alternate_and_fallback_modes_need_the_calibration(tmp_path):
     from tdmpc2_jax.speculative.calibration import write_calibration
 
@@ -23,7 +25,6 @@ def test_modes_alternate_and_fallback_modes_need_the_calibration(tmp_path):
     out = speed(f"--checkpoint={agent}", "--k=2", "--steps=4", "--rounds=2", "--modes=naive-2,mlp-2,fallback-2:policy",
                 f"--out={tmp_path / 'speed.json'}")
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "untrained correctors" in out.stdout and out.stdout.count("round ") == 2
     result = json.loads((tmp_path / "speed.json").read_text())
     rows = {r["mode"]: r for r in result["rows"]}
     assert list(rows) == ["full", "naive-2", "mlp-2", "fallback-2:policy"]  # full always, for the speed-ups
