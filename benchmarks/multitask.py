@@ -1,6 +1,6 @@
 """Speed and memory of multitask TD-MPC2 on the default device: offline training, planning, the dataset.
 
-    python -m benchmarks.multitask [--sizes 1 5 19 48] [--update-sizes 1 5] [--repeats 10] [--out results.json]
+    python -m benchmarks.multitask [--sizes=1,5,19,48] [--update_sizes=1,5] [--repeats=10] [--out=results.json]
     python -m benchmarks.multitask --quick        # a tiny model and two repeats: a smoke run
 
 Every agent has the mt30 layout: 30 tasks in embedding order, observations padded to 24, actions to 6
@@ -24,7 +24,6 @@ Prints compile time (first call) apart from warm calls (medians over `--repeats`
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -37,17 +36,19 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import app, flags
 
+from benchmarks._flags import define_int_list
 from benchmarks._timing import first_call, spread, warm_times
 from tdmpc2_jax import xla
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.buffers.offline import DATASET_SPECS, DatasetSpec, OfflineDataset
+from tdmpc2_jax.cli import fail, parse_flags, setup_process
 from tdmpc2_jax.config import MODEL_SIZES, Config
 from tdmpc2_jax.envs.task_sets import TASK_SETS, TaskSet, episode_length_of, task_dim_of
-from tdmpc2_jax.loops.run import multitask_agent_config
-from tdmpc2_jax.malloc import reuse_freed_memory
 from tdmpc2_jax.planner import init_plan_state, make_planner
 from tdmpc2_jax.run_config import base_config
+from tdmpc2_jax.run_record import resolve
 
 SET = "mt30"
 # (obs dim, action dim) of each mt30 task in embedding order, as the DMC environments (envs/dmc.py) report them
@@ -68,6 +69,7 @@ TINY = dict(enc_dim=16, mlp_dim=16, latent_dim=16, num_enc_layers=2, num_q=2)
 PLAN_TASKS = (0, 4, 8, 16, 18, 29)
 SHARED_NOTE = ("figures from a shared machine (other jobs ran alongside on the same cores): medians, "
                "noisy; compare within one run")
+FLAGS = flags.FLAGS
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -86,9 +88,9 @@ def agent_config(size: int | str, batch_size: int, horizon: int) -> Config:
             config.latent_dim = 512  # the official mt30 19M checkpoint's width (official parse_cfg)
     config.batch_size, config.horizon = batch_size, horizon
     tasks = TASK_SETS[SET]
-    return multitask_agent_config(config, TaskSet(SET, tasks), DATASET_SPECS[SET].obs_dim,
-                                  tuple(MT30_DIMS[t][1] for t in tasks), tuple(episode_length_of(t) for t in tasks),
-                                  task_dim_of(SET, None if size == "tiny" else size))
+    return resolve(config).multitask_agent_config(
+        TaskSet(SET, tasks), DATASET_SPECS[SET].obs_dim, tuple(MT30_DIMS[t][1] for t in tasks),
+        tuple(episode_length_of(t) for t in tasks), task_dim_of(SET, None if size == "tiny" else size))
 
 
 def parameter_count(params) -> int:
@@ -199,14 +201,14 @@ def write_dataset(directory: str, spec: DatasetSpec, dims: list[tuple[int, int]]
 # the three measurements
 
 
-def measure_update(size: int | str, dataset: OfflineDataset, args) -> dict[str, Any]:
+def measure_update(size: int | str, dataset: OfflineDataset, settings: Settings) -> dict[str, Any]:
     """Compile time, sample time, update time and end-to-end loop time of offline training at one size."""
-    cfg = agent_config(size, args.batch_size, args.horizon)
+    cfg = agent_config(size, settings.batch_size, settings.horizon)
     agent = Agent(cfg)
     update = xla.jit(agent.update, donate_argnums=0)
-    key, init_key = jax.random.split(jax.random.key(args.seed))
+    key, init_key = jax.random.split(jax.random.key(settings.seed))
     holder = {"state": agent.init(init_key), "key": key}
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(settings.seed)
 
     def draw():
         return jax.tree.map(jnp.asarray, dataset.sample(rng, cfg.batch_size, cfg.horizon))
@@ -217,35 +219,35 @@ def measure_update(size: int | str, dataset: OfflineDataset, args) -> dict[str, 
         return metrics["total_loss"]
 
     compile_s = first_call(lambda: step(draw()))
-    sample = spread(warm_times(draw, args.repeats))
+    sample = spread(warm_times(draw, settings.repeats))
     batch = jax.block_until_ready(draw())
-    one_update = spread(warm_times(lambda: step(batch), args.repeats))
+    one_update = spread(warm_times(lambda: step(batch), settings.repeats))
 
     def loop_block():  # the offline loop's body (draw, key split, update), `block` times, waited for once
         loss = None
-        for _ in range(args.block):
+        for _ in range(settings.block):
             loss = step(draw())
         return loss
 
-    end_to_end = spread([t / args.block for t in warm_times(loop_block, args.repeats)])
+    end_to_end = spread([t / settings.block for t in warm_times(loop_block, settings.repeats)])
     return dict(size=size, params=parameter_count(holder["state"].params), latent_dim=cfg.latent_dim,
                 task_dim=cfg.task_dim, batch_size=cfg.batch_size, horizon=cfg.horizon, first_call_s=compile_s,
                 sample=sample, update=one_update, end_to_end=end_to_end,
                 updates_per_s=end_to_end["calls_per_s"])
 
 
-def measure_plan(size: int | str, args) -> dict[str, Any]:
+def measure_plan(size: int | str, settings: Settings) -> dict[str, Any]:
     """Compile time and warm plan times (eval mode, one observation) of one size, per task index."""
-    cfg = agent_config(size, args.batch_size, args.horizon)
+    cfg = agent_config(size, settings.batch_size, settings.horizon)
     agent = Agent(cfg)
-    params = jax.jit(agent.model.init)(jax.random.key(args.seed))
+    params = jax.jit(agent.model.init)(jax.random.key(settings.seed))
     planner = make_planner(agent.model, eval_mode=True)
     state = init_plan_state(cfg.horizon, cfg.action_dim)
-    keys = iter(jax.random.split(jax.random.key(args.seed + 1), 100_000))
+    keys = iter(jax.random.split(jax.random.key(settings.seed + 1), 100_000))
     t0 = jnp.array(False)
-    obs_rng = np.random.default_rng(args.seed)
+    obs_rng = np.random.default_rng(settings.seed)
     per_task, all_times, compile_s = {}, [], None
-    for index in args.plan_tasks:
+    for index in settings.plan_tasks:
         name = TASK_SETS[SET][index]
         obs = np.zeros(cfg.obs_dim, np.float32)
         obs[: MT30_DIMS[name][0]] = obs_rng.standard_normal(MT30_DIMS[name][0])
@@ -253,7 +255,7 @@ def measure_plan(size: int | str, args) -> dict[str, Any]:
         run = lambda: planner(params, obs, state, next(keys), t0, task)[0].action  # noqa: E731
         if compile_s is None:
             compile_s = first_call(run)  # the task index is an argument: one program for every task
-        times = warm_times(run, args.repeats)
+        times = warm_times(run, settings.repeats)
         per_task[name] = dict(index=index, action_dim=cfg.action_dims[index], **spread(times))
         all_times += times
     medians = [v["median_s"] for v in per_task.values()]
@@ -346,62 +348,96 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 5, 19, 48], choices=sorted(MODEL_SIZES),
-                        help="model sizes planned with")
-    parser.add_argument("--update-sizes", type=int, nargs="*", default=[1, 5], choices=sorted(MODEL_SIZES),
-                        help="model sizes trained offline (none: skip)")
-    parser.add_argument("--repeats", type=int, default=10, help="warm calls per figure (per task for plans)")
-    parser.add_argument("--block", type=int, default=5, help="loop steps per end-to-end timing")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--horizon", type=int, default=3)
-    parser.add_argument("--episodes", type=int, default=200, help="episodes of the synthetic mt30 dataset")
-    parser.add_argument("--chunks", type=int, default=4, help="files the synthetic dataset is written in")
-    parser.add_argument("--plan-tasks", type=int, nargs="+", default=list(PLAN_TASKS), help="task indices planned")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="a tiny model, 2 repeats, 30 episodes, 2 tasks")
-    parser.add_argument("--out", help="write every figure to this JSON file")
-    args = parser.parse_args()
-    if args.quick:
-        args.sizes, args.update_sizes = ["tiny"], ["tiny"]
-        args.repeats, args.block, args.episodes, args.chunks = 2, 2, 30, 2
-        args.plan_tasks = args.plan_tasks[:2]
-    bad = [i for i in args.plan_tasks if not 0 <= i < len(TASK_SETS[SET])]
-    if bad:
-        parser.error(f"task indices {bad} are outside [0, {len(TASK_SETS[SET])})")
-    reuse_freed_memory()  # as the command lines do (malloc.py)
+class Settings(NamedTuple):
+    """What one run measures: the flags, with --quick applied."""
+
+    sizes: list
+    update_sizes: list
+    repeats: int
+    block: int
+    batch_size: int
+    horizon: int
+    episodes: int
+    chunks: int
+    plan_tasks: list[int]
+    seed: int
+    quick: bool
+
+
+def define_flags() -> None:
+    """This command line's flags; defined when it runs, so that importing the module defines none."""
+    define_int_list("sizes", [1, 5, 19, 48], "model sizes planned with")
+    define_int_list("update_sizes", [1, 5], "model sizes trained offline (empty: skip)")
+    flags.DEFINE_integer("repeats", 10, "warm calls per figure (per task for plans)")
+    flags.DEFINE_integer("block", 5, "loop steps per end-to-end timing")
+    flags.DEFINE_integer("batch_size", 256, "update batch size")
+    flags.DEFINE_integer("horizon", 3, "planning and update horizon")
+    flags.DEFINE_integer("episodes", 200, "episodes of the synthetic mt30 dataset")
+    flags.DEFINE_integer("chunks", 4, "files the synthetic dataset is written in")
+    define_int_list("plan_tasks", list(PLAN_TASKS), "task indices planned")
+    flags.DEFINE_integer("seed", 0, "seed of the models, the dataset and the draws")
+    flags.DEFINE_bool("quick", False, "a tiny model, 2 repeats, 30 episodes, 2 tasks")
+    flags.DEFINE_string("out", None, "write every figure to this JSON file")
+
+
+def settings_of_flags() -> Settings:
+    """The run's settings, or one line and exit 2 for sizes or task indices that do not exist."""
+    bad_sizes = [size for size in FLAGS.sizes + FLAGS.update_sizes if size not in MODEL_SIZES]
+    bad_tasks = [i for i in FLAGS.plan_tasks if not 0 <= i < len(TASK_SETS[SET])]
+    if bad_sizes:
+        fail(f"model sizes {bad_sizes} are not presets {sorted(MODEL_SIZES)}")
+    if bad_tasks:
+        fail(f"task indices {bad_tasks} are outside [0, {len(TASK_SETS[SET])})")
+    values = {name: FLAGS[name].value for name in Settings._fields}
+    if FLAGS.quick:
+        values.update(sizes=["tiny"], update_sizes=["tiny"], repeats=2, block=2, episodes=30, chunks=2,
+                      plan_tasks=FLAGS.plan_tasks[:2])
+    return Settings(**values)
+
+
+def measure(settings: Settings) -> dict[str, Any]:
+    """Every figure of one run: machine, settings, update, plan and memory rows, wall time."""
     start = time.perf_counter()
     spec = DATASET_SPECS[SET]
     results: dict[str, Any] = dict(machine=machine(), note=SHARED_NOTE, update=[], plan=[], memory=[])
     with tempfile.TemporaryDirectory(prefix="multitask_benchmark_") as directory:
         data_dir = os.path.join(directory, SET)
         os.makedirs(data_dir)
-        write_dataset(data_dir, spec, [MT30_DIMS[t] for t in TASK_SETS[SET]], args.episodes, args.chunks, args.seed)
+        write_dataset(data_dir, spec, [MT30_DIMS[t] for t in TASK_SETS[SET]], settings.episodes, settings.chunks,
+                      settings.seed)
         dataset = OfflineDataset(data_dir, SET)
         results["settings"] = dict(
             set=SET, tasks=spec.num_tasks, obs_dim=spec.obs_dim, action_dim=spec.action_dim,
-            batch_size=args.batch_size, horizon=args.horizon, repeats=args.repeats, block=args.block,
-            plan_tasks=args.plan_tasks, quick=args.quick,
+            batch_size=settings.batch_size, horizon=settings.horizon, repeats=settings.repeats, block=settings.block,
+            plan_tasks=settings.plan_tasks, quick=settings.quick,
             dataset=dict(episodes=dataset.num_episodes, rows=spec.episode_length, chunks=len(dataset.chunks),
                          transitions=dataset.num_transitions, memory_bytes=dataset.memory_bytes()))
-        for size in args.update_sizes:
-            results["update"].append(measure_update(size, dataset, args))
+        for size in settings.update_sizes:
+            results["update"].append(measure_update(size, dataset, settings))
             print(f"update {label(size)}: {results['update'][-1]['updates_per_s']:.2f} updates/s", flush=True)
-        for size in args.sizes:
-            results["plan"].append(measure_plan(size, args))
+        for size in settings.sizes:
+            results["plan"].append(measure_plan(size, settings))
             print(f"plan {label(size)}: {results['plan'][-1]['median_s'] * 1e3:.1f} ms", flush=True)
         results["memory"] = measure_memory(directory)
     results["machine"]["load_average_end"] = list(os.getloadavg())
     results["wall_s"] = time.perf_counter() - start
+    return results
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    settings = settings_of_flags()
+    setup_process()  # as the command lines do: freed memory kept (malloc.py), logging at WARNING
+    results = measure(settings)
     print()
     print(table(results))
     print(f"\n{results['wall_s']:.0f} s in all")
-    if args.out:
-        with open(args.out, "w") as f:
+    if FLAGS.out:
+        with open(FLAGS.out, "w") as f:
             json.dump(results, f, indent=1)
-        print(f"wrote {args.out}")
+        print(f"wrote {FLAGS.out}")
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    app.run(main, flags_parser=parse_flags)

@@ -3,12 +3,15 @@
 The test swaps cartpole's MJX physics for the pure-JAX point mass of toy_env (the same observation
 and action sizes), so that the check's own code runs without minutes of compiling physics; the
 MJX tests run the real physics."""
+import pytest
+
 from benchmarks import device_check
 from tdmpc2_jax.envs.mjx import MJXEnv
 
 from toy_env import point_mass_physics
 
 
+@pytest.mark.slow
 def test_device_check_smoke_measures_every_part_and_writes_its_report(tmp_path, monkeypatch):
     monkeypatch.setattr(MJXEnv, "__init__", point_mass_physics(MJXEnv.__init__))
     results = device_check.run_parts(tmp_path, device_check.SMOKE, float("inf"), smoke=True)
