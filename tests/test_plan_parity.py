@@ -1,6 +1,6 @@
 """Parity of MPPI planning with the official `TDMPC2.act`, on the plan.npz of the parity fixtures.
 
-plan.npz (experiments/plan_fixture.py) holds official act() calls on the fixture's weights with
+plan.npz (tests/fixtures/make_plan.py) holds official act() calls on the fixture's weights with
 every random draw recorded. Here `planner.plan` runs eagerly under jax.disable_jit (its scan and
 fori_loop become Python loops, one draw call per step) while jax.random.normal,
 jax.random.categorical and planner.sample_pair answer with the recorded draws in call order:
