@@ -11,7 +11,7 @@ import pytest
 import tiny
 from tdmpc2_jax.config import Config
 
-# the official single-task fixture, made by the official code (tests/fixtures/make_parity.py)
+# the official single-task fixture, made by the official PyTorch code (its README.json says how)
 PARITY_DIR = pathlib.Path(__file__).resolve().parent / "fixtures" / "parity_official"
 # the model tests' agent: two actions, three Q heads and dropout, so that every path of the update runs
 MODEL = dict(action_dim=2, num_q=3, dropout=0.01)
