@@ -142,11 +142,10 @@ def save(directory: str, step: int, state: Any, cfg: Config, extra_meta: Mapping
                              state)
     directory = os.path.abspath(directory)
     primary = jax.process_index() == 0
-    if primary:
-        remove_unfinished(directory, step)  # an earlier write of this step, killed before its commit
     options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True)
     try:
         if primary:
+            remove_unfinished(directory, step)  # an earlier write of this step, killed before its commit
             _check_writable(directory, step)
         with _holding_orbax_logs(), _quiet_async_teardown():
             with ocp.CheckpointManager(directory, options=options) as manager:
@@ -254,7 +253,7 @@ def read_meta(directory: str, step: int | None = None) -> tuple[int, dict[str, A
 
 def verify(directory: str, step: int) -> dict[str, Any]:
     """Reads checkpoint `step` whole and returns its metadata; raises DamagedCheckpoint naming
-    the first bad file.
+    the first bad file (FileNotFoundError when there is no such step).
 
     Checks, in order: the commit record (_CHECKPOINT_METADATA with its commit time) and the
     commit markers, both items, every JSON file, the arrays' database (its manifest, every b-tree
@@ -263,12 +262,12 @@ def verify(directory: str, step: int) -> dict[str, Any]:
     """
     directory = os.path.abspath(directory)
     step_dir = os.path.join(directory, str(step))
+    if not os.path.isdir(step_dir):
+        raise FileNotFoundError(f"checkpoint {directory} has no step {step}")
     with _naming_damage(directory, step):
-        if not os.path.isdir(step_dir):
-            raise _Damage(step_dir, "missing")
         record = _read_json(os.path.join(step_dir, "_CHECKPOINT_METADATA"))
         if not isinstance(record, dict) or not isinstance(record.get("commit_timestamp_nsecs"), int):
-            raise _Damage(os.path.join(step_dir, "_CHECKPOINT_METADATA"), "without a commit time (never committed)")
+            raise _Damage(os.path.join(step_dir, "_CHECKPOINT_METADATA"), "missing its commit time (never committed)")
         _check_commit_markers(step_dir)
         for item in _ITEMS:
             if not os.path.isdir(os.path.join(step_dir, item)):
