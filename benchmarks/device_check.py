@@ -223,7 +223,7 @@ def learning_run(check: Check, out: pathlib.Path) -> dict:
 def load_mjx_config(task: str):
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("mjx_config", ROOT / "configs" / "mjx.py")
+    spec = importlib.util.spec_from_file_location("mjx_config", ROOT / "tdmpc2_jax" / "configs" / "mjx.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(task)

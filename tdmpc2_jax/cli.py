@@ -18,7 +18,7 @@ from absl import flags, logging
 def parse_flags(argv: list[str]) -> list[str]:
     """absl parsing with a one-line message (and exit 2) for a bad flag or config override."""
     try:
-        return flags.FLAGS(argv)
+        return flags.FLAGS(resolve_config_path(argv))
     except flags.Error as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
@@ -31,6 +31,27 @@ def parse_flags(argv: list[str]) -> list[str]:
                 pass
         print(f"error: invalid config override: {message}".replace("\n", " "), file=sys.stderr)
         sys.exit(2)
+
+
+def resolve_config_path(argv: list[str]) -> list[str]:
+    """argv with a --config file under `configs/` that does not exist in the working directory
+    taken from the package's copy (tdmpc2_jax/configs), so `--config=configs/dmc.py:TASK` works
+    from any directory."""
+    def resolved(value: str) -> str:
+        path, colon, task = value.partition(":")
+        parts = os.path.normpath(path).split(os.sep)
+        packaged = os.path.join(os.path.dirname(os.path.abspath(__file__)), *parts)
+        if parts[0] == "configs" and not os.path.exists(path) and os.path.isfile(packaged):
+            return packaged + colon + task
+        return value
+
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg.startswith("--config="):
+            out[i] = "--config=" + resolved(arg.removeprefix("--config="))
+        elif arg == "--config" and i + 1 < len(out):
+            out[i + 1] = resolved(out[i + 1])
+    return out
 
 
 def define_config_flags(config_help: str, checkpoint_help: str | None = None) -> None:

@@ -27,7 +27,7 @@ def train_command(work_dir, **changes) -> list[str]:
     """The tiny MJX run on point-mass physics (toy_physics.py), acting with the policy over a 2-step
     horizon: each process compiles small programs, and what this test checks does not depend on them."""
     return [sys.executable, str(ROOT / "tests" / "toy_physics.py"), "tdmpc2_jax.train",
-            f"--config={ROOT / 'configs' / 'mjx.py'}:cartpole-balance",
+            f"--config={ROOT / 'tdmpc2_jax' / 'configs' / 'mjx.py'}:cartpole-balance",
             *tiny.flags(tiny.AGENT, tiny.MJX_RUN, dict(mpc=False, horizon=2), work_dir=work_dir, **changes)]
 
 

@@ -23,7 +23,7 @@ def tiny_config(work_dir, task="cartpole-balance", **changes):
 
 
 def run_cli(module, config_file, task, *flags):
-    args = [sys.executable, "-m", f"tdmpc2_jax.{module}", f"--config={ROOT / 'configs' / config_file}:{task}", *flags]
+    args = [sys.executable, "-m", f"tdmpc2_jax.{module}", f"--config={ROOT / 'tdmpc2_jax' / 'configs' / config_file}:{task}", *flags]
     return subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=ROOT)
 
 

@@ -17,7 +17,7 @@ MULTITASK_WEIGHTS = ROOT / "tests" / "fixtures" / "parity_multitask" / "weights.
 WEIGHTS_TASKS = "walker-run,cheetah-run,cartpole-balance"
 DATASET = ROOT / "tests" / "fixtures" / "offline_mt3"  # official chunk format, 3 tasks of mt30
 DATASET_TASKS = "walker-walk,cartpole-swingup,cup-catch"
-DMC = f"--config={ROOT / 'configs' / 'dmc.py'}"
+DMC = f"--config={ROOT / 'tdmpc2_jax' / 'configs' / 'dmc.py'}"
 
 
 def test_official_task_sets_in_embedding_order():

@@ -270,7 +270,7 @@ def test_pixel_training_resumes_exactly_after_kill_9_and_its_checkpoint_evaluate
     """Every command shares one compilation cache: the conv gradients compile once."""
     cache = tmp_path / "xla"
     command = lambda module, work_dir, *extra: [
-        sys.executable, "-m", f"tdmpc2_jax.{module}", f"--config={ROOT / 'configs' / 'dmc.py'}:cartpole-balance",
+        sys.executable, "-m", f"tdmpc2_jax.{module}", f"--config={ROOT / 'tdmpc2_jax' / 'configs' / 'dmc.py'}:cartpole-balance",
         *tiny.flags(tiny.AGENT, tiny.HOST_RUN, PIXEL_RUN, work_dir=work_dir, compilation_cache=cache), *extra]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     out = subprocess.run(command("train", straight), capture_output=True, text=True)

@@ -84,7 +84,7 @@ for name in ("current", "older"):
 
 def test_an_official_checkpoint_evaluates_without_torch(tmp_path):
     save(tmp_path / "older.pt", old_layout(official_state()), wrapped=False)
-    out = run_without_torch(tmp_path, "-m", "tdmpc2_jax.evaluate", f"--config={ROOT / 'configs' / 'dmc.py'}:walker-run",
+    out = run_without_torch(tmp_path, "-m", "tdmpc2_jax.evaluate", f"--config={ROOT / 'tdmpc2_jax' / 'configs' / 'dmc.py'}:walker-run",
                             *SMALL, "--checkpoint", str(tmp_path / "older.pt"), "--episodes", "1")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "walker-run: 1 episodes, return mean" in out.stdout and "episode lengths [10]" in out.stdout

@@ -21,7 +21,7 @@ def tiny_config(work_dir, task="cartpole-balance", **changes):
 
 
 def cli(module, task, work_dir, **changes):
-    args = [sys.executable, "-m", f"tdmpc2_jax.{module}", f"--config={ROOT / 'configs' / 'dmc.py'}:{task}"]
+    args = [sys.executable, "-m", f"tdmpc2_jax.{module}", f"--config={ROOT / 'tdmpc2_jax' / 'configs' / 'dmc.py'}:{task}"]
     return args + tiny.flags(tiny.AGENT, tiny.HOST_RUN, work_dir=work_dir, **changes)
 
 
@@ -156,7 +156,7 @@ def test_cli_errors_are_one_clear_line(tmp_path):
     out = subprocess.run(cli("train", "cartpole-balance", tmp_path) + ["--config.horizn=4"], capture_output=True,
                          text=True)
     assert out.returncode == 2 and 'Did you mean "horizon"' in out.stderr
-    evaluate = [sys.executable, "-m", "tdmpc2_jax.evaluate", f"--config={ROOT / 'configs' / 'dmc.py'}:cartpole-balance",
+    evaluate = [sys.executable, "-m", "tdmpc2_jax.evaluate", f"--config={ROOT / 'tdmpc2_jax' / 'configs' / 'dmc.py'}:cartpole-balance",
                 "--checkpoint", str(tmp_path / "nothing"), "--episodes", "1"]
     out = subprocess.run(evaluate, capture_output=True, text=True)
     assert out.returncode == 2 and "no checkpoint directory" in out.stderr
@@ -171,14 +171,14 @@ def test_cli_errors_are_one_clear_line(tmp_path):
 def test_evaluate_cli_reports_returns_and_writes_a_video(tmp_path):
     host.train(tiny_config(tmp_path, steps=120))
     video = tmp_path / "eval.mp4"
-    args = [sys.executable, "-m", "tdmpc2_jax.evaluate", f"--config={ROOT / 'configs' / 'dmc.py'}:cartpole-balance",
+    args = [sys.executable, "-m", "tdmpc2_jax.evaluate", f"--config={ROOT / 'tdmpc2_jax' / 'configs' / 'dmc.py'}:cartpole-balance",
             *tiny.flags(tiny.PLANNER, episode_length=50), "--checkpoint", str(tmp_path / "checkpoints"),
             "--episodes", "2", "--video", str(video)]
     out = subprocess.run(args, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "2 episodes, return mean" in out.stdout and "episode lengths [50]" in out.stdout
     assert video.stat().st_size > 1000
-    other = subprocess.run(args[:3] + [f"--config={ROOT / 'configs' / 'dmc.py'}:walker-walk"] + args[4:-2],
+    other = subprocess.run(args[:3] + [f"--config={ROOT / 'tdmpc2_jax' / 'configs' / 'dmc.py'}:walker-walk"] + args[4:-2],
                            capture_output=True, text=True)
     assert other.returncode == 2 and "task walker-walk has obs 24 / action 6" in other.stderr
 
@@ -186,7 +186,7 @@ def test_evaluate_cli_reports_returns_and_writes_a_video(tmp_path):
 @pytest.mark.slow
 def test_evaluate_runs_an_official_pt_checkpoint(parity_dir):
     """The parity weights are an official walker-run model (obs 24, action 6): evaluate converts them on the fly."""
-    args = [sys.executable, "-m", "tdmpc2_jax.evaluate", f"--config={ROOT / 'configs' / 'dmc.py'}:walker-run",
+    args = [sys.executable, "-m", "tdmpc2_jax.evaluate", f"--config={ROOT / 'tdmpc2_jax' / 'configs' / 'dmc.py'}:walker-run",
             *tiny.flags(tiny.PLANNER, episode_length=30), "--checkpoint", str(parity_dir / "model_state.pt"),
             "--episodes", "2"]
     out = subprocess.run(args, capture_output=True, text=True)

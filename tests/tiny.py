@@ -33,7 +33,7 @@ def agent_config(obs_dim: int = 5, action_dim: int = 1, **changes) -> Config:
 def load_config(config_file: str, task: str) -> ConfigDict:
     """get_config(task) of configs/<config_file>, as the command lines load it."""
     spec = importlib.util.spec_from_file_location(config_file.removesuffix(".py") + "_config",
-                                                  ROOT / "configs" / config_file)
+                                                  ROOT / "tdmpc2_jax" / "configs" / config_file)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config(task)

@@ -16,7 +16,7 @@ cli = functools.partial(speculative_cli, toy_physics=True)
 @pytest.mark.slow
 def test_collect_train_and_evaluate_the_protocol(tmp_path):
     agent = tiny_agent(tmp_path / "agent")
-    config = f"--config={ROOT / 'configs' / 'mjx.py'}:cartpole-balance"
+    config = f"--config={ROOT / 'tdmpc2_jax' / 'configs' / 'mjx.py'}:cartpole-balance"
 
     out = cli("collect", config, f"--checkpoint={agent}", "--k=3", "--envs=4", "--steps=20", f"--out={tmp_path / 'd.npz'}",
               *SMALL)

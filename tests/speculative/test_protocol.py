@@ -75,7 +75,7 @@ def test_the_goal_allows_one_call_per_three_steps_and_names_what_a_mode_misses()
 @pytest.mark.slow
 def test_the_protocol_runs_on_host_mujoco(tmp_path):
     agent = tiny_agent(tmp_path / "agent")
-    out = speculative_cli("evaluate", f"--config={ROOT / 'configs' / 'dmc.py'}:cartpole-balance",
+    out = speculative_cli("evaluate", f"--config={ROOT / 'tdmpc2_jax' / 'configs' / 'dmc.py'}:cartpole-balance",
                           f"--checkpoint={agent}", "--k=2", "--episodes=1", f"--out={tmp_path / 'results'}",
                           "--calibrate", "--mismatch=latent,policy", *SMALL)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -12,7 +12,7 @@ from helpers import ROOT, SMALL, tiny_agent
 
 def speed(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "benchmarks.speculative_speed",
-                           f"--config={ROOT / 'configs' / 'dmc.py'}:cartpole-balance", *args, *SMALL],
+                           f"--config={ROOT / 'tdmpc2_jax' / 'configs' / 'dmc.py'}:cartpole-balance", *args, *SMALL],
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
 
 
