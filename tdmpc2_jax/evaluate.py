@@ -193,3 +193,9 @@ def _evaluate_mjx(config, checkpoint, seed: int):
 if __name__ == "__main__":
     define_flags()
     app.run(main, flags_parser=parse_flags)
+
+
+def run() -> None:
+    """The `tdmpc2-evaluate` console script: the command line above."""
+    define_flags()
+    app.run(main, flags_parser=parse_flags)

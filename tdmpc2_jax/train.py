@@ -77,3 +77,9 @@ def _train(config):
 if __name__ == "__main__":
     define_flags()
     app.run(main, flags_parser=parse_flags)
+
+
+def run() -> None:
+    """The `tdmpc2-train` console script: the command line above."""
+    define_flags()
+    app.run(main, flags_parser=parse_flags)
