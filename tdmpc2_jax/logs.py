@@ -147,7 +147,8 @@ def _start_wandb(work_dir: str, settings: Mapping[str, Any]):
     try:
         import wandb
     except ImportError as err:
-        raise ValueError("enable_wandb=True needs the wandb package: pip install wandb") from err
+        raise ValueError("Weights & Biases logging (enable_wandb=True) needs the wandb extra: "
+                         "pip install 'tdmpc2_jax[wandb]'") from err
     os.environ["WANDB_SILENT"] = "true" if settings.get("silent") else "false"
     wandb.init(project=settings["project"], entity=settings.get("entity"), name=settings.get("name"),
                group=settings.get("group"), config=dict(settings.get("config", {})), dir=work_dir,

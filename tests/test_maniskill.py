@@ -72,7 +72,7 @@ def test_episodes_end_at_100_agent_steps(monkeypatch):
 
 def test_a_missing_package_and_a_missing_vulkan_device_are_one_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "mani_skill", None)
-    with pytest.raises(ImportError, match="mani_skill 3.0.1 and SAPIEN 3.*README"):
+    with pytest.raises(ImportError, match="mani_skill 3.0.1 and SAPIEN 3.*pip install --no-deps mani_skill==3.0.1"):
         make_host_env("lift-cube", seed=0)
 
     package = types.ModuleType("mani_skill")

@@ -60,5 +60,5 @@ def test_unknown_tasks_and_a_missing_package_are_one_clear_error(monkeypatch):
     for name in [m for m in sys.modules if m == "myosuite" or m.startswith("myosuite.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "myosuite", None)
-    with pytest.raises(ImportError, match=r"pip install -e \. \(or pip install myosuite==3.0.0\)"):
+    with pytest.raises(ImportError, match=r"the myosuite extra: pip install 'tdmpc2_jax\[myosuite\]'"):
         make_host_env("myo-pose", seed=0)

@@ -36,7 +36,7 @@ def _gymnasium():
     try:
         import gymnasium
     except ImportError as err:
-        raise ImportError("Gymnasium tasks need gymnasium: pip install -e . (or pip install 'gymnasium[mujoco,box2d]')") from err
+        raise ImportError("Gymnasium tasks need the gym extra: pip install 'tdmpc2_jax[gym]'") from err
     return gymnasium
 
 
@@ -78,7 +78,7 @@ class GymEnv(SeededOnce):
                 self._env = gymnasium.make(GYM_TASKS[task], render_mode="rgb_array",
                                            max_episode_steps=self.episode_length, **kwargs)
         except gymnasium.error.DependencyNotInstalled as err:
-            raise ImportError(f"{task} needs Box2D and pygame: pip install -e . (or pip install Box2D==2.3.10 pygame)") from err
+            raise ImportError(f"{task} needs Box2D and pygame, in the gym extra: pip install 'tdmpc2_jax[gym]'") from err
         self.task, self._seed, self._return, self.action_repeat = task, seed, 0.0, 1
         space = self._env.action_space
         self._low, self._high = space.low.astype(np.float64), space.high.astype(np.float64)

@@ -12,7 +12,7 @@ needs (YCB objects, faucets) are downloaded on first use without ManiSkill's int
 
 mani_skill 3.0.1 cannot be installed by pip's resolver beside this project: it imports
 pytorch_kinematics_ms, which asks for numpy<2 (JAX needs numpy 2), although it runs on numpy 2;
-the README gives the `--no-deps` command. SAPIEN, ManiSkill3's simulator, needs a Vulkan device even
+docs/install.md gives the `--no-deps` command (INSTALL). SAPIEN, ManiSkill3's simulator, needs a Vulkan device even
 for state observations (it builds render materials while loading robots): an NVIDIA driver, or on a
 CPU-only machine Mesa's lavapipe 24.3 or newer (Debian 12: mesa-vulkan-drivers from
 bookworm-backports). Without the package or the device, making a task is one error that says what
@@ -36,8 +36,9 @@ MANISKILL_TASKS = {
 }
 EPISODE_LENGTH = 100  # agent steps
 ACTION_REPEAT = 2
-INSTALL = ("mani_skill 3.0.1 and SAPIEN 3, installed without pip's resolver (one of their dependencies asks for "
-           "numpy<2): see the README's ManiSkill paragraph for the command")
+INSTALL = ("pip install 'tdmpc2_jax[gym,torch]' && pip install --no-deps mani_skill==3.0.1 sapien==3.0.3 mplib==0.1.1 "
+           "pytorch_kinematics==0.7.6 pytorch_kinematics_ms==0.7.3 arm_pytorch_utilities pytorch_seed dacite "
+           "transforms3d trimesh tyro GitPython tabulate defusedxml nvidia-ml-py opencv-python-headless")
 NO_DEVICE = ("ManiSkill tasks need a Vulkan device, also for state observations (SAPIEN loads robots with "
              "render materials) and SAPIEN found none: install an NVIDIA driver, or on a CPU-only machine "
              "Mesa's lavapipe 24.3 or newer (Debian 12: apt-get install -t bookworm-backports mesa-vulkan-drivers)")
@@ -56,13 +57,14 @@ def _make(env_id: str, control_mode: str):
     import importlib
     import os
 
-    import gymnasium
-
     os.environ.setdefault("MS_SKIP_ASSET_DOWNLOAD_PROMPT", "1")  # a training run cannot answer a prompt
     try:
+        import gymnasium
+
         importlib.import_module("mani_skill.envs")  # registers the tasks with gymnasium
     except ImportError as err:
-        raise ImportError(f"ManiSkill tasks need {INSTALL}") from err
+        raise ImportError("ManiSkill tasks need mani_skill 3.0.1 and SAPIEN 3, which pip's resolver cannot install "
+                          f"beside JAX (a dependency asks for numpy<2): {INSTALL}") from err
     try:
         return gymnasium.make(env_id, obs_mode="state", control_mode=control_mode, render_mode="rgb_array",
                               sim_backend="physx_cpu", num_envs=1)

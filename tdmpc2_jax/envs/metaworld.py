@@ -34,7 +34,7 @@ def _environments() -> dict[str, Any]:
         import metaworld.sawyer_xyz_env as sawyer
         from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE
     except ImportError as err:
-        raise ImportError("Meta-World tasks need metaworld: pip install -e . (or pip install metaworld==3.0.0)") from err
+        raise ImportError("Meta-World tasks need the metaworld extra: pip install 'tdmpc2_jax[metaworld]'") from err
     import mujoco
 
     def reset_mocap_welds(self) -> None:

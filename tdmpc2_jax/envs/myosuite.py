@@ -46,7 +46,7 @@ def _make(env_id: str):
 
             return myosuite_gym.make(env_id)
     except ImportError as err:
-        raise ImportError("MyoSuite tasks need myosuite: pip install -e . (or pip install myosuite==3.0.0)") from err
+        raise ImportError("MyoSuite tasks need the myosuite extra: pip install 'tdmpc2_jax[myosuite]'") from err
 
 
 class MyoSuiteEnv(SeededOnce):
