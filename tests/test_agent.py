@@ -18,6 +18,7 @@ def make_batch(cfg, key, batch_size=4, task=None):
                  terminated=jnp.zeros((h, batch_size)), task=task)
 
 
+@pytest.mark.slow
 def test_update_returns_finite_metrics_and_moves_every_part(tiny_cfg, key):
     agent = Agent(tiny_cfg)
     state = agent.init(key)
@@ -37,6 +38,7 @@ def test_update_returns_finite_metrics_and_moves_every_part(tiny_cfg, key):
     chex.assert_trees_all_close(new.target_qs, expect, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_update_is_deterministic_for_a_key_and_equals_injected_draws(tiny_cfg, key):
     agent = Agent(tiny_cfg)
     state, batch, k = agent.init(key), make_batch(tiny_cfg, key), jax.random.key(3)
@@ -47,6 +49,7 @@ def test_update_is_deterministic_for_a_key_and_equals_injected_draws(tiny_cfg, k
     chex.assert_trees_all_close(a, c, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_vmapped_update_over_seeds_equals_separate_updates(tiny_cfg):
     agent = Agent(tiny_cfg)
     keys = jax.random.split(jax.random.key(7), 2)
@@ -60,6 +63,7 @@ def test_vmapped_update_over_seeds_equals_separate_updates(tiny_cfg):
         chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], vmapped), single, rtol=2e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_repeated_updates_fit_a_fixed_batch(tiny_cfg, key):
     agent = Agent(tiny_cfg.replace(lr=3e-3))
     state, batch = agent.init(key), make_batch(tiny_cfg, key)
@@ -76,6 +80,7 @@ def test_repeated_updates_fit_a_fixed_batch(tiny_cfg, key):
     assert last[0] < 0.5 * first[0] and last[1] < first[1]
 
 
+@pytest.mark.slow
 def test_multitask_update_runs_and_keeps_masked_policy_dims_zero(tiny_multitask_cfg, key):
     agent = Agent(tiny_multitask_cfg)
     state = agent.init(key)

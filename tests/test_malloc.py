@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 PROGRAM = """
 import resource
 from tdmpc2_jax.malloc import reuse_freed_memory
@@ -32,6 +34,7 @@ def faults_per_call(**env) -> int:
     return int(out.stdout.split()[-1])
 
 
+@pytest.mark.slow
 def test_a_large_temporary_is_reused_not_mapped_again_on_every_call():
     ours = faults_per_call()
     system = faults_per_call(TDMPC2_JAX_MALLOC="system")

@@ -47,6 +47,7 @@ def test_the_shift_is_the_official_one():
     assert np.abs(np.asarray(swapped) - forward["enc_shifted"]).max() > 1.0
 
 
+@pytest.mark.slow
 def test_the_conv_encoder_is_the_official_one():
     forward, weights = np.load(FIXTURE / "forward.npz"), np.load(FIXTURE / "weights.npz")
     encoder = ConvEncoder(channels=8, simnorm_dim=8)
@@ -123,6 +124,7 @@ def pixel_config(**changes):
     return tiny.agent_config(**{**values, **changes})
 
 
+@pytest.mark.slow
 def test_pixel_world_model_shapes_and_shift_draws():
     cfg = pixel_config()
     model = WorldModel(cfg)

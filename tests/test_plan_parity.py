@@ -130,6 +130,7 @@ def test_plan_matches_the_official_planner(monkeypatch, name, case):
     assert ours == official
 
 
+@pytest.mark.slow
 def test_a_wrong_temperature_fails(monkeypatch):
     """The comparison is sharp enough to see a 10% error in the softmax temperature."""
     cfg = loaded("parity_official")[0].cfg

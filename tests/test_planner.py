@@ -95,6 +95,7 @@ def tiny_model(tiny_cfg):
     return model, params
 
 
+@pytest.mark.slow
 def test_actions_stay_in_bounds_and_the_plan_is_deterministic(tiny_model):
     model, params = tiny_model
     cfg = model.cfg
@@ -109,6 +110,7 @@ def test_actions_stay_in_bounds_and_the_plan_is_deterministic(tiny_model):
     chex.assert_shape(again.z, (cfg.latent_dim,))
 
 
+@pytest.mark.slow
 def test_vmapped_planning_equals_planning_each_observation(tiny_model):
     model, params = tiny_model
     cfg = model.cfg
@@ -139,6 +141,7 @@ def test_shared_start_rollout_gives_the_official_value_estimate(tiny_model):
     np.testing.assert_allclose(discount, 0.99 ** cfg.horizon, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_multitask_plans_leave_unused_action_dims_at_zero(tiny_multitask_cfg):
     model = WorldModel(tiny_multitask_cfg)
     params = model.init(jax.random.key(0))

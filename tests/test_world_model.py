@@ -20,6 +20,7 @@ def test_every_preset_has_the_official_parameter_count(size):
     chex.assert_shape(shapes["qs"]["layers_0"]["linear"]["kernel"], (cfg.num_q, cfg.latent_dim + 6, cfg.mlp_dim))
 
 
+@pytest.mark.slow
 def test_component_shapes_and_dtypes(tiny_cfg, key):
     cfg, m = tiny_cfg, WorldModel(tiny_cfg)
     params = m.init(key)
@@ -48,6 +49,7 @@ def test_reward_and_q_heads_start_at_exactly_zero(tiny_cfg, key):
     assert float(jnp.max(jnp.abs(m.q_values(params["qs"], z, a)))) == 0.0
 
 
+@pytest.mark.slow
 def test_weights_follow_the_official_init(key):
     cfg = make_config(dict(model_size=1, obs_dim=24, action_dim=6))
     params = WorldModel(cfg).init(key)

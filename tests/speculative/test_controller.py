@@ -15,6 +15,7 @@ from speculative_helpers import observations, run_steps
 
 
 @pytest.mark.parametrize("eval_mode", [True, False])
+@pytest.mark.slow
 def test_k1_reproduces_the_planner_actions_exactly(model, params, eval_mode):
     obs = observations(6)
     t0 = [True, False, False, True, False, False]
@@ -29,6 +30,7 @@ def test_k1_reproduces_the_planner_actions_exactly(model, params, eval_mode):
     assert bool(jnp.all(infos.replanned))
 
 
+@pytest.mark.slow
 def test_naive_k_calls_the_planner_once_every_k_steps_and_executes_the_plan(model, params):
     obs = observations(8)
     t0 = [True] + [False] * 7
@@ -47,6 +49,7 @@ def test_naive_k_calls_the_planner_once_every_k_steps_and_executes_the_plan(mode
     np.testing.assert_array_equal(np.asarray(infos.replanned), [1, 0, 1, 0, 0, 1, 0, 0])
 
 
+@pytest.mark.slow
 def test_the_fallback_fires_exactly_when_the_mismatch_exceeds_tau(model, params):
     obs = observations(30, seed=5)
     t0 = [True] + [False] * 29
@@ -62,6 +65,7 @@ def test_the_fallback_fires_exactly_when_the_mismatch_exceeds_tau(model, params)
     assert expected_fallback.any() and (inside & ~expected_fallback).any()
 
 
+@pytest.mark.slow
 def test_a_corrector_cap_replans_when_the_correction_is_too_large(model, params):
     spec = CorrectorSpec(kind="mlp", latent_dim=16, action_dim=1, max_k=3, hidden=8)
     corrector = Corrector(spec)
@@ -75,6 +79,7 @@ def test_a_corrector_cap_replans_when_the_correction_is_too_large(model, params)
     np.testing.assert_array_equal(np.asarray(infos.replanned), [1, 0, 0, 1, 0, 0])
 
 
+@pytest.mark.slow
 def test_a_batch_solve_gives_every_env_a_fresh_plan_unless_refresh_is_off(model, params):
     obs, keys = observations(2, seed=7), jax.random.split(jax.random.key(8), 2)
     actions, ks = {}, {}
@@ -105,6 +110,7 @@ def test_bad_settings_get_clear_messages(model):
     Speculator(model, SpecSettings(horizon_k=6, extension="plan"))  # plans with horizon 6
 
 
+@pytest.mark.slow
 def test_the_policy_mismatch_compares_the_priors_action_with_the_planned_one(model, params):
     obs = observations(12, seed=5)
     t0 = [True] + [False] * 11

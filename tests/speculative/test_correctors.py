@@ -9,6 +9,7 @@ from tdmpc2_jax.speculative.correctors import Corrector, CorrectorSpec, empty_hi
 
 
 @pytest.mark.parametrize("kind, history", [("mlp", 1), ("transformer", 4)])
+@pytest.mark.slow
 def test_an_untrained_corrector_is_the_identity(kind, history):
     spec = CorrectorSpec(kind=kind, latent_dim=16, action_dim=3, max_k=5, history=history, hidden=32, use_std=True)
     corrector = Corrector(spec)

@@ -3,6 +3,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from tdmpc2_jax.planner import init_plan_state, plan
 from tdmpc2_jax.speculative import plan_buffer
@@ -10,6 +11,7 @@ from tdmpc2_jax.speculative import plan_buffer
 from speculative_helpers import observations
 
 
+@pytest.mark.slow
 def test_the_buffer_beyond_the_horizon_follows_the_prior_and_the_dynamics(model, params):
     result, _ = plan(model, params, observations(1)[0], init_plan_state(3, 1), jax.random.key(3), jnp.asarray(True),
                      eval_mode=False)
