@@ -62,9 +62,9 @@ def time_segment(make_env, speculator, step, params, corrector_params, key: jax.
 def main(argv: list[str]) -> None:
     del argv
     config = start_command("checkpoint")
-    from tdmpc2_jax.envs.registry import make_host_env
+    from tdmpc2_jax.environments import make_env
     from tdmpc2_jax.loading import load_for_task
-    from tdmpc2_jax.loops.run import eval_seed
+    from tdmpc2_jax.run_record import eval_seed, resolve
     from tdmpc2_jax.speculative import fitting
     from tdmpc2_jax.speculative.calibration import read_calibration
     from tdmpc2_jax.speculative.controller import SpecSettings, Speculator
@@ -72,15 +72,16 @@ def main(argv: list[str]) -> None:
     from tdmpc2_jax.speculative.modes import protocol_modes
     from tdmpc2_jax.world_model import WorldModel
 
-    make_env = lambda: make_host_env(config.task, eval_seed(FLAGS.seed), config.episode_length)
     try:
-        if config.get("backend") == "mjx":
+        run = resolve(config)
+        if run.backend != "host":
             raise ValueError("this benchmark times host MuJoCo: pass --config=configs/dmc.py:TASK")
+        new_env = lambda: make_env(run, eval_seed(FLAGS.seed))
         ks = sorted({int(k) for k in FLAGS.k})
-        env = make_env()
-        agent_cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
+        env = new_env()
+        agent_cfg, params = load_for_task(FLAGS.checkpoint, run, env.obs_dim, env.action_dim)
         if FLAGS.correctors:
-            correctors = {name: fitting.load(path, config.task, agent_cfg.latent_dim, max(ks))[:2]
+            correctors = {name: fitting.load(path, run.task, agent_cfg.latent_dim, max(ks))[:2]
                           for name, path in fitting.named_dirs(FLAGS.correctors)}
         else:
             correctors = {}
@@ -90,7 +91,7 @@ def main(argv: list[str]) -> None:
                 correctors[kind] = (Corrector(spec), Corrector(spec).init(jax.random.key(0)))
     except (ValueError, FileNotFoundError) as err:
         fail(str(err))
-    taus = read_calibration(FLAGS.checkpoint, config.task, "host")
+    taus = read_calibration(FLAGS.checkpoint, run.task, "host")
     modes = [m for m in protocol_modes(ks, list(correctors), ("latent", "policy"))
              if not m.fallback or (m.k, m.mismatch) in taus]
     unknown = sorted(set(FLAGS.modes) - {m.name for m in modes})
@@ -107,16 +108,16 @@ def main(argv: list[str]) -> None:
         tau = jnp.asarray(taus[mode.k, mode.mismatch]) if mode.fallback else None
         speculator = Speculator(model, settings, tau=tau, corrector=corrector)
         runs[mode.name] = (speculator, jax.jit(speculator.step), corrector_params)
-    print(f"{config.task}: {len(modes)} modes, {FLAGS.rounds} rounds of {FLAGS.steps} steps each "
+    print(f"{run.task}: {len(modes)} modes, {FLAGS.rounds} rounds of {FLAGS.steps} steps each "
           f"({'trained' if FLAGS.correctors else 'untrained'} correctors), {jax.default_backend()}", flush=True)
     key = jax.random.key(FLAGS.seed)
-    for run in runs.values():  # compile every mode before timing any
-        time_segment(make_env, *run[:2], params, run[2], key, 2)
+    for mode_run in runs.values():  # compile every mode before timing any
+        time_segment(new_env, *mode_run[:2], params, mode_run[2], key, 2)
     seconds = {name: [] for name in runs}
     calls = {}
     for r in range(FLAGS.rounds):
         for name, (speculator, step, corrector_params) in runs.items():
-            mean, calls[name] = time_segment(make_env, speculator, step, params, corrector_params, key, FLAGS.steps)
+            mean, calls[name] = time_segment(new_env, speculator, step, params, corrector_params, key, FLAGS.steps)
             seconds[name].append(mean)
         print(f"round {r + 1}/{FLAGS.rounds}: full {1e3 * seconds['full'][-1]:.1f} ms/step", flush=True)
     full = statistics.median(seconds["full"])
@@ -130,7 +131,7 @@ def main(argv: list[str]) -> None:
               f"{calls[name]:10.3f} {full / median:7.2f}x")
     if FLAGS.out:
         with open(FLAGS.out, "w") as f:
-            json.dump(dict(task=config.task, checkpoint=FLAGS.checkpoint, steps=FLAGS.steps, rounds=FLAGS.rounds,
+            json.dump(dict(task=run.task, checkpoint=FLAGS.checkpoint, steps=FLAGS.steps, rounds=FLAGS.rounds,
                            trained_correctors=bool(FLAGS.correctors), backend=jax.default_backend(), rows=rows),
                       f, indent=1)
         print(f"wrote {FLAGS.out}")

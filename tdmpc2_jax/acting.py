@@ -1,6 +1,8 @@
 """Acting: one rollout of batched MJX environments and one episode runner on host MuJoCo, for
 every policy (the planner in eval mode, a speculative controller, calibration, the corrector's
-teacher), with episode totals that stop counting where an episode ends.
+teacher), with episode totals that stop counting where an episode ends; and the evaluators every
+loop and command uses: `evaluate` (host episodes), `evaluate_tasks` (each task of a multitask
+agent on host) and `evaluate_batched` (episodes at once on MJX).
 
 On MJX a policy is `policy(state, obs [N, obs_dim], keys [N], t0 [N]) -> (action [N, A], state,
 info)`; on host the same for one observation. `info` is any pytree the caller wants per step
@@ -8,15 +10,21 @@ info)`; on host the same for one observation. `info` is any pytree the caller wa
 """
 from __future__ import annotations
 
+import functools
 import time
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, Iterable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tdmpc2_jax.envs.mjx import MJXEnv
-from tdmpc2_jax.envs.mjx_multitask import MultitaskMJXEnv
+from tdmpc2_jax.planner import PlanState, init_plan_state, make_planner, plan_batch
+
+if TYPE_CHECKING:
+    from tdmpc2_jax.agent import Agent
+    from tdmpc2_jax.envs.mjx import MJXEnv
+    from tdmpc2_jax.envs.mjx_multitask import MultitaskMJXEnv
+    from tdmpc2_jax.world_model import WorldModel
 
 Policy = Callable[[Any, jax.Array, jax.Array, jax.Array], tuple[jax.Array, Any, Any]]
 
@@ -113,3 +121,100 @@ def host_episodes(env, policy: Callable[[Any, jax.Array, jax.Array, jax.Array], 
             on_episode(e, total, t)
     return HostEpisodes(np.asarray(returns), lengths, jax.tree.map(lambda *x: np.stack(x), *infos),
                         np.asarray(rewards, np.float64), seconds, np.asarray(successes, np.float64))
+
+
+# ---------------------------------------------------------------------- evaluators
+def episode_statistics(returns: Iterable[float], lengths: Iterable[int],
+                       successes: Iterable[float] | None = None) -> dict[str, Any]:
+    """Mean, spread and lengths of evaluation episodes, as logged to eval.csv (with the success rate
+    where the domain defines success: `successes` holds NaN where it does not)."""
+    returns, lengths = np.asarray(list(returns), np.float64), np.asarray(list(lengths))
+    stats = dict(episode_reward=float(returns.mean()), episode_reward_std=float(returns.std()),
+                 episode_reward_min=float(returns.min()), episode_length=float(lengths.mean()),
+                 returns=returns.tolist(), lengths=lengths.tolist())
+    successes = np.asarray([] if successes is None else list(successes), np.float64)
+    if successes.size and not np.isnan(successes).all():
+        stats["episode_success"] = float(np.nanmean(successes))
+    return stats
+
+
+class Planners:
+    """Jitted MPPI planners of one agent on host: with training noise (acting) and in eval mode."""
+
+    def __init__(self, agent: "Agent"):
+        self.horizon, self.obs_dim, self.action_dim = agent.cfg.horizon, agent.cfg.obs_dim, agent.cfg.action_dim
+        self.train_plan = make_planner(agent.model, eval_mode=False)
+        self.eval_plan = make_planner(agent.model, eval_mode=True)
+
+    def initial_state(self) -> PlanState:
+        return init_plan_state(self.horizon, self.action_dim)
+
+    def act(self, params, obs: np.ndarray, plan_state: PlanState, key: jax.Array, t0: bool, eval_mode: bool,
+            task: int | None = None) -> tuple[np.ndarray, PlanState]:
+        """(action [A], the next warm start) for one observation [obs_dim] (task: a multitask agent's index)."""
+        plan = self.eval_plan if eval_mode else self.train_plan
+        task = None if task is None else jnp.asarray(task, jnp.int32)
+        result, plan_state = plan(params, jnp.asarray(obs), plan_state, key, jnp.asarray(t0), task)
+        return np.asarray(result.action), plan_state
+
+
+def evaluate(env, planners: Planners, params, key: jax.Array, episodes: int,
+             on_frame: Callable[[np.ndarray], None] | None = None, task: int | None = None) -> dict[str, Any]:
+    """`episodes` host episodes with the planner in eval mode: returns, lengths and their statistics.
+
+    `on_frame` receives the rendered frames of the first episode; `task` is the task index of a
+    multitask agent.
+    """
+    task = None if task is None else jnp.asarray(task, jnp.int32)
+
+    def policy(plan_state, obs, k, t0):
+        result, plan_state = planners.eval_plan(params, obs, plan_state, k, t0, task)
+        return result.action, plan_state, ()
+
+    run = host_episodes(env, policy, planners.initial_state, key, episodes, on_frame)
+    return episode_statistics(run.returns, run.lengths, run.successes)
+
+
+def evaluate_tasks(envs: list, tasks: tuple[str, ...], planners: Planners, params, key: jax.Array,
+                   episodes: int) -> dict[str, Any]:
+    """`evaluate` on each env of a multitask agent's set `tasks` (padded envs, each with its task's
+    name): the mean over them and each one's return (and success rate where its domain has one)."""
+    indices = [tasks.index(env.task) for env in envs]
+    per_task = [evaluate(env, planners, params, jax.random.fold_in(key, i), episodes, task=i)
+                for i, env in zip(indices, envs)]
+    result = episode_statistics([r for one in per_task for r in one["returns"]],
+                                [n for one in per_task for n in one["lengths"]])
+    result["episode_reward"] = float(np.mean([r["episode_reward"] for r in per_task]))
+    result.update({f"episode_reward+{env.task}": r["episode_reward"] for env, r in zip(envs, per_task)})
+    successes = {f"episode_success+{env.task}": r["episode_success"] for env, r in zip(envs, per_task)
+                 if "episode_success" in r}
+    if successes:  # the mean over the tasks that define success, and each one's
+        result["episode_success"] = float(np.mean(list(successes.values())))
+        result.update(successes)
+    return result
+
+
+class EvalResult(NamedTuple):
+    returns: jax.Array  # [E]
+    lengths: jax.Array  # [E] int32
+    trace: Any = None  # rollout's trace, leaves [T, E, ...]
+
+
+def evaluate_batched(model: "WorldModel", env: "MJXEnv | MultitaskMJXEnv", params, key: jax.Array, episodes: int,
+                     trace: Callable[[Any], Any] | None = None,
+                     on_progress: Callable[[int], None] | None = None) -> EvalResult:
+    """`episodes` MJX episodes at once with the planner in eval mode (one rollout of episode_length
+    steps; jit it with `episodes` static); a multitask agent runs them task-major, episodes / T of
+    each task. `trace`: what to keep of each step's environment state; `on_progress`: progress
+    reports (`rollout`)."""
+    cfg, task = model.cfg, env.task_index(episodes)
+    plan_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (episodes,) + x.shape),
+                              init_plan_state(cfg.horizon, cfg.action_dim))
+    plan = functools.partial(plan_batch, model, eval_mode=True)
+
+    def policy(plan_state, obs, keys, t0):
+        result, plan_state = plan(params, obs, plan_state, keys, t0, task)
+        return result.action, plan_state, ()
+
+    result = rollout(env, policy, plan_state, key, episodes, env.episode_length, trace, on_progress)
+    return EvalResult(result.returns, result.lengths, result.trace)

@@ -79,9 +79,13 @@ def start_command(*required: str):
 
 def setup_process(config=None) -> None:
     """What a command line sets for its whole process before any JAX work: freed memory kept in
-    the process (malloc.py), libraries' logging at WARNING, and the compilation cache of `config`."""
+    the process (malloc.py), headless rendering (MUJOCO_GL=egl unless the user chose a backend),
+    libraries' logging at WARNING, and the compilation cache of `config`."""
+    from tdmpc2_jax.envs.pixels import DEFAULTED
     from tdmpc2_jax.malloc import reuse_freed_memory
 
+    if "MUJOCO_GL" not in os.environ:  # before dm_control loads MuJoCo's renderer
+        os.environ.update({"MUJOCO_GL": "egl", DEFAULTED: "1"})
     reuse_freed_memory()
     logging.set_verbosity(logging.WARNING)  # orbax reports every file it writes at INFO
     if config is not None:
@@ -140,6 +144,15 @@ def episode_progress(episodes: int):
                                           flush=True)
 
 
+def input_errors() -> tuple[type[Exception], ...]:
+    """The errors that mean the input cannot work (a bad key, task, file or missing extra): one
+    line, exit 2, at every command's error edge."""
+    from tdmpc2_jax.envs.maniskill import ManiSkillUnavailable
+    from tdmpc2_jax.envs.pixels import RendererUnavailable
+
+    return ValueError, FileNotFoundError, ImportError, RendererUnavailable, ManiSkillUnavailable
+
+
 @contextlib.contextmanager
 def error_edge(run_dir: str | Callable[[], str | None] | None = None,
                usage_errors: tuple[type[Exception], ...] | None = None) -> Iterator[None]:
@@ -167,8 +180,10 @@ def error_edge(run_dir: str | Callable[[], str | None] | None = None,
     _silence_async_teardown_noise()
     try:
         yield
-    except usage_errors as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
+    except usage_errors as err:  # its message says what to change: no type name, no log
+        from tdmpc2_jax.checkpoints import error_summary
+
+        print(f"error: {error_summary(err)}", file=sys.stderr)
         sys.exit(2)
     except Exception as err:
         print(f"error: {_one_line(err)} ({_write_error_log(err, run_dir)})", file=sys.stderr)

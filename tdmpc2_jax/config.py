@@ -6,8 +6,9 @@ only ever sees this record, so it can be a static argument of jitted functions.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any, Mapping
+
+from tdmpc2_jax.names import close_matches
 
 # Model-size presets of the official code (parameters in millions -> architecture keys).
 MODEL_SIZES: dict[int, dict[str, int]] = {
@@ -177,12 +178,6 @@ class Config:
 
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Config))
-
-
-def close_matches(name: str, options) -> str:
-    """A ' (did you mean ...?)' hint, or ''."""
-    matches = difflib.get_close_matches(name, list(options), n=3, cutoff=0.6)
-    return f" (did you mean {', '.join(repr(m) for m in matches)}?)" if matches else ""
 
 
 def _leading_dim(shape: Any) -> int:

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, start_command, step_progress
-from tdmpc2_jax.loading import for_task
+from tdmpc2_jax.cli import define_config_flags, error_edge, input_errors, parse_flags, start_command, step_progress
 
 FLAGS = flags.FLAGS
 
@@ -41,153 +40,55 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
     del argv
     config = start_command("checkpoint")
-    seed = config.seed if FLAGS.seed is None else FLAGS.seed
-    from tdmpc2_jax.envs.task_sets import task_set_of
+    from tdmpc2_jax import evaluation
     from tdmpc2_jax.loading import read_checkpoint
+    from tdmpc2_jax.run_record import resolve
 
-    try:
-        task_set = task_set_of(config)
-        checkpoint = read_checkpoint(FLAGS.checkpoint)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        fail(str(err))
-    if task_set is not None or checkpoint[0].multitask:
-        return _evaluate_set(config, checkpoint, task_set, seed)
-    if FLAGS.tasks:
-        fail("--tasks selects tasks of a task set: give one, e.g. --config=configs/dmc.py:mt30")
-    if config.backend == "mjx":
-        if config.obs == "rgb":
-            fail("obs=rgb evaluates on host MuJoCo: use --config=configs/dmc.py:" + config.task)
-        returns, lengths, frames = _evaluate_mjx(config, checkpoint, seed)
-        success = None
-    else:
-        returns, lengths, success, frames = _evaluate_host(config, checkpoint, seed)
-    print(f"{config.task}: {FLAGS.episodes} episodes, return mean {returns.mean():.1f}, std {returns.std():.1f}, "
-          f"min {returns.min():.1f}; episode lengths {sorted(set(lengths))}"
-          + ("" if success is None else f"; success {success:.2f}"))
-    if FLAGS.video:
+    seed, episodes, video = config.seed if FLAGS.seed is None else FLAGS.seed, FLAGS.episodes, bool(FLAGS.video)
+    with error_edge(usage_errors=input_errors()):
+        run, checkpoint = resolve(config), read_checkpoint(FLAGS.checkpoint)
+        if run.task_set is not None or checkpoint[0].multitask:
+            tasks = FLAGS.tasks.split(",") if FLAGS.tasks else None
+            result = evaluation.evaluate_set(run, FLAGS.checkpoint, checkpoint, tasks, episodes, seed, video,
+                                             on_task=print_task)
+            write_set(result, FLAGS.csv or f"evaluation-{result.name}.csv")
+        elif FLAGS.tasks:
+            raise ValueError("--tasks selects tasks of a task set: give one, e.g. --config=configs/dmc.py:mt30")
+        else:
+            result = evaluation.evaluate_task(run, FLAGS.checkpoint, checkpoint, episodes, seed, video,
+                                              step_progress(run.episode_length))
+            print(f"{run.task}: {episodes} episodes, return mean {result.returns.mean():.1f}, std "
+                  f"{result.returns.std():.1f}, min {result.returns.min():.1f}; episode lengths "
+                  f"{sorted(set(result.lengths))}" + ("" if result.success is None else f"; success {result.success:.2f}"))
+    if video:
         import imageio
 
-        imageio.mimsave(FLAGS.video, frames, fps=30)
-        print(f"wrote {FLAGS.video} ({len(frames)} frames)")
+        imageio.mimsave(FLAGS.video, result.frames, fps=30)
+        print(f"wrote {FLAGS.video} ({len(result.frames)} frames)")
 
 
-def _evaluate_set(config, checkpoint, task_set, seed: int) -> None:
-    """Every selected task of a multitask checkpoint on host MuJoCo: a line each, the mean, a CSV."""
+def print_task(row: dict) -> None:
+    """One line per evaluated task of a set."""
+    if not row["episodes"]:
+        print(f"{row['task']:<26} not evaluated: {row['note']}", flush=True)
+        return
+    success = "" if row["success"] == "" else f", success {row['success']:.2f}"
+    print(f"{row['task']:<26} return {row['return_mean']:8.1f} +- {row['return_std']:6.1f} "
+          f"({row['episodes']} episodes){success}", flush=True)
+
+
+def write_set(result, path: str) -> None:
+    """The mean over the evaluated tasks, and every task's row in a CSV at `path`."""
     import csv
 
-    import jax
-    import numpy as np
-
-    from tdmpc2_jax.agent import Agent
-    from tdmpc2_jax.config import close_matches
-    from tdmpc2_jax.envs.multitask import PaddedEnv
-    from tdmpc2_jax.envs.registry import make_host_env
-    from tdmpc2_jax.loading import for_set
-    from tdmpc2_jax.loops.host import Planners, evaluate
-    from tdmpc2_jax.loops.run import eval_seed, set_episode_length
-
-    if config.backend != "dmc":
-        fail("multitask evaluation runs on host MuJoCo: use --config=configs/dmc.py:" + config.task)
-    if config.obs != "state":
-        fail("multitask agents take state observations (the official code has no multitask pixel agent)")
-    try:
-        model = for_set(FLAGS.checkpoint, checkpoint, config, task_set)
-    except ValueError as err:
-        fail(str(err))
-    tasks = model.task_set.tasks
-    selected = FLAGS.tasks.split(",") if FLAGS.tasks else list(tasks) if task_set else [config.task]
-    unknown = [t for t in selected if t not in tasks]
-    if unknown:
-        fail(f"{', '.join(unknown)} not in the checkpoint's task set {model.task_set.name}"
-             f"{close_matches(unknown[0], tasks)}")
-    if FLAGS.video and len(selected) != 1:
-        fail("--video records one task: select it with --tasks TASK")
-    cfg, planners, key = model.agent_cfg, Planners(Agent(model.agent_cfg)), jax.random.key(seed)
-    rows, frames = [], []
-    for task in selected:
-        index = tasks.index(task)
-        row = dict(task=task, index=index, episodes=0, return_mean="", return_std="", success="", note="")
-        try:
-            env = make_host_env(task, eval_seed(seed) + index, set_episode_length(config))
-            env = PaddedEnv(env, cfg.obs_dim, cfg.action_dim)
-            if env.inner.action_dim > cfg.action_dims[index]:
-                raise ValueError(f"{task} has {env.inner.action_dim} actions, the checkpoint's task {index} "
-                                 f"{cfg.action_dims[index]}")
-        except ValueError as err:
-            print(f"{task:<26} not evaluated: {err}")
-            rows.append({**row, "note": str(err)})
-            continue
-        stats = evaluate(env, planners, model.params, jax.random.fold_in(key, index), FLAGS.episodes,
-                         on_frame=frames.append if FLAGS.video else None, task=index)
-        success = stats.get("episode_success")
-        print(f"{task:<26} return {stats['episode_reward']:8.1f} +- {stats['episode_reward_std']:6.1f} "
-              f"({FLAGS.episodes} episodes)" + ("" if success is None else f", success {success:.2f}"), flush=True)
-        rows.append({**row, "episodes": FLAGS.episodes, "return_mean": stats["episode_reward"],
-                     "return_std": stats["episode_reward_std"], "success": "" if success is None else success})
-    done = [r["return_mean"] for r in rows if r["episodes"]]
+    done = [r["return_mean"] for r in result.rows if r["episodes"]]
     if done:
-        print(f"mean over {len(done)} of {len(selected)} tasks: {np.mean(done):.1f}")
-    path = FLAGS.csv or f"evaluation-{model.task_set.name}.csv"
+        print(f"mean over {len(done)} of {len(result.rows)} tasks: {sum(done) / len(done):.1f}")
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(result.rows[0]))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(result.rows)
     print(f"wrote {path}")
-    if FLAGS.video:
-        import imageio
-
-        imageio.mimsave(FLAGS.video, frames, fps=30)
-        print(f"wrote {FLAGS.video} ({len(frames)} frames)")
-
-
-def _evaluate_host(config, checkpoint, seed: int):
-    import jax
-    import numpy as np
-
-    from tdmpc2_jax.agent import Agent
-    from tdmpc2_jax.envs.maniskill import ManiSkillUnavailable
-    from tdmpc2_jax.envs.pixels import RendererUnavailable, select_renderer
-    from tdmpc2_jax.envs.registry import make_host_env
-    from tdmpc2_jax.loops.host import Planners, evaluate
-    from tdmpc2_jax.loops.run import eval_seed
-
-    try:
-        if config.obs == "rgb":
-            select_renderer()
-        env = make_host_env(config.task, eval_seed(seed), config.episode_length, config.obs)
-        agent_cfg, params = for_task(FLAGS.checkpoint, checkpoint, config, env.obs_shape, env.action_dim)
-    except (ValueError, FileNotFoundError, ImportError, RendererUnavailable, ManiSkillUnavailable) as err:
-        fail(str(err))
-    frames: list[np.ndarray] = []
-    result = evaluate(env, Planners(Agent(agent_cfg)), params, jax.random.key(seed), FLAGS.episodes,
-                      on_frame=frames.append if FLAGS.video else None)
-    return np.asarray(result["returns"]), [int(n) for n in result["lengths"]], result.get("episode_success"), frames
-
-
-def _evaluate_mjx(config, checkpoint, seed: int):
-    import jax
-    import numpy as np
-
-    from tdmpc2_jax import xla
-    from tdmpc2_jax.agent import Agent
-    from tdmpc2_jax.envs.mjx import MJXEnv
-    from tdmpc2_jax.loops.device import DeviceLoop
-    from tdmpc2_jax.loops.run import eval_seed
-
-    try:
-        env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
-        agent_cfg, params = for_task(FLAGS.checkpoint, checkpoint, config, env.obs_dim, env.action_dim)
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        fail(str(err))
-    loop = DeviceLoop(Agent(agent_cfg), env, num_envs=FLAGS.episodes, seed_steps=0)
-    trace = env.physics if FLAGS.video else None
-    progress = step_progress(env.episode_length)  # a line at every tenth of the batched steps
-    result = xla.jit(lambda p, k: loop.evaluate(p, k, FLAGS.episodes, trace, progress))(
-        params, jax.random.key(eval_seed(seed)))
-    lengths = [int(n) for n in np.asarray(result.lengths)]
-    # the video: the first episode, drawn on host MuJoCo from its physics states
-    frames = env.draw(jax.tree.map(lambda x: np.asarray(x[:lengths[0], 0]), result.trace)) if FLAGS.video else []
-    return np.asarray(result.returns), lengths, frames
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import jax
 
 from tdmpc2_jax.config import Config
 from tdmpc2_jax.envs.task_sets import TaskSet, episode_length_of, known_set_of_size
+from tdmpc2_jax.run_record import Run
 from tdmpc2_jax.types import Params
 
 ARCHITECTURE_KEYS = ("num_enc_layers", "enc_dim", "num_channels", "mlp_dim", "latent_dim", "num_q", "simnorm_dim",
@@ -47,29 +48,27 @@ def starting_weights(path: str, agent_cfg: Config) -> tuple[Params, Params]:
     return params, target_qs
 
 
-def load_for_task(path: str, config, obs_shape: int | tuple[int, ...], action_dim: int) -> tuple[Config, Params]:
-    """(agent Config, params) of a single-task checkpoint, planning settings from `config`; checks the task's shapes."""
-    return for_task(path, read_checkpoint(path), config, obs_shape, action_dim)
+def load_for_task(path: str, run: Run, obs_shape: int | tuple[int, ...], action_dim: int) -> tuple[Config, Params]:
+    """(agent Config, params) of a single-task checkpoint, planning settings from `run`; checks the task's shapes."""
+    return for_task(path, read_checkpoint(path), run, obs_shape, action_dim)
 
 
-def for_task(path: str, checkpoint: tuple[Config, Params], config, obs_shape: int | tuple[int, ...],
+def for_task(path: str, checkpoint: tuple[Config, Params], run: Run, obs_shape: int | tuple[int, ...],
              action_dim: int):
     """`load_for_task` of a checkpoint already read from `path` (obs_shape: the task's obs_dim or image shape)."""
-    from tdmpc2_jax.loops.run import agent_config
-
     ckpt_cfg, params = checkpoint
     obs_shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
     if ckpt_cfg.multitask:
         raise ValueError(f"checkpoint {path} is multitask ({ckpt_cfg.num_tasks} tasks): evaluate it with its task "
                          f"set, e.g. --config=configs/dmc.py:mt30, or with --config.tasks listing its tasks")
-    if ckpt_cfg.obs != config.obs:
+    if ckpt_cfg.obs != run.obs:
         raise ValueError(f"checkpoint {path} was trained on {ckpt_cfg.obs} observations: evaluate it with "
-                         f"--config.obs={ckpt_cfg.obs} (this run has obs={config.obs})")
+                         f"--config.obs={ckpt_cfg.obs} (this run has obs={run.obs})")
     if (ckpt_cfg.obs_shape, ckpt_cfg.action_dim) != (obs_shape, action_dim):
         shape = lambda s: "x".join(map(str, s))
         raise ValueError(f"checkpoint {path} is for obs {shape(ckpt_cfg.obs_shape)} / action {ckpt_cfg.action_dim}, "
-                         f"task {config.task} has obs {shape(obs_shape)} / action {action_dim}")
-    agent_cfg = agent_config(config, obs_shape, action_dim, config.episode_length)
+                         f"task {run.task} has obs {shape(obs_shape)} / action {action_dim}")
+    agent_cfg = run.agent_config(obs_shape, action_dim, run.episode_length)
     return agent_cfg.replace(**{k: getattr(ckpt_cfg, k) for k in ARCHITECTURE_KEYS}), params
 
 
@@ -84,14 +83,12 @@ def _names_known(cfg: Config) -> bool:
     return cfg.tasks != tuple(f"task{i}" for i in range(cfg.num_tasks))
 
 
-def for_set(path: str, checkpoint: tuple[Config, Params], config, task_set: TaskSet | None) -> MultitaskModel:
-    """A multitask checkpoint (read from `path`) with its task set, planning settings from `config`.
+def for_set(path: str, checkpoint: tuple[Config, Params], run: Run, task_set: TaskSet | None) -> MultitaskModel:
+    """A multitask checkpoint (read from `path`) with its task set, planning settings from `run`.
 
     The set is `task_set`, else the one the checkpoint names, else the official set with as many
     tasks (mt30, mt80). Refuses a single-task checkpoint, a set of another size or other names.
     """
-    from tdmpc2_jax.loops.run import multitask_agent_config
-
     ckpt_cfg, params = checkpoint
     if not ckpt_cfg.multitask:
         wanted = f"the task set {task_set.name}" if task_set else "a task set"
@@ -110,6 +107,6 @@ def for_set(path: str, checkpoint: tuple[Config, Params], config, task_set: Task
         raise ValueError(f"checkpoint {path} was trained on other tasks: its task {i} is {named.tasks[i]}, "
                          f"the set's is {task_set.tasks[i]}")
     lengths = ckpt_cfg.episode_lengths if named else tuple(episode_length_of(t) for t in task_set.tasks)
-    agent_cfg = multitask_agent_config(config, task_set, obs_dim=ckpt_cfg.obs_dim, action_dims=ckpt_cfg.action_dims,
-                                       episode_lengths=lengths, task_dim=ckpt_cfg.task_dim)
+    agent_cfg = run.multitask_agent_config(task_set, obs_dim=ckpt_cfg.obs_dim, action_dims=ckpt_cfg.action_dims,
+                                           episode_lengths=lengths, task_dim=ckpt_cfg.task_dim)
     return MultitaskModel(agent_cfg.replace(**{k: getattr(ckpt_cfg, k) for k in ARCHITECTURE_KEYS}), params, task_set)

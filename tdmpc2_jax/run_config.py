@@ -1,6 +1,6 @@
 """The run config of the command lines (official key names): the agent's settings with the defaults
 of `config.Config`, the run's own keys, and the MJX loop's. configs/dmc.py and configs/mjx.py start
-from these; a `--config.key=value` override reaches the agent through `loops.run.agent_config`."""
+from these; a command resolves the result once into a `run_record.Run`."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,12 +9,9 @@ from ml_collections import config_dict
 
 from tdmpc2_jax.config import SIZE_KEYS, Config
 from tdmpc2_jax.envs.registry import task_defaults
+from tdmpc2_jax.run_record import DERIVED
 
 COMPILATION_CACHE = "~/.cache/tdmpc2_jax/xla"  # the default of every run config's compilation_cache
-
-# Config fields a run derives instead of reading them (from the environment, or from the task set)
-DERIVED = ("obs_dim", "image_shape", "action_dim", "multitask", "tasks", "obs_dims", "action_dims", "episode_lengths",
-           "task_dim")
 
 
 def base_config(task: str) -> config_dict.ConfigDict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, start_command
+from tdmpc2_jax.cli import define_config_flags, error_edge, input_errors, parse_flags, start_command
 
 FLAGS = flags.FLAGS
 
@@ -25,16 +25,12 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
     del argv
     config = start_command()
-    from tdmpc2_jax.envs.maniskill import ManiSkillUnavailable
-    from tdmpc2_jax.envs.pixels import RendererUnavailable
-    from tdmpc2_jax.loops.run import NonFiniteLoss
+    from tdmpc2_jax.run_record import resolve
 
-    try:
-        result = _train(config)
-    except NonFiniteLoss as err:
-        fail(str(err), code=1)
-    except (ValueError, FileNotFoundError, ImportError, RendererUnavailable, ManiSkillUnavailable) as err:
-        fail(str(err))
+    run = None
+    with error_edge(lambda: run and run.work_dir, usage_errors=input_errors()):
+        run = resolve(config)
+        result = train(run, config)
     if result:
         at = (f"{result['agent_step']:,} agent steps" if "agent_step" in result
               else f"{result['update']:,} updates" if "update" in result
@@ -43,35 +39,24 @@ def main(argv: list[str]) -> None:
               f"min {result['episode_reward_min']:.1f}) over {len(result['returns'])} episodes")
 
 
-def _train(config):
-    from tdmpc2_jax.envs.task_sets import task_set_of
-    from tdmpc2_jax.loops import host
+def train(run, config) -> dict:
+    """Runs the loop of the run's backend; returns its last evaluation. `config` supplies only the
+    several-host settings that start JAX's distributed runtime (a side effect of this command)."""
+    if run.backend == "offline":
+        from tdmpc2_jax.loops import offline
 
-    if config.backend == "dmc":
-        from tdmpc2_jax.envs.registry import check_task
+        return offline.train(run)
+    if run.backend == "host":
+        from tdmpc2_jax.loops import host
 
-        task_set = task_set_of(config)
-        for task in task_set.tasks if task_set else [config.task]:
-            check_task(task)
-        if config.data_dir:
-            from tdmpc2_jax.loops import offline
+        return host.train(run)
+    if config.distributed:
+        from tdmpc2_jax.sharding import initialize_distributed
 
-            return offline.train(config)
-        return host.train(config)
-    if config.backend == "mjx" and "num_envs" in config:
-        if config.distributed:
-            from tdmpc2_jax.sharding import initialize_distributed
+        initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)
+    from tdmpc2_jax.loops import mjx_run
 
-            initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)
-        from tdmpc2_jax.envs.mjx import playground_name
-        from tdmpc2_jax.loops import mjx_run
-
-        task_set = task_set_of(config)
-        for task in task_set.tasks if task_set else [config.task]:
-            playground_name(task, config.impl)
-        return mjx_run.train(config)[0]
-    raise ValueError(f"backend={config.backend!r}: use --config=configs/dmc.py:TASK (host MuJoCo) or "
-                     "--config=configs/mjx.py:TASK (MJX)")
+    return mjx_run.train(run)[0]
 
 
 if __name__ == "__main__":

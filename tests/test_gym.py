@@ -10,6 +10,7 @@ from helpers import rows
 
 from tdmpc2_jax.envs.gym import GYM_TASKS, GymEnv, episode_length_of
 from tdmpc2_jax.envs.registry import make_host_env
+from tdmpc2_jax.run_record import resolve
 
 
 @pytest.mark.parametrize("task, obs_dim, action_dim", [
@@ -90,7 +91,7 @@ def test_the_host_loop_stores_terminations_and_trains_the_termination_head(tmp_p
     config = tiny.run_config("dmc.py", "mujoco-hopper", tmp_path, steps=300, seed_steps=150, episode_length=100,
                              eval_freq=300, checkpoint_every=1000)
     assert config.episodic
-    host.train(config)
+    host.train(resolve(config))
     from tdmpc2_jax import checkpoints
 
     step = checkpoints.latest_step(str(tmp_path / "checkpoints"))

@@ -11,6 +11,7 @@ from helpers import rows
 
 from tdmpc2_jax.envs.registry import make_host_env
 from tdmpc2_jax.envs.task_sets import TASK_SETS
+from tdmpc2_jax.run_record import resolve
 
 
 @pytest.mark.slow
@@ -64,7 +65,7 @@ def test_a_multitask_run_over_two_domains_logs_success_where_it_is_defined(tmp_p
 
     config = tiny.run_config("dmc.py", "cartpole-balance", tmp_path, tasks="cartpole-balance,mw-reach", steps=40,
                              seed_steps=20, episode_length=20, eval_freq=40, checkpoint_every=1000)
-    host.train(config)
+    host.train(resolve(config))
     first = rows(tmp_path / "eval.csv")[0]
     assert first["episode_success+cartpole-balance"] == "" and first["episode_success+mw-reach"] in ("0", "1")
     assert first["episode_success"] == first["episode_success+mw-reach"]

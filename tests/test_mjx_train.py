@@ -12,7 +12,9 @@ import pytest
 
 from tdmpc2_jax import checkpoints
 from tdmpc2_jax.agent import Agent
-from tdmpc2_jax.loops import mjx_run, host, run
+from tdmpc2_jax import acting
+from tdmpc2_jax.loops import host, mjx_run
+from tdmpc2_jax.run_record import resolve
 
 import tiny
 from helpers import ROOT, SMALL, rows
@@ -31,8 +33,8 @@ def run_cli(module, config_file, task, *flags):
 def test_a_run_logs_checkpoints_resumes_exactly_and_evaluates_on_host(tmp_path):
     straight = tmp_path / "straight"
     config = tiny_config(straight)
-    program = mjx_run.CompiledRun(config, mjx_run.population([config.seed], [config.lr]))
-    result = mjx_run.train(config, program=program)[0]
+    program = mjx_run.CompiledRun(resolve(config), mjx_run.population([config.seed], [config.lr]))
+    result = mjx_run.train(resolve(config), program=program)[0]
     evals = rows(straight / "eval.csv")
     # seed phase: 2 batched steps (8 transitions), then chunks of 5 (20 transitions): boundaries at 28, 48, 68;
     # evals at 0, at the first boundary at or after 40, and at the end; a checkpoint at 48 and at the end
@@ -51,7 +53,7 @@ def test_a_run_logs_checkpoints_resumes_exactly_and_evaluates_on_host(tmp_path):
     shutil.copytree(straight, split)
     shutil.rmtree(split / "checkpoints" / "68")
     assert checkpoints.latest_step(str(split / "checkpoints")) == 48
-    mjx_run.train(tiny_config(split, resume=True), program=program)  # another work dir: the same programs
+    mjx_run.train(resolve(tiny_config(split, resume=True)), program=program)  # another work dir: the same programs
     _, params_a, target_a = checkpoints.load_model(str(straight / "checkpoints"))
     _, params_b, target_b = checkpoints.load_model(str(split / "checkpoints"))
     chex.assert_trees_all_equal((params_a, target_a), (params_b, target_b))
@@ -61,10 +63,10 @@ def test_a_run_logs_checkpoints_resumes_exactly_and_evaluates_on_host(tmp_path):
         [(r["agent_step"], r["episode"]) for r in train]
 
     with pytest.raises(ValueError, match="the CompiledRun given was built for another config"):
-        mjx_run.train(tiny_config(split, resume=True, lr=1e-3), program=program)
+        mjx_run.train(resolve(tiny_config(split, resume=True, lr=1e-3)), program=program)
     # another config's checkpoint is refused, naming the difference
     with pytest.raises(ValueError, match="num_envs: run has 2, checkpoint has 4"):
-        mjx_run.train(tiny_config(split, resume=True, num_envs=2))
+        mjx_run.train(resolve(tiny_config(split, resume=True, num_envs=2)))
 
     # the MJX-trained model evaluates on host dm_control
     out = run_cli("evaluate", "dmc.py", "cartpole-balance", f"--checkpoint={straight / 'checkpoints'}",
@@ -76,10 +78,10 @@ def test_a_run_logs_checkpoints_resumes_exactly_and_evaluates_on_host(tmp_path):
 @pytest.mark.slow
 def test_a_host_checkpoint_evaluates_on_mjx(tmp_path):
     config = tiny_config(tmp_path)
-    cfg = run.agent_config(config, 5, 1, 10)
+    cfg = resolve(config).agent_config(5, 1, 10)
     agent = Agent(cfg)
     state = agent.init(jax.random.key(0))
-    plan_state = host.Planners(agent).initial_state()
+    plan_state = acting.Planners(agent).initial_state()
     checkpoints.save(str(tmp_path / "checkpoints"), 1, host.run_tree(state, plan_state, jax.random.key(1), None), cfg)
     out = run_cli("evaluate", "mjx.py", "cartpole-balance", f"--checkpoint={tmp_path / 'checkpoints'}", "--episodes=3",
                   f"--video={tmp_path / 'eval.mp4'}", *SMALL)
@@ -94,7 +96,7 @@ def test_a_host_checkpoint_evaluates_on_mjx(tmp_path):
 @pytest.mark.slow
 def test_init_from_starts_every_member_from_the_checkpoint_with_its_own_learning_rate(tmp_path):
     config = tiny_config(tmp_path)
-    program = mjx_run.CompiledRun(config, mjx_run.population([1], [1e-3, 3e-4]))
+    program = mjx_run.CompiledRun(resolve(config), mjx_run.population([1], [1e-3, 3e-4]))
     params = Agent(program.agent_cfg).init(jax.random.key(7)).params
     carry = program.warm_started(program.initial_carry(), params, params["qs"])
     for member in range(2):
@@ -110,12 +112,12 @@ def test_init_from_starts_every_member_from_the_checkpoint_with_its_own_learning
 def test_updates_per_step_defaults_to_the_official_one_update_per_transition():
     config = tiny.load_config("mjx.py", "cartpole-balance")
     assert config.updates_per_step is None
-    assert mjx_run.updates_per_step(config) == config.num_envs == 64
+    assert resolve(config).updates_per_step == config.num_envs == 64
     config.num_envs = 16
-    assert mjx_run.updates_per_step(config) == 16
+    assert resolve(config).updates_per_step == 16
     for explicit in (0, 1, 4):  # lower ratios stay available
         config.updates_per_step = explicit
-        assert mjx_run.updates_per_step(config) == explicit
+        assert resolve(config).updates_per_step == explicit
 
 
 @pytest.mark.parametrize("task, flags, message", [

@@ -12,6 +12,7 @@ import tiny
 from helpers import ROOT, SMALL, rows
 
 from tdmpc2_jax.envs.task_sets import TASK_SETS, task_dim_of, task_set_of
+from tdmpc2_jax.run_record import resolve
 
 MULTITASK_WEIGHTS = ROOT / "tests" / "fixtures" / "parity_multitask" / "weights.npz"  # official, 3 tasks of mt30
 WEIGHTS_TASKS = "walker-run,cheetah-run,cartpole-balance"
@@ -116,7 +117,7 @@ def test_online_multitask_training_cycles_through_the_tasks(tmp_path):
 
     config = tiny.run_config("dmc.py", "cartpole-balance", tmp_path, tasks="cartpole-balance,cup-catch,walker-walk",
                              steps=200, eval_freq=100, checkpoint_every=1000, episode_length=20, seed_steps=60)
-    result = host.train(config)
+    result = host.train(resolve(config))
     evals = rows(tmp_path / "eval.csv")
     assert [int(r["agent_step"]) for r in evals] == [0, 100, 200]
     for row in evals:

@@ -17,14 +17,14 @@ from tdmpc2_jax import checkpoints, convert, loading, official, ops, parity
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.buffers.episodic import EpisodeBuffer
 from tdmpc2_jax.config import make_config
-from tdmpc2_jax.envs.dmc import StepResult
+from tdmpc2_jax.envs.base import StepResult
 from tdmpc2_jax.envs import registry
 from tdmpc2_jax.envs.pixels import PixelEnv
-from tdmpc2_jax.loops import run
 from tdmpc2_jax.networks import ConvEncoder
 from tdmpc2_jax.planner import init_plan_state, make_planner
 from tdmpc2_jax.types import Batch
 from tdmpc2_jax.world_model import WorldModel
+from tdmpc2_jax.run_record import resolve
 
 FIXTURE = ROOT / "tests" / "fixtures" / "parity_rgb"
 
@@ -295,7 +295,7 @@ def test_pixel_training_resumes_exactly_after_kill_9_and_its_checkpoint_evaluate
     assert "1 episodes, return mean" in out.stdout and (tmp_path / "eval.mp4").stat().st_size > 1000
     state_config = tiny.run_config("dmc.py", "cartpole-balance", tmp_path / "unused")
     with pytest.raises(ValueError, match="was trained on rgb observations: evaluate it with --config.obs=rgb"):
-        loading.load_for_task(str(straight / "checkpoints"), state_config, 5, 1)
+        loading.load_for_task(str(straight / "checkpoints"), resolve(state_config), 5, 1)
 
 
 def test_pixels_are_refused_where_they_cannot_work():
@@ -306,11 +306,11 @@ def test_pixels_are_refused_where_they_cannot_work():
     mjx = tiny.load_config("mjx.py", "cartpole-balance")
     mjx.obs = "rgb"
     with pytest.raises(ValueError, match="obs=rgb runs on host MuJoCo.*Madrona on NVIDIA GPUs"):
-        run.check_run_keys(mjx)
+        resolve(mjx)
     multitask = tiny.load_config("dmc.py", "mt30")
     multitask.obs = "rgb"
     with pytest.raises(ValueError, match="obs=rgb is single-task and online"):
-        run.check_run_keys(multitask)
+        resolve(multitask)
     with pytest.raises(ValueError, match="cannot render frames"):
         PixelEnv(object())
 
@@ -330,7 +330,7 @@ def test_an_episodic_rgb_fixture_of_other_sizes_passes():
 
 
 def test_the_renderer_is_chosen_or_refused_in_one_line(monkeypatch):
-    from tdmpc2_jax.envs import dmc, pixels
+    from tdmpc2_jax.envs import pixels
 
     tried = []
 
@@ -339,13 +339,13 @@ def test_the_renderer_is_chosen_or_refused_in_one_line(monkeypatch):
         return f"no {backend} library"
 
     monkeypatch.setattr(pixels, "_renders", broken)
-    monkeypatch.setattr(dmc, "RENDERER_FROM_USER", False)
+    monkeypatch.setenv(pixels.DEFAULTED, "1")  # MUJOCO_GL=egl is a command line's default
     with pytest.raises(pixels.RendererUnavailable, match="MUJOCO_GL=egl: no egl library; MUJOCO_GL=osmesa: no osmesa"):
         pixels.select_renderer()
     assert tried == ["egl", "osmesa"]
     # a backend the user chose is the only one tried
     tried.clear()
-    monkeypatch.setattr(dmc, "RENDERER_FROM_USER", True)
+    monkeypatch.delenv(pixels.DEFAULTED)
     monkeypatch.setenv("MUJOCO_GL", "osmesa")
     with pytest.raises(pixels.RendererUnavailable, match="MUJOCO_GL=osmesa: no osmesa library\\)"):
         pixels.select_renderer()

@@ -10,7 +10,9 @@ import pytest
 
 from tdmpc2_jax import checkpoints
 from tdmpc2_jax.envs.dmc import DMCEnv
-from tdmpc2_jax.loops import host, run
+from tdmpc2_jax.loops import host
+from tdmpc2_jax.loops.schedule import NonFiniteLoss
+from tdmpc2_jax.run_record import resolve
 
 import tiny
 from helpers import ROOT, kill_9_once, rows
@@ -27,7 +29,7 @@ def cli(module, task, work_dir, **changes):
 
 @pytest.mark.slow
 def test_tiny_run_trains_end_to_end_and_writes_logs_and_checkpoints(tmp_path):
-    result = host.train(tiny_config(tmp_path))
+    result = host.train(resolve(tiny_config(tmp_path)))
     evals = rows(tmp_path / "eval.csv")
     assert [int(r["agent_step"]) for r in evals] == [0, 150, 300]
     assert [int(r["step"]) for r in evals] == [0, 300, 600]  # env steps, like the official CSVs
@@ -42,32 +44,32 @@ def test_tiny_run_trains_end_to_end_and_writes_logs_and_checkpoints(tmp_path):
 
 @pytest.mark.slow
 def test_official_save_keys_turn_off_csvs_and_checkpoints_and_record_eval_videos(tmp_path):
-    host.train(tiny_config(tmp_path, steps=150, save_csv=False, save_agent=False, save_video=True, tensorboard=False))
+    host.train(resolve(tiny_config(tmp_path, steps=150, save_csv=False, save_agent=False, save_video=True, tensorboard=False)))
     assert not (tmp_path / "eval.csv").exists() and not (tmp_path / "train.csv").exists()
     assert not (tmp_path / "checkpoints").exists()
     videos = sorted(p.name for p in (tmp_path / "eval_video").iterdir())
     assert videos == ["0.mp4", "300.mp4"]  # named by env step, one per evaluation
     assert all((tmp_path / "eval_video" / v).stat().st_size > 1000 for v in videos)
     with pytest.raises(ValueError, match="resume=True needs the checkpoints that save_agent=False turns off"):
-        host.train(tiny_config(tmp_path, resume=True, save_agent=False))
+        host.train(resolve(tiny_config(tmp_path, resume=True, save_agent=False)))
     mjx = tiny.load_config("mjx.py", "cartpole-balance")
     mjx.update(dict(save_video=True, work_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="save_video records evaluation episodes rendered on host MuJoCo"):
-        run.check_run_keys(mjx)
+        resolve(mjx)
 
 
 @pytest.mark.slow
 def test_weights_and_biases_logs_the_run_offline(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    host.train(tiny_config(tmp_path, steps=150, enable_wandb=True, wandb_project="tdmpc2-jax-test", wandb_silent=True,
-                           tensorboard=False))
+    host.train(resolve(tiny_config(tmp_path, steps=150, enable_wandb=True, wandb_project="tdmpc2-jax-test", wandb_silent=True,
+                           tensorboard=False)))
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     logged = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
     for key in (b"eval/episode_reward", b"train/total_loss", b"tdmpc2-jax-test"):
         assert key in logged, key
     with pytest.raises(ValueError, match="enable_wandb=True needs --config.wandb_project"):
-        host.train(tiny_config(tmp_path / "other", enable_wandb=True))
+        host.train(resolve(tiny_config(tmp_path / "other", enable_wandb=True)))
 
 
 def final_params(work_dir):
@@ -98,26 +100,26 @@ def test_kill_9_then_resume_ends_with_the_same_parameters(tmp_path):
 
 @pytest.mark.slow
 def test_resume_refuses_another_runs_checkpoint(tmp_path):
-    host.train(tiny_config(tmp_path, steps=120))
+    host.train(resolve(tiny_config(tmp_path, steps=120)))
     with pytest.raises(ValueError, match="cannot resume.*latent_dim: model has 64, checkpoint has 16"):
-        host.train(tiny_config(tmp_path, steps=120, latent_dim=64, resume=True))
+        host.train(resolve(tiny_config(tmp_path, steps=120, latent_dim=64, resume=True)))
 
 
 @pytest.mark.slow
 def test_init_from_starts_a_new_run_from_a_checkpoint_s_weights(tmp_path):
-    host.train(tiny_config(tmp_path / "first", steps=150))
+    host.train(resolve(tiny_config(tmp_path / "first", steps=150)))
     first = final_params(tmp_path / "first")
     # the second run holds the first one's weights until its first update (after 120 seed steps), then trains
-    host.train(tiny_config(tmp_path / "second", steps=150, seed_steps=120, checkpoint_every=50,
-                           init_from=str(tmp_path / "first/checkpoints")))
+    host.train(resolve(tiny_config(tmp_path / "second", steps=150, seed_steps=120, checkpoint_every=50,
+                           init_from=str(tmp_path / "first/checkpoints"))))
     _, *before_updates = checkpoints.load_model(str(tmp_path / "second" / "checkpoints"), step=100)
     jax.tree.map(np.testing.assert_array_equal, tuple(before_updates), first)
     trained, _ = final_params(tmp_path / "second")
     assert not np.array_equal(trained["pi"]["layers_0"]["linear"]["kernel"], first[0]["pi"]["layers_0"]["linear"]["kernel"])
     with pytest.raises(ValueError, match="init_from=.* does not fit this run: latent_dim: model has 64, checkpoint has 16"):
-        host.train(tiny_config(tmp_path / "third", latent_dim=64, init_from=str(tmp_path / "first/checkpoints")))
+        host.train(resolve(tiny_config(tmp_path / "third", latent_dim=64, init_from=str(tmp_path / "first/checkpoints"))))
     with pytest.raises(FileNotFoundError, match="init_from=.*nowhere: no such checkpoint"):
-        host.train(tiny_config(tmp_path / "third", init_from=str(tmp_path / "nowhere")))
+        host.train(resolve(tiny_config(tmp_path / "third", init_from=str(tmp_path / "nowhere"))))
 
 
 @pytest.mark.slow
@@ -129,8 +131,8 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_p
         return state, dict(metrics, total_loss=metrics["total_loss"] * np.nan)
 
     monkeypatch.setattr(host.Agent, "update", poisoned)
-    with pytest.raises(run.NonFiniteLoss, match="non-finite total_loss at agent step 100"):
-        host.train(tiny_config(tmp_path, seed_steps=100, checkpoint_every=50))
+    with pytest.raises(NonFiniteLoss, match="non-finite total_loss at agent step 100"):
+        host.train(resolve(tiny_config(tmp_path, seed_steps=100, checkpoint_every=50)))
     assert checkpoints.latest_step(str(tmp_path / "checkpoints")) == 100
 
 
@@ -169,7 +171,7 @@ def test_cli_errors_are_one_clear_line(tmp_path):
 
 @pytest.mark.slow
 def test_evaluate_cli_reports_returns_and_writes_a_video(tmp_path):
-    host.train(tiny_config(tmp_path, steps=120))
+    host.train(resolve(tiny_config(tmp_path, steps=120)))
     video = tmp_path / "eval.mp4"
     args = [sys.executable, "-m", "tdmpc2_jax.evaluate", f"--config={ROOT / 'tdmpc2_jax' / 'configs' / 'dmc.py'}:cartpole-balance",
             *tiny.flags(tiny.PLANNER, episode_length=50), "--checkpoint", str(tmp_path / "checkpoints"),
@@ -196,13 +198,13 @@ def test_evaluate_runs_an_official_pt_checkpoint(parity_dir):
 
 @pytest.mark.slow
 def test_a_finished_run_resumed_with_a_larger_budget_goes_on_with_its_buffer(tmp_path):
-    host.train(tiny_config(tmp_path, steps=150, checkpoint_every=1000))
+    host.train(resolve(tiny_config(tmp_path, steps=150, checkpoint_every=1000)))
     _, meta = checkpoints.read_meta(str(tmp_path / "checkpoints"))
-    host.train(tiny_config(tmp_path, steps=300, checkpoint_every=1000, resume=True))
+    host.train(resolve(tiny_config(tmp_path, steps=300, checkpoint_every=1000, resume=True)))
     assert checkpoints.latest_step(str(tmp_path / "checkpoints")) == 301
     train = rows(tmp_path / "train.csv")
     episodes = [int(r["episode"]) for r in train]
     assert meta["episode"] == 3 and episodes == list(range(1, 6))  # the episode count goes on
     assert int(train[-1]["agent_step"]) == 251  # two more episodes of 50 steps logged, from step 151
     with pytest.raises(ValueError, match="buffer holds .* rows, more than the .* of this run"):
-        host.train(tiny_config(tmp_path, steps=150, checkpoint_every=1000, resume=True))
+        host.train(resolve(tiny_config(tmp_path, steps=150, checkpoint_every=1000, resume=True)))

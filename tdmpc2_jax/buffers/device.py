@@ -32,6 +32,12 @@ class DeviceBuffer(NamedTuple):
 
 
 
+def rows_per_env(transitions: int, num_envs: int, episode_length: int, horizon: int) -> int:
+    """Rows per environment that keep `transitions` transitions over `num_envs` environments, and
+    at least one whole episode plus a window."""
+    return max(transitions // num_envs, episode_length + horizon + 1)
+
+
 def bytes_needed(capacity: int, num_envs: int, obs_dim: int, action_dim: int) -> int:
     """Memory of a DeviceBuffer, to refuse one that would not fit before allocating it."""
     per_row = 4 * (2 * obs_dim + action_dim + 2) + 2 * 4

@@ -28,6 +28,12 @@ class EpisodeBuffer:
     obs_shape is an int (state vectors) or a shape; stacked_frames > 0 stores pixel stacks once.
     """
 
+    @staticmethod
+    def rows_for(transitions: int, shortest_episode: int) -> int:
+        """Rows that hold `transitions` transitions of episodes at least `shortest_episode` long
+        (each episode also stores its final observation)."""
+        return transitions + transitions // shortest_episode + 1
+
     def __init__(self, capacity: int, obs_shape: int | tuple[int, ...], action_dim: int, horizon: int,
                  multitask: bool = False, stacked_frames: int = 0):
         if capacity < horizon + 1:

@@ -6,15 +6,12 @@ Tasks use dash names: `cheetah-run`, `cup-catch` (ball_in_cup), `finger-turn-har
 """
 from __future__ import annotations
 
-import os
-from typing import Any, NamedTuple
+from typing import Any
 
-RENDERER_FROM_USER = "MUJOCO_GL" in os.environ  # else pixels.select_renderer may choose another backend
-os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; set before dm_control loads MuJoCo
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from tdmpc2_jax.config import close_matches  # noqa: E402
+from tdmpc2_jax.envs.base import StepResult
+from tdmpc2_jax.names import close_matches
 
 ACTION_REPEAT = 2
 EPISODE_LENGTH = 500  # agent steps
@@ -43,17 +40,6 @@ def resolve(task: str) -> tuple[str, str]:
     if task not in names:
         raise ValueError(f"unknown DMC task {task!r}{close_matches(task, names)}")
     return names[task]
-
-
-class StepResult(NamedTuple):
-    """One agent step of a host environment (every domain's adapter returns these)."""
-
-    obs: np.ndarray  # [obs_dim] float32
-    reward: float  # summed over the repeated physics steps
-    done: bool  # the episode ended: time limit, termination, or the physics became unstable
-    physics_error: bool
-    terminated: bool = False  # the episode reached a terminal state (a time limit is not one)
-    success: float = float("nan")  # the domain's success flag at this step, NaN where it defines none
 
 
 class DMCEnv:

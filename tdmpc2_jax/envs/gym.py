@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tdmpc2_jax.envs.dmc import StepResult
+from tdmpc2_jax.envs.base import StepResult
 
 GYM_TASKS = {
     "mujoco-walker": "Walker2d-v4", "mujoco-halfcheetah": "HalfCheetah-v4", "mujoco-hopper": "Hopper-v4",

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from tdmpc2_jax.config import close_matches
-from tdmpc2_jax.envs.dmc import StepResult
+from tdmpc2_jax.names import close_matches
+from tdmpc2_jax.envs.base import StepResult
 
 MANISKILL_TASKS = {
     "lift-cube": ("PickCube-v1", "pd_ee_delta_pos"),

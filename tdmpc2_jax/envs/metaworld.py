@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from tdmpc2_jax.config import close_matches
-from tdmpc2_jax.envs.dmc import StepResult
+from tdmpc2_jax.names import close_matches
+from tdmpc2_jax.envs.base import StepResult
 
 EPISODE_LENGTH = 100  # agent steps
 ACTION_REPEAT = 2

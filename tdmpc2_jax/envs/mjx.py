@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tdmpc2_jax.config import close_matches
+from tdmpc2_jax.names import close_matches
 from tdmpc2_jax.envs.dmc import ACTION_REPEAT, EPISODE_LENGTH
 
 # dash name -> Playground name where the CamelCase rule does not give it

@@ -10,7 +10,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from tdmpc2_jax.envs.dmc import StepResult
+from tdmpc2_jax.envs.base import StepResult
 from tdmpc2_jax.envs.registry import make_host_env
 
 

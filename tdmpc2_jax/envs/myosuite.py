@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tdmpc2_jax.config import close_matches
-from tdmpc2_jax.envs.dmc import StepResult
+from tdmpc2_jax.names import close_matches
+from tdmpc2_jax.envs.base import StepResult
 from tdmpc2_jax.envs.gym import SeededOnce
 
 MYOSUITE_TASKS = {

@@ -19,6 +19,10 @@ import numpy as np
 FRAMES = 3  # stacked frames
 SIZE = 64  # pixels per side
 BACKENDS = ("egl", "osmesa")
+# set (to "1") by a command line that put MUJOCO_GL=egl in the environment itself: the backend is
+# then its default, not the user's choice, and select_renderer may pick another
+DEFAULTED = "TDMPC2_JAX_MUJOCO_GL_DEFAULTED"
+_probed: set[str] = set()  # backends that rendered a frame in this process's probes
 _PROBE = ("from dm_control import suite; env = suite.load('cartpole', 'balance'); env.reset(); "
           "assert env.physics.render(8, 8, camera_id=0).shape == (8, 8, 3)")
 
@@ -47,9 +51,9 @@ def select_renderer() -> str:
 
     A backend the user set (MUJOCO_GL in the environment) is the only one tried.
     """
-    from tdmpc2_jax.envs import dmc
-
-    chosen = os.environ.get("MUJOCO_GL") if dmc.RENDERER_FROM_USER else None
+    chosen = None if os.environ.get(DEFAULTED) == "1" else os.environ.get("MUJOCO_GL")
+    if chosen in _probed:
+        return chosen
     failures = {}
     for backend in (chosen,) if chosen else BACKENDS:
         error = _renders(backend)
@@ -59,6 +63,8 @@ def select_renderer() -> str:
                                    f"loaded {os.environ.get('MUJOCO_GL')}: set MUJOCO_GL={backend} and start again")
             os.environ["MUJOCO_GL"] = backend
             os.environ.setdefault("PYOPENGL_PLATFORM", backend)
+            os.environ.pop(DEFAULTED, None)  # settled: later calls keep it
+            _probed.add(backend)
             return backend
         failures[backend] = error
     tried = "; ".join(f"MUJOCO_GL={b}: {e}" for b, e in failures.items())

@@ -29,7 +29,7 @@ def check_task(task: str) -> None:
         from tdmpc2_jax.envs.metaworld import task_names
 
         if task not in task_names():
-            from tdmpc2_jax.config import close_matches
+            from tdmpc2_jax.names import close_matches
 
             raise ValueError(f"unknown Meta-World task {task!r}{close_matches(task, task_names())}")
     if domain == "myosuite":

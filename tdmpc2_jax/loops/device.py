@@ -14,7 +14,7 @@ over the mesh's "data" axis (data-parallel updates; XLA inserts the gradient all
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,12 +46,6 @@ class StepLog(NamedTuple):
     metrics: dict  # scalar update metrics (empty in the seed phase)
 
 
-class EvalResult(NamedTuple):
-    returns: jax.Array  # [E]
-    lengths: jax.Array  # [E] int32
-    trace: Any = None  # acting.rollout's trace, leaves [T, E, ...]
-
-
 def carry_shardings(carry: Carry, mesh: Mesh, mode: str) -> Carry:
     """NamedShardings for a population carry (leading member axis on every leaf)."""
     def spec(*axes):
@@ -79,13 +73,12 @@ class DeviceLoop:
         self.agent, self.env, self.num_envs, self.mesh = agent, env, num_envs, mesh
         self.seed_steps, self.updates_per_step = seed_steps, updates_per_step
         self.seed_batches = -(-seed_steps // num_envs)
-        self.capacity = buffer_capacity or env.episode_length + cfg.horizon + 1
+        self.capacity = buffer_capacity or device_buffer.rows_per_env(0, num_envs, env.episode_length, cfg.horizon)
         if self.capacity < env.episode_length + cfg.horizon:
             raise ValueError(f"buffer capacity {self.capacity} per env must hold an episode "
                              f"({env.episode_length}) plus a window ({cfg.horizon})")
         self.task = env.task_index(num_envs)  # [N] task of each environment (multitask), else None
         self._plan = functools.partial(plan_batch, agent.model, eval_mode=False)
-        self._eval_plan = functools.partial(plan_batch, agent.model, eval_mode=True)
 
     # ------------------------------------------------------------------ state
     def init(self, key: jax.Array, lr: jax.Array | None = None) -> Carry:
@@ -154,22 +147,9 @@ class DeviceLoop:
         train_state, metrics = self.updates(carry.train_state, carry.buffer, k, count)
         return carry._replace(train_state=train_state, key=key), metrics
 
-    def evaluate(self, params, key: jax.Array, episodes: int, trace: Callable[[Any], Any] | None = None,
-                 on_progress: Callable[[int], None] | None = None) -> EvalResult:
-        """`episodes` episodes at once with the planner in eval mode (one rollout of episode_length
-        steps); a multitask agent runs them task-major, episodes / T of each task. `trace`: what to
-        keep of each step's environment state; `on_progress`: progress reports (acting.rollout)."""
-        cfg, task = self.agent.cfg, self.env.task_index(episodes)
-        plan_state = jax.tree.map(lambda x: jnp.broadcast_to(x, (episodes,) + x.shape),
-                                  init_plan_state(cfg.horizon, cfg.action_dim))
-
-        def policy(plan_state, obs, keys, t0):
-            result, plan_state = self._eval_plan(params, obs, plan_state, keys, t0, task)
-            return result.action, plan_state, ()
-
-        result = acting.rollout(self.env, policy, plan_state, key, episodes, self.env.episode_length, trace,
-                                on_progress)
-        return EvalResult(result.returns, result.lengths, result.trace)
+    def evaluate(self, params, key: jax.Array, episodes: int) -> acting.EvalResult:
+        """`episodes` episodes at once with the planner in eval mode (`acting.evaluate_batched`)."""
+        return acting.evaluate_batched(self.agent.model, self.env, params, key, episodes)
 
     # ------------------------------------------------------------------ sharding
     def _shard_batch(self, batch: Batch) -> Batch:

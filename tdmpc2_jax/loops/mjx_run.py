@@ -19,21 +19,19 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from ml_collections import ConfigDict
 
-from tdmpc2_jax import checkpoints, loading, sharding, xla
+from tdmpc2_jax import acting, loading, sharding, xla
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.buffers import device as device_buffer
-from tdmpc2_jax.config import Config
-from tdmpc2_jax.envs.mjx import MJXEnv
-from tdmpc2_jax.envs.mjx_multitask import MultitaskMJXEnv
-from tdmpc2_jax.envs.task_sets import task_dim_of, task_set_of
+from tdmpc2_jax.environments import make_envs
 from tdmpc2_jax.logs import RunLogger
+from tdmpc2_jax.loops import resume
 from tdmpc2_jax.loops.device import Carry, DeviceLoop, carry_shardings
-from tdmpc2_jax.loops import run
+from tdmpc2_jax.loops.schedule import check_finite, next_multiple
+from tdmpc2_jax.run_record import Run, member_wandb
 
-MUST_MATCH_ON_RESUME = ("task", "tasks", "batch_size", "horizon", "buffer_size", "num_envs", "impl", "updates_per_step",
-                        "episode_length")
+# beside resume.MUST_MATCH
+MUST_MATCH_ON_RESUME = ("buffer_size", "num_envs", "impl", "updates_per_step", "episode_length")
 # Keys a CompiledRun never reads: runs whose configs differ only in these can share one CompiledRun.
 RUN_ONLY_KEYS = ("work_dir", "exp_name", "resume", "init_from", "save_buffer", "tensorboard", "progress",
                  "checkpoint_every", "compilation_cache", "save_csv", "save_agent", "save_video", "coordinator_address",
@@ -53,10 +51,10 @@ def population(seeds: list[int], lrs: list[float]) -> list[Member]:
     return [Member(s, lr) for lr, s in itertools.product(lrs, seeds)]
 
 
-def member_dirs(config: ConfigDict, members: list[Member]) -> list[str]:
+def member_dirs(run: Run, members: list[Member]) -> list[str]:
     """Where each member logs: the run's work dir for a single run, a sub-directory per member else
     (on several hosts, processes other than the first log under process<i>/)."""
-    work_dir = run.work_dir_of(config)
+    work_dir = run.work_dir
     if jax.process_index():
         work_dir = os.path.join(work_dir, f"process{jax.process_index()}")
     if len(members) == 1:
@@ -67,39 +65,37 @@ def member_dirs(config: ConfigDict, members: list[Member]) -> list[str]:
 class CompiledRun:
     """The compiled pieces for one config: env, agent, loop and their vmapped, jitted programs."""
 
-    def __init__(self, config: ConfigDict, members: list[Member]):
-        if config.num_envs < 1:
-            raise ValueError(f"num_envs must be positive, got {config.num_envs}")
-        self.members, self.settings = list(members), settings_of(config)
-        env, self.agent_cfg = make_env(config)
+    def __init__(self, run: Run, members: list[Member]):
+        self.members, self.settings = list(members), settings_of(run)
+        env, _, self.agent_cfg = make_envs(run)
         self.env = env
         self.agent = Agent(self.agent_cfg)
-        n = config.num_envs
-        self.eval_episodes = config.eval_episodes * self.agent_cfg.num_tasks  # eval_episodes of each task
-        self.seed_steps = run.seed_steps(config, env.episode_length)
-        capacity = max(min(config.buffer_size, config.steps) // n, env.episode_length + self.agent_cfg.horizon + 1)
-        self.mesh = sharding.make_mesh(config.num_devices)
+        n = run.num_envs
+        self.eval_episodes = run.eval_episodes * self.agent_cfg.num_tasks  # eval_episodes of each task
+        self.seed_steps = run.seed_steps_for(env.episode_length)
+        capacity = device_buffer.rows_per_env(run.kept_transitions, n, env.episode_length, self.agent_cfg.horizon)
+        self.mesh = sharding.make_mesh(run.num_devices)
         self.mode = sharding.split_mode(self.mesh, len(members), n)
         devices = 1 if self.mesh is None else self.mesh.devices.size
         buffer_bytes = device_buffer.bytes_needed(capacity, n, self.env.obs_dim, self.env.action_dim) * len(members)
         sharding.check_fits(buffer_bytes // devices, f"the replay buffer ({capacity:,} rows x {n} envs x "
                                                      f"{len(members)} members)")
         self.buffer_bytes = buffer_bytes
-        self.updates_per_step = updates_per_step(config)
+        self.updates_per_step = run.updates_per_step
         self.loop = DeviceLoop(self.agent, self.env, n, self.seed_steps, self.updates_per_step, capacity,
                                mesh=self.mesh if self.mode == "envs" else None)
-        self.chunk_steps = config.chunk_steps or max(1, min(config.eval_freq // n, 500))
-        self.total_batches = -(-config.steps // n)
+        self.chunk_steps = run.chunk_steps or max(1, min(run.eval_freq // n, 500))
+        self.total_batches = -(-run.steps // n)
         donate = dict(donate_argnums=0)
         self.seed_chunk = xla.jit(jax.vmap(self.loop.seed_chunk), **donate)
         self.chunk = xla.jit(jax.vmap(self.loop.chunk, in_axes=(0, None)), static_argnums=1, **donate)
         self.pretrain = xla.jit(jax.vmap(self.loop.pretrain, in_axes=(0, None)), static_argnums=1, **donate)
         self.evaluate = xla.jit(jax.vmap(self.loop.evaluate, in_axes=(0, 0, None)), static_argnums=2)
 
-    def serves(self, config: ConfigDict, members: list[Member]) -> bool:
-        """Whether this CompiledRun computes the run `config` with `members` (configs that differ only in
+    def serves(self, run: Run, members: list[Member]) -> bool:
+        """Whether this CompiledRun computes `run` with `members` (runs whose configs differ only in
         RUN_ONLY_KEYS, such as a resume into another work dir, share one)."""
-        return settings_of(config) == self.settings and list(members) == self.members
+        return settings_of(run) == self.settings and list(members) == self.members
 
     def initial_carry(self) -> Carry:
         keys = jnp.stack([jax.random.key_data(jax.random.key(m.seed)) for m in self.members])
@@ -143,45 +139,24 @@ class CompiledRun:
         return jax.tree.map(shard, carry, shardings)
 
 
-def make_env(config: ConfigDict) -> tuple[MJXEnv | MultitaskMJXEnv, Config]:
-    """(the batched env, the agent's Config): one task, or every task of a set (num_envs / T each)."""
-    task_set = task_set_of(config)
-    if task_set is None:
-        env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
-        return env, run.agent_config(config, env.obs_dim, env.action_dim, env.episode_length)
-    env = MultitaskMJXEnv.of_tasks(task_set.tasks, impl=config.impl, episode_length=config.episode_length)
-    env.group_size(config.num_envs)
-    return env, run.multitask_agent_config(config, task_set, env.obs_dim, env.action_dims, env.episode_lengths,
-                                           task_dim_of(task_set.name, config.model_size))
-
-
-def updates_per_step(config: ConfigDict) -> int:
-    """Updates per batched step: `updates_per_step`, by default `num_envs` (one update per transition,
-    the official ratio)."""
-    count = config.num_envs if config.get("updates_per_step") is None else config.updates_per_step
-    if count < 0:
-        raise ValueError(f"updates_per_step must be >= 0, got {count}")
-    return count
-
-
-def settings_of(config: ConfigDict) -> dict[str, Any]:
-    return {k: v for k, v in config.to_dict().items() if k not in RUN_ONLY_KEYS}
+def settings_of(run: Run) -> dict[str, Any]:
+    return {k: v for k, v in run.config.items() if k not in RUN_ONLY_KEYS}
 
 
 class PopulationLog:
     """One RunLogger per member (the first shows the progress bar and the messages), and each
     member's count of finished training episodes."""
 
-    def __init__(self, config: ConfigDict, members: list[Member], action_repeat: int, transitions: int,
+    def __init__(self, run: Run, members: list[Member], action_repeat: int, transitions: int,
                  episodes: np.ndarray, tasks: tuple[str, ...] = ()):
         """`tasks`: a multitask run's set, whose evaluations log each task's return."""
         self.members, self.episodes, self.single, self.tasks = members, episodes, len(members) == 1, tasks
         wandb = lambda work_dir, m: (None if jax.process_index() else  # the first process reports, a run per member
-                                     run.wandb_settings(config, work_dir, None if self.single else m.name))
-        self.loggers = [RunLogger(d, config.steps, action_repeat, start_step=transitions,
-                                  tensorboard=config.tensorboard, progress=config.progress and i == 0,
-                                  echo=self.single, csv=config.save_csv, wandb=wandb(d, m), tasks=tasks)
-                        for i, (d, m) in enumerate(zip(member_dirs(config, members), members))]
+                                     run.wandb if self.single else member_wandb(run, work_dir, m.name))
+        self.loggers = [RunLogger(d, run.steps, action_repeat, start_step=transitions,
+                                  tensorboard=run.tensorboard, progress=run.progress and i == 0,
+                                  echo=self.single, csv=run.save_csv, wandb=wandb(d, m), tasks=tasks)
+                        for i, (d, m) in enumerate(zip(member_dirs(run, members), members))]
 
     def message(self, text: str) -> None:
         self.loggers[0].message(text)
@@ -191,7 +166,7 @@ class PopulationLog:
         multitask run: the mean over tasks and each task's return); their statistics."""
         results = []
         for logger, member_returns, member_lengths in zip(self.loggers, returns, lengths):
-            result = run.episode_statistics(member_returns, member_lengths)
+            result = acting.episode_statistics(member_returns, member_lengths)
             if self.tasks:
                 per_task = np.asarray(member_returns).reshape(len(self.tasks), -1).mean(axis=1)
                 result["episode_reward"] = float(per_task.mean())
@@ -208,7 +183,7 @@ class PopulationLog:
         """Logs a chunk's training metrics and finished episodes, stopping on a non-finite metric."""
         logs = sharding.fetch(logs)
         metrics = {k: np.asarray(v) for k, v in logs.metrics.items()}
-        run.check_finite(metrics, f"before transition {transitions:,}", ckpt_dir, [m.name for m in self.members])
+        check_finite(metrics, f"before transition {transitions:,}", ckpt_dir, [m.name for m in self.members])
         for i, logger in enumerate(self.loggers):
             ended = logs.ended[i]
             self.episodes[i] += int(ended.sum())
@@ -226,70 +201,69 @@ class PopulationLog:
             logger.close()
 
 
-def train(config: ConfigDict, seeds: list[int] | None = None, lrs: list[float] | None = None,
+def train(run: Run, seeds: list[int] | None = None, lrs: list[float] | None = None,
           program: CompiledRun | None = None) -> list[dict[str, Any]]:
     """Trains (or resumes) a population on one MJX task; returns each member's last evaluation
-    (with its `transitions`). `program`: a CompiledRun built earlier for this config, to skip tracing and
+    (with its `transitions`). `program`: a CompiledRun built earlier for this run, to skip tracing and
     compiling again (a resume in the same process)."""
-    run.check_run_keys(config)
-    members = population(seeds or [config.seed], lrs or [config.lr])
+    members = population(seeds or [run.seed], lrs or [run.lr])
     if program is None:
-        program = CompiledRun(config, members)
-    elif not program.serves(config, members):
+        program = CompiledRun(run, members)
+    elif not program.serves(run, members):
         raise ValueError("the CompiledRun given was built for another config or population")
-    n, ckpt_dir = config.num_envs, os.path.join(run.work_dir_of(config), "checkpoints")
-    eval_key = jax.random.split(jax.random.key(run.eval_seed(config.seed)), len(members))
+    n = run.num_envs
+    eval_key = jax.random.split(jax.random.key(run.eval_seed), len(members))
     carry, episodes = None, np.zeros(len(members), np.int64)
-    if config.resume and checkpoints.latest_step(ckpt_dir) is not None:
-        carry, eval_key, episodes = restore_run(ckpt_dir, config, program)
+    if resume.wants_resume(run):
+        carry, eval_key, episodes = restore_run(run, program)
     if carry is None:
         carry = program.initial_carry()
-        if config.init_from:
-            carry = program.warm_started(carry, *loading.starting_weights(config.init_from, program.agent_cfg))
+        if run.init_from:
+            carry = program.warm_started(carry, *loading.starting_weights(run.init_from, program.agent_cfg))
     batched_steps = int(carry.batched_steps[0])
-    log = PopulationLog(config, members, program.env.action_repeat, batched_steps * n, episodes,
+    log = PopulationLog(run, members, program.env.action_repeat, batched_steps * n, episodes,
                         program.agent_cfg.tasks if program.agent_cfg.multitask else ())
-    log.message(describe(config, program, batched_steps * n))
+    log.message(describe(run, program, batched_steps * n))
     last_eval: list[dict[str, Any]] = [{} for _ in members]
-    next_eval = 0 if batched_steps == 0 else run.next_multiple(batched_steps * n, config.eval_freq)
-    next_checkpoint = run.next_multiple(batched_steps * n, config.checkpoint_every)
+    next_eval = 0 if batched_steps == 0 else next_multiple(batched_steps * n, run.eval_freq)
+    next_checkpoint = next_multiple(batched_steps * n, run.checkpoint_every)
     try:
         if batched_steps * n >= next_eval:
             last_eval, eval_key = evaluate(program, carry, eval_key, program.eval_episodes, log, batched_steps * n)
-            next_eval += config.eval_freq
+            next_eval += run.eval_freq
         if batched_steps < program.loop.seed_batches:
             log.message(f"seed phase: {program.loop.seed_batches} steps x {n} envs of random actions, then "
                         f"{program.seed_steps:,} pretraining updates ...")
             carry, logs = program.seed_chunk(carry)
             batched_steps = program.loop.seed_batches
             carry, _ = program.pretrain(carry, program.seed_steps)
-            log.chunk(batched_steps * n, logs, batched_steps * n, ckpt_dir)
+            log.chunk(batched_steps * n, logs, batched_steps * n, run.ckpt_dir)
         while batched_steps < program.total_batches:
             length = min(program.chunk_steps, program.total_batches - batched_steps)
             carry, logs = program.chunk(carry, length)
             batched_steps += length
-            log.chunk(batched_steps * n, logs, length * n, ckpt_dir)
+            log.chunk(batched_steps * n, logs, length * n, run.ckpt_dir)
             if batched_steps * n >= next_eval or batched_steps == program.total_batches:
                 last_eval, eval_key = evaluate(program, carry, eval_key, program.eval_episodes, log, batched_steps * n)
-                next_eval = run.next_multiple(batched_steps * n, config.eval_freq)
+                next_eval = next_multiple(batched_steps * n, run.eval_freq)
             if batched_steps * n >= next_checkpoint and batched_steps < program.total_batches:  # the end saves below
-                save_run(ckpt_dir, config, program, carry, eval_key, log.episodes)
-                next_checkpoint = run.next_multiple(batched_steps * n, config.checkpoint_every)
-        save_run(ckpt_dir, config, program, carry, eval_key, log.episodes, final=True)
+                save_run(run, program, carry, eval_key, log.episodes)
+                next_checkpoint = next_multiple(batched_steps * n, run.checkpoint_every)
+        save_run(run, program, carry, eval_key, log.episodes, final=True)
     finally:
         log.close()
     return last_eval
 
 
-def describe(config: ConfigDict, program: CompiledRun, transitions: int) -> str:
+def describe(run: Run, program: CompiledRun, transitions: int) -> str:
     """The run's opening line: task, sizes, placement, schedule and where it writes."""
-    env, n = program.env, config.num_envs
+    env, n = program.env, run.num_envs
     placement = "" if program.mesh is None else f" on {program.mesh.devices.size} devices split by {program.mode}"
-    return (f"{config.task} on MJX ({config.impl}): obs {env.obs_dim}, action {env.action_dim}, {n} envs x "
-            f"{len(program.members)} member(s){placement}, {config.steps:,} transitions (from {transitions:,}), "
+    return (f"{run.task} on MJX ({run.impl}): obs {env.obs_dim}, action {env.action_dim}, {n} envs x "
+            f"{len(program.members)} member(s){placement}, {run.steps:,} transitions (from {transitions:,}), "
             f"buffer {program.loop.capacity:,} rows/env = {program.buffer_bytes / 2**20:.1f} MiB, "
             f"{program.updates_per_step} updates per batched step, chunks of {program.chunk_steps} steps, "
-            f"work dir {run.work_dir_of(config)}")
+            f"work dir {run.work_dir}")
 
 
 def evaluate(program: CompiledRun, carry: Carry, eval_key: jax.Array, episodes: int, log: PopulationLog,
@@ -321,36 +295,33 @@ def run_tree(carry: Carry, eval_key: jax.Array, with_buffer: bool = True) -> dic
             "eval_key": _storable(eval_key)}
 
 
-def save_run(ckpt_dir: str, config: ConfigDict, program: CompiledRun, carry: Carry, eval_key: jax.Array,
-             episodes: np.ndarray, final: bool = False) -> None:
+def save_run(run: Run, program: CompiledRun, carry: Carry, eval_key: jax.Array, episodes: np.ndarray,
+             final: bool = False) -> None:
     """Writes the run checkpoint at the carry's transition count (nothing with save_agent off)."""
-    if not config.save_agent:
-        return
     batched_steps = int(carry.batched_steps[0])
-    transitions = batched_steps * config.num_envs
-    meta = dict(agent_step=transitions, batched_steps=batched_steps, run_config=config.to_dict(),
-                members=[m._asdict() for m in program.members], episodes=episodes.tolist(), final=final,
-                has_buffer=bool(config.save_buffer))
-    checkpoints.save(ckpt_dir, transitions, run_tree(carry, eval_key, config.save_buffer), program.agent_cfg,
-                     extra_meta=meta)
+    transitions = batched_steps * run.num_envs
+    meta = dict(agent_step=transitions, batched_steps=batched_steps, members=[m._asdict() for m in program.members],
+                episodes=episodes.tolist(), final=final, has_buffer=bool(run.save_buffer))
+    resume.save(run, transitions, run_tree(carry, eval_key, run.save_buffer), program.agent_cfg, meta)
 
 
-def restore_run(ckpt_dir: str, config: ConfigDict, program: CompiledRun) -> tuple[Carry, jax.Array, np.ndarray]:
+def restore_run(run: Run, program: CompiledRun) -> tuple[Carry, jax.Array, np.ndarray]:
     """The carry, eval keys and members' episode counts of the latest checkpoint, refused with the
     differing keys when it is another run's."""
-    step, meta = checkpoints.read_meta(ckpt_dir)
-    members = []
-    if "members" in meta and [tuple(m.values()) for m in meta["members"]] != [tuple(m) for m in program.members]:
-        members.append(f"members: run has {[m.name for m in program.members]}, checkpoint has "
-                       f"{[Member(**m).name for m in meta['members']]}")
-    run.check_resumable(ckpt_dir, config, program.agent_cfg, meta, MUST_MATCH_ON_RESUME, members)
+    def other_members(meta) -> list[str]:
+        if "members" not in meta or [tuple(m.values()) for m in meta["members"]] == [tuple(m) for m in program.members]:
+            return []
+        return [f"members: run has {[m.name for m in program.members]}, checkpoint has "
+                f"{[Member(**m).name for m in meta['members']]}"]
+
+    step, meta = resume.read(run, program.agent_cfg, MUST_MATCH_ON_RESUME, other_members)
     if not meta.get("has_buffer", False):
-        raise ValueError(f"{ckpt_dir} was saved without its replay buffer (save_buffer=False): it can be "
+        raise ValueError(f"{run.ckpt_dir} was saved without its replay buffer (save_buffer=False): it can be "
                          "evaluated but not resumed")
     like_carry = program.abstract_carry()
     like_key = jax.eval_shape(lambda: jax.random.split(jax.random.key(0), len(program.members)))
     like = jax.eval_shape(run_tree, like_carry, like_key)
-    tree = checkpoints.restore_exact(ckpt_dir, step, like)
+    tree = resume.restore(run, step, like)
     return (program.place(_rebuild(like_carry, tree)), jax.random.wrap_key_data(jnp.asarray(tree["eval_key"])),
             np.asarray(meta["episodes"], np.int64))
 

@@ -13,11 +13,10 @@ visited state. The file records the task, K, history, agent checkpoint, seed and
 """
 from __future__ import annotations
 
-import os
-
 from absl import app, flags
 
-from tdmpc2_jax.cli import define_config_flags, episode_progress, fail, parse_flags, start_command, step_progress
+from tdmpc2_jax.cli import define_config_flags, episode_progress, error_edge, input_errors, parse_flags, \
+    start_command, step_progress
 
 FLAGS = flags.FLAGS
 
@@ -40,60 +39,17 @@ def define_flags() -> None:
 def main(argv: list[str]) -> None:
     del argv
     config = start_command("checkpoint", "out")
-    import jax
+    from tdmpc2_jax.run_record import resolve
+    from tdmpc2_jax.speculative import collection
+    from tdmpc2_jax.speculative.backend import episodes_on
 
-    from tdmpc2_jax.loading import load_for_task
-    from tdmpc2_jax.speculative import dataset, fitting
-    from tdmpc2_jax.speculative.controller import SpecSettings, Speculator
-    from tdmpc2_jax.world_model import WorldModel
-
-    mjx = config.get("backend") == "mjx"
-    try:
-        if config.obs != "state":
-            raise ValueError("speculative execution runs on state observations (obs=state)")
-        if mjx:
-            from tdmpc2_jax.envs.mjx import MJXEnv
-
-            env = MJXEnv(config.task, impl=config.impl, episode_length=config.episode_length)
-        else:
-            from tdmpc2_jax.envs.registry import make_host_env
-
-            env = make_host_env(config.task, config.seed + FLAGS.seed, config.episode_length)
-        agent_cfg, params = load_for_task(FLAGS.checkpoint, config, env.obs_dim, env.action_dim)
-        corrector, corrector_params, round_ = None, None, 0
-        if FLAGS.corrector:
-            corrector, corrector_params, corrector_meta = fitting.load(FLAGS.corrector, config.task,
-                                                                        agent_cfg.latent_dim, FLAGS.k)
-            round_ = int(corrector_meta.get("dagger_round", 0)) + 1
-        settings = SpecSettings(horizon_k=FLAGS.k, corrector=corrector is not None)
-        speculator = Speculator(WorldModel(agent_cfg), settings, corrector=corrector, history=FLAGS.history)
-        meta = dict(task=config.task, K=FLAGS.k, history=speculator.history, checkpoint=os.path.abspath(FLAGS.checkpoint),
-                    seed=FLAGS.seed, latent_dim=agent_cfg.latent_dim, action_dim=agent_cfg.action_dim,
-                    dagger_round=round_)
-        parts = []
-        if FLAGS.append and os.path.exists(FLAGS.out):
-            previous, old_meta = dataset.load(FLAGS.out)
-            differs = [k for k in ("task", "K", "history", "latent_dim") if old_meta.get(k) != meta[k]]
-            if differs:
-                raise ValueError(f"{FLAGS.out} holds tuples for another {', '.join(differs)}: "
-                                 f"{ {k: old_meta.get(k) for k in differs} }")
-            parts.append(previous)
-            meta["dagger_round"] = max(round_, int(old_meta.get("dagger_round", 0)))
-    except (ValueError, FileNotFoundError, ImportError) as err:
-        fail(str(err))
-    size = f"{FLAGS.envs} envs x {FLAGS.steps} steps" if mjx else f"{FLAGS.episodes} host episodes"
-    print(f"collecting: {config.task}, K={FLAGS.k}, {size}, "
-          f"{'corrected' if corrector else 'naive'} rollouts (DAgger round {round_}) ...", flush=True)
-    key = jax.random.key(FLAGS.seed)
-    if mjx:
-        new = dataset.label_rollouts(env, speculator, params, corrector_params, key, FLAGS.envs, FLAGS.steps,
-                                     step_progress(FLAGS.steps))
-    else:
-        new = dataset.label_host(env, speculator, params, corrector_params, key, FLAGS.episodes,
-                                 episode_progress(FLAGS.episodes))
-    tuples = dataset.concatenate(parts + [new]) if parts else new
-    dataset.save(FLAGS.out, tuples, meta)
-    print(f"wrote {FLAGS.out}: {new.label.shape[0]:,} new tuples, {tuples.label.shape[0]:,} in all")
+    with error_edge(usage_errors=input_errors()):
+        run = resolve(config)
+        mjx = run.backend == "mjx"
+        options = collection.Options(FLAGS.checkpoint, FLAGS.k, FLAGS.steps if mjx else FLAGS.episodes, FLAGS.out,
+                                     FLAGS.history, FLAGS.corrector, FLAGS.append, FLAGS.seed, FLAGS.envs)
+        episodes = episodes_on(run.backend, step_progress(FLAGS.steps), episode_progress(FLAGS.episodes), FLAGS.envs)
+        collection.collect(run, options, episodes, lambda line: print(line, flush=True))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,127 @@
+"""The speculative-execution protocol of one agent: every mode on the same seeds, the thresholds
+it needs, and the results table (the library behind `python -m tdmpc2_jax.speculative.evaluate`)."""
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tdmpc2_jax.environments import make_env
+from tdmpc2_jax.loading import load_for_task
+from tdmpc2_jax.run_record import Run, eval_seed
+from tdmpc2_jax.speculative import fitting
+from tdmpc2_jax.speculative.backend import Episodes
+from tdmpc2_jax.speculative.calibration import calibration_path, read_calibration, write_calibration
+from tdmpc2_jax.speculative.controller import MISMATCHES, SpecSettings, Speculator, calibrate_tau
+from tdmpc2_jax.speculative.modes import Mode, protocol_modes
+from tdmpc2_jax.speculative.report import goal_summary, merged_with_disk, read_results, relative_to_full, \
+    write_results
+from tdmpc2_jax.world_model import WorldModel
+
+
+class Options(NamedTuple):
+    checkpoint: str  # the trained agent
+    ks: list[int]  # execution horizons K
+    correctors: list[tuple[str, str]]  # (name, directory) of trained correctors
+    episodes: int  # per mode, the same seeds for every mode
+    out: str  # results directory
+    calibrate: bool = False  # make the missing thresholds
+    quantile: float = 0.95  # of e_k, as tau_k
+    mismatch: tuple[str, ...] = ("latent",)  # what fallback modes compare with tau_k
+    seed: int = 0  # evaluation seed
+    modes: tuple[str, ...] = ()  # only these modes (their rows replaced, the others kept)
+    resume: bool = False  # only the modes OUT/results.csv does not have
+
+
+class Protocol(NamedTuple):
+    new_env: Callable[[], object]  # a fresh evaluation environment (every mode starts from the same episodes)
+    params: object
+    model: WorldModel
+    correctors: dict  # name -> (Corrector, params, metadata)
+    modes: list[Mode]  # every mode of the protocol
+    selected: list[Mode]  # the modes to run now
+    finished: set[str]  # modes kept from OUT/results.csv
+    taus: dict  # (K, mismatch) -> tau [K]
+    missing: list[tuple[int, str]]  # thresholds to calibrate first
+
+
+def prepare(run: Run, options: Options) -> Protocol:
+    """Checks the options against the agent, its correctors and calibrations, and OUT; one-line
+    ValueErrors for what does not fit."""
+    if run.obs != "state":
+        raise ValueError("speculative execution runs on state observations (obs=state)")
+    if not options.mismatch or set(options.mismatch) - set(MISMATCHES):
+        raise ValueError(f"--mismatch takes some of {list(MISMATCHES)}, got {list(options.mismatch)}")
+    new_env = lambda: make_env(run, eval_seed(options.seed))
+    env = new_env()
+    agent_cfg, params = load_for_task(options.checkpoint, run, env.obs_dim, env.action_dim)
+    correctors = {name: fitting.load(path, run.task, agent_cfg.latent_dim, max(options.ks))
+                  for name, path in options.correctors}
+    modes = protocol_modes(options.ks, list(correctors), tuple(options.mismatch))
+    unknown = sorted(set(options.modes) - {m.name for m in modes})
+    if unknown:
+        raise ValueError(f"unknown modes {unknown}; this protocol has {[m.name for m in modes]}")
+    on_disk = {r["mode"] for r in read_results(options.out)}
+    if options.modes and "full" not in options.modes and "full" not in on_disk:
+        raise ValueError(f"--modes without full needs {options.out}/results.csv with a full row to compare with")
+    finished = on_disk if options.resume else set()
+    selected = [m for m in modes if (not options.modes or m.name in options.modes) and m.name not in finished]
+    taus = read_calibration(options.checkpoint, run.task, run.backend)
+    missing = sorted({(m.k, m.mismatch) for m in selected if m.fallback} - set(taus))
+    if missing and not options.calibrate:
+        named = ", ".join(f"K={k}" + ("" if kind == "latent" else f" ({kind})") for k, kind in missing)
+        raise ValueError(f"{options.checkpoint} has no calibration for {named} on {run.task} ({run.backend}) "
+                         f"({calibration_path(options.checkpoint)}): pass --calibrate to make it now")
+    if run.backend == "mjx":  # one batched environment serves every mode: keys seed its episodes
+        new_env = lambda: env
+    return Protocol(new_env, params, WorldModel(agent_cfg), correctors, modes, selected, finished, taus, missing)
+
+
+def calibrate(run: Run, options: Options, protocol: Protocol, episodes: Episodes, say: Callable[[str], None]) -> None:
+    """The missing thresholds from one full-replanning run (the plan buffer's first K steps do not
+    depend on K, so one run serves every K and mismatch), written beside the checkpoint."""
+    k_max = max(k for k, _ in protocol.missing)
+    say(f"calibrating tau for {protocol.missing} (full replanning, quantile {options.quantile}) ...")
+    watcher = Speculator(protocol.model, SpecSettings(horizon_k=k_max))
+    key = jax.random.fold_in(jax.random.key(options.seed), 7)
+    checks = episodes.calibrate(protocol.new_env(), watcher, protocol.params, key, options.episodes)
+    for k, kind in protocol.missing:
+        values = checks.mismatch if kind == "latent" else checks.policy_mismatch
+        protocol.taus[k, kind] = np.asarray(calibrate_tau(checks.k, values, k, options.quantile)).tolist()
+        write_calibration(options.checkpoint, run.task, run.backend, k, kind, np.asarray(protocol.taus[k, kind]),
+                          options.quantile, options.episodes)
+
+
+def run_modes(run: Run, options: Options, protocol: Protocol, episodes: Episodes,
+              say: Callable[[str], None]) -> list[dict]:
+    """Every selected mode on the same episodes, the table rewritten after each; the final table."""
+    title = (f"{run.task}: speculative execution, {options.episodes} episodes "
+             f"({'MJX' if run.backend == 'mjx' else 'host MuJoCo'})")
+    keep_others = bool(options.modes or options.resume)
+    rows = {r["mode"]: r for r in read_results(options.out)} if keep_others else {}
+    ran, key = {}, jax.random.key(options.seed)
+    if protocol.finished:
+        say(f"{len(protocol.finished)} modes already in {options.out}/results.csv; running the other "
+            f"{len(protocol.selected)}")
+    for mode in protocol.selected:
+        corrector, corrector_params = protocol.correctors[mode.corrector][:2] if mode.corrector else (None, None)
+        settings = SpecSettings(horizon_k=mode.k, fallback=mode.fallback, corrector=corrector is not None,
+                                mismatch=mode.mismatch)
+        tau = jnp.asarray(protocol.taus[mode.k, mode.mismatch]) if mode.fallback else None
+        speculator = Speculator(protocol.model, settings, tau=tau, corrector=corrector)
+        result = episodes.run_mode(protocol.new_env(), speculator, protocol.params, corrector_params, key,
+                                   options.episodes)
+        ran[mode.name] = dict(result, mode=mode.name, K=mode.k)
+        rows = merged_with_disk(options.out, ran) if keep_others else ran
+        table = relative_to_full([rows[m.name] for m in protocol.modes if m.name in rows])
+        row = next(r for r in table if r["mode"] == mode.name)
+        say(f"{mode.name:<31} return {row['return_mean']:8.1f} +- {row['return_std']:6.1f} "
+            f"({100 * row['of_full']:5.1f}% of full, median {100 * row['median_of_full']:5.1f}%)  "
+            f"{row['calls_per_step']:.3f} calls/step  {row['ms_per_step']:8.2f} ms/step  (x{row['speedup']:.2f})")
+        write_results(table, options.out, title)
+    table = relative_to_full([rows[m.name] for m in protocol.modes if m.name in rows])
+    if table:
+        say(goal_summary(table))
+    return table
