@@ -190,13 +190,14 @@ def learning_run(check: Check, out: pathlib.Path) -> dict:
     The schedule is the seed phase, then four chunks of one length with an eval after each, so the
     chunk program compiles once (a shorter last chunk would be a second compile of the physics).
     """
-    from tdmpc2_jax.loops import mjx_run, run
+    from tdmpc2_jax.loops import mjx_run
+    from tdmpc2_jax.run_record import resolve
 
     s = check.settings
     n = s.learn_envs
     config = load_mjx_config(s.task)
     config.update(s.learn_overrides)
-    seed_batches = -(-run.seed_steps(config, config.episode_length) // n)
+    seed_batches = -(-resolve(config).seed_steps_for(config.episode_length) // n)
     budget = s.learn_steps
     if budget is None:  # as many transitions as the measured update and acting rates allow in the time left
         update_s = check.results["core"].get("update 5M", {}).get("median_ms", 10.0) / 1e3
@@ -210,7 +211,7 @@ def learning_run(check: Check, out: pathlib.Path) -> dict:
                        save_buffer=False, tensorboard=False, progress=False, compilation_cache=""))
     shutil.rmtree(out / "learning", ignore_errors=True)  # a fresh run, not the checkpoint of an earlier check
     start = time.monotonic()
-    last = mjx_run.train(config)[0]
+    last = mjx_run.train(resolve(config))[0]
     wall = time.monotonic() - start
     with open(out / "learning" / "eval.csv") as f:
         evals = [line.strip().split(",")[:3] for line in f.readlines()[1:]]

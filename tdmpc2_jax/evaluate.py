@@ -91,12 +91,11 @@ def write_set(result, path: str) -> None:
     print(f"wrote {path}")
 
 
-if __name__ == "__main__":
-    define_flags()
-    app.run(main, flags_parser=parse_flags)
-
-
 def run() -> None:
-    """The `tdmpc2-evaluate` console script: the command line above."""
+    """The `tdmpc2-evaluate` console script, and `python -m tdmpc2_jax.evaluate`."""
     define_flags()
     app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    run()

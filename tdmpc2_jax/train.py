@@ -59,12 +59,11 @@ def train(run, config) -> dict:
     return mjx_run.train(run)[0]
 
 
-if __name__ == "__main__":
-    define_flags()
-    app.run(main, flags_parser=parse_flags)
-
-
 def run() -> None:
-    """The `tdmpc2-train` console script: the command line above."""
+    """The `tdmpc2-train` console script, and `python -m tdmpc2_jax.train`."""
     define_flags()
     app.run(main, flags_parser=parse_flags)
+
+
+if __name__ == "__main__":
+    run()
