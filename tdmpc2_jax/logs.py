@@ -1,5 +1,6 @@
-"""Run logs: eval.csv and train.csv (official column names), TensorBoard scalars, Weights & Biases
-(optional, like the official code), evaluation videos, a progress bar.
+"""Run logs: eval.csv and train.csv (official column names), config.json (the resolved run config,
+the package version and the command line), TensorBoard scalars, config and hyperparameters,
+Weights & Biases (optional, like the official code), evaluation videos, a progress bar.
 
 `step` counts environment steps like the official result CSVs (agent steps x action repeat);
 `agent_step` counts agent steps. On resume, rows past the checkpoint are dropped so a resumed run
@@ -8,7 +9,10 @@ logs every step once.
 from __future__ import annotations
 
 import csv
+import json
 import os
+import shlex
+import sys
 import time
 from typing import Any, Mapping
 
@@ -58,24 +62,30 @@ class RunLogger:
     def __init__(self, work_dir: str, total_steps: int, action_repeat: int, start_step: int = 0,
                  step_name: str = "agent steps",
                  tensorboard: bool = True, progress: bool = True, echo: bool = True, csv: bool = True,
-                 wandb: Mapping[str, Any] | None = None, tasks: tuple[str, ...] = ()):
+                 wandb: Mapping[str, Any] | None = None, tasks: tuple[str, ...] = (),
+                 config: Mapping[str, Any] | None = None):
         """`tasks` (a multitask run's) adds eval.csv columns per task: `episode_reward+TASK` and
-        `episode_success+TASK` (empty for a task without success)."""
+        `episode_success+TASK` (empty for a task without success). `config` (the run's resolved
+        keys) is written to config.json and, with tensorboard on, as TensorBoard text and hparams."""
         os.makedirs(work_dir, exist_ok=True)
+        if config is not None:
+            write_run_config(work_dir, config)
         self.work_dir, self.action_repeat, self.echo, self.step_name = work_dir, action_repeat, echo, step_name
         self.eval = self.train = None
         if csv:
             per_task = tuple(f"episode_{kind}+{task}" for kind in ("reward", "success") for task in tasks)
             self.eval = CsvLog(os.path.join(work_dir, "eval.csv"), EVAL_COLUMNS + per_task)
             self.train = CsvLog(os.path.join(work_dir, "train.csv"), TRAIN_COLUMNS)
-            if start_step:
-                self.eval.truncate_after(start_step)
-                self.train.truncate_after(start_step)
+            # a resumed run keeps the rows up to its checkpoint, a fresh one none of an earlier run's
+            self.eval.truncate_after(start_step if start_step else -1)
+            self.train.truncate_after(start_step if start_step else -1)
         self._writer = None
         if tensorboard:
             from tensorboardX import SummaryWriter
 
             self._writer = SummaryWriter(os.path.join(work_dir, "tb"), purge_step=start_step * action_repeat or None)
+            if config is not None:
+                _describe_run(self._writer, config, start_step * action_repeat)
         self._wandb = _start_wandb(work_dir, wandb) if wandb else None
         self._bar = None
         if progress:
@@ -139,6 +149,35 @@ class RunLogger:
             self._writer.close()
         if self._wandb is not None:
             self._wandb.finish()
+
+
+def write_run_config(work_dir: str, config: Mapping[str, Any]) -> str:
+    """Writes WORK_DIR/config.json: {"version": the package's, "command": the command line,
+    "config": {key: value}}; returns its path. A resumed run rewrites it with its own command."""
+    from tdmpc2_jax import __version__
+
+    path = os.path.join(work_dir, "config.json")
+    record = {"version": __version__, "command": shlex.join(sys.argv), "config": dict(config)}
+    with open(path, "w") as f:
+        json.dump(record, f, indent=1, default=str)
+        f.write("\n")
+    return path
+
+
+def _describe_run(writer, config: Mapping[str, Any], step: int) -> None:
+    """The run's config as a TensorBoard text summary (a key | value table, with the package
+    version and command line) and as hyperparameters (the HParams dashboard, set against the
+    evaluation return)."""
+    from tensorboardX.summary import hparams
+
+    from tdmpc2_jax import __version__
+
+    table = "\n".join(["| key | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in sorted(config.items())])
+    writer.add_text("config", f"tdmpc2_jax {__version__}: `{shlex.join(sys.argv)}`\n\n{table}", step)
+    values = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in config.items() if v is not None}
+    for summary in hparams(values, {"eval/episode_reward": 0.0})[:2]:  # the experiment, and this run's values
+        writer.file_writer.add_summary(summary, step)
+    writer.flush()
 
 
 def _start_wandb(work_dir: str, settings: Mapping[str, Any]):

@@ -10,9 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from tdmpc2_jax import checkpoints
+from tdmpc2_jax import acting, checkpoints
 from tdmpc2_jax.agent import Agent
-from tdmpc2_jax import acting
 from tdmpc2_jax.loops import host, mjx_run
 from tdmpc2_jax.run_record import resolve
 
@@ -27,6 +26,18 @@ def tiny_config(work_dir, task="cartpole-balance", **changes):
 def run_cli(module, config_file, task, *flags):
     args = [sys.executable, "-m", f"tdmpc2_jax.{module}", f"--config={ROOT / 'tdmpc2_jax' / 'configs' / config_file}:{task}", *flags]
     return subprocess.run(args, capture_output=True, text=True, timeout=900, cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_evaluations_fall_on_the_host_loop_s_grid_and_a_fresh_run_drops_old_rows(tmp_path):
+    # seed phase of 6 batched steps (24 transitions, past the first multiple of eval_freq 20), then chunks of
+    # 5 (20 transitions): boundaries at 24, 44, 64, 84; the i-th evaluation runs at the first one at or after 20 i
+    config = tiny_config(tmp_path, seed_steps=24, eval_freq=20, steps=84, checkpoint_every=1000)
+    (tmp_path / "eval.csv").write_text("step,agent_step,episode_reward\n0,0,1.0\n")  # an earlier run's row
+    mjx_run.train(resolve(config))
+    steps = [int(r["agent_step"]) for r in rows(tmp_path / "eval.csv")]
+    assert steps == [0, 24, 44, 64, 84]
+    assert all(20 * i <= step < 20 * (i + 1) for i, step in enumerate(steps))
 
 
 @pytest.mark.slow

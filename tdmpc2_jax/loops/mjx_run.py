@@ -7,8 +7,11 @@ bar), evaluates, and checkpoints with orbax (the whole carry, device buffer incl
 
 Counting: `steps`, `eval_freq`, `checkpoint_every`, `seed_steps` and `buffer_size` count
 transitions over all N environments (agent steps, as on host); logs use env steps = transitions x
-action repeat, like the host loop. Work happens in chunks of `chunk_steps` batched steps; evals
-and checkpoints land on the first chunk boundary at or after their step.
+action repeat, like the host loop. Work happens in the seed phase and then in chunks of
+`chunk_steps` batched steps; an evaluation is due at every multiple of eval_freq (from 0) and runs
+at the first boundary (the seed phase's end or a chunk's) at or after it, logged at that exact
+step, so the i-th evaluation falls in [i x eval_freq, (i + 1) x eval_freq) like the host loop's;
+checkpoints land the same way.
 """
 from __future__ import annotations
 
@@ -155,7 +158,8 @@ class PopulationLog:
                                      run.wandb if self.single else member_wandb(run, work_dir, m.name))
         self.loggers = [RunLogger(d, run.steps, action_repeat, start_step=transitions,
                                   tensorboard=run.tensorboard, progress=run.progress and i == 0,
-                                  echo=self.single, csv=run.save_csv, wandb=wandb(d, m), tasks=tasks)
+                                  echo=self.single, csv=run.save_csv, wandb=wandb(d, m), tasks=tasks,
+                                  config={**run.config, "seed": m.seed, "lr": m.lr})
                         for i, (d, m) in enumerate(zip(member_dirs(run, members), members))]
 
     def message(self, text: str) -> None:
@@ -236,6 +240,9 @@ def train(run: Run, seeds: list[int] | None = None, lrs: list[float] | None = No
                         f"{program.seed_steps:,} pretraining updates ...")
             carry, logs = program.seed_chunk(carry)
             batched_steps = program.loop.seed_batches
+            if batched_steps * n >= next_eval:  # as on host, an evaluation due in the seed phase sees no update
+                last_eval, eval_key = evaluate(program, carry, eval_key, program.eval_episodes, log, batched_steps * n)
+                next_eval = next_multiple(batched_steps * n, run.eval_freq)
             carry, _ = program.pretrain(carry, program.seed_steps)
             log.chunk(batched_steps * n, logs, batched_steps * n, run.ckpt_dir)
         while batched_steps < program.total_batches:
