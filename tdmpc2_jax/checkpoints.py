@@ -71,9 +71,12 @@ class NoWholeCheckpoint(ValueError):
 
     def __init__(self, directory: str, damaged: list[DamagedCheckpoint]):
         self.directory, self.damaged = directory, damaged
+        steps = sorted(d.step for d in damaged)
         causes = "; ".join(f"{d.step}: {d.file} is {d.problem}" for d in damaged)
-        super().__init__(f"no readable checkpoint in {directory} (steps {_listing(sorted(d.step for d in damaged))} "
-                         f"{'is' if len(damaged) == 1 else 'are'} damaged: {causes}); nothing was deleted")
+        # what was done first: a long list of causes may be cut short where the line is shown
+        super().__init__(f"no readable checkpoint in {directory}, nothing was deleted: "
+                         f"step{'s' if len(steps) > 1 else ''} {_listing(steps)} "
+                         f"{'is' if len(steps) == 1 else 'are'} damaged ({causes})")
 
 
 class CheckpointWriteError(OSError):

@@ -162,10 +162,9 @@ def test_every_step_damaged_is_one_line_and_nothing_moves(ckpt):
     before = sorted(os.listdir(ckpt))
     with pytest.raises(checkpoints.NoWholeCheckpoint) as caught:
         checkpoints.newest_whole(ckpt, pytest.fail)
-    assert str(caught.value).startswith(f"no readable checkpoint in {ckpt} (steps 100, 200 and 251 are damaged: "
-                                        "251: state/ocdbt.process_0/d/")
-    assert str(caught.value).endswith("; 200: state/manifest.ocdbt is missing; 100: meta/metadata is missing); "
-                                      "nothing was deleted")
+    assert str(caught.value).startswith(f"no readable checkpoint in {ckpt}, nothing was deleted: steps 100, 200 "
+                                        "and 251 are damaged (251: state/ocdbt.process_0/d/")
+    assert str(caught.value).endswith("; 200: state/manifest.ocdbt is missing; 100: meta/metadata is missing)")
     assert [d.step for d in caught.value.damaged] == [251, 200, 100]
     assert sorted(os.listdir(ckpt)) == before
 
@@ -346,3 +345,76 @@ def test_the_error_edge_exits_2_for_usage_errors_and_logs_elsewhere_without_a_ru
     log = line.removeprefix("error: the disk went away (details in ").removesuffix(")")
     assert "OSError: the disk went away" in open(log).read()
     os.remove(log)
+
+
+# ---------------------------------------------------------------------------------------------
+# the speculative controller's files
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b'{"walker-walk@host": {"3": {"tau": [Infinity, 0.1', "not JSON"),  # cut short
+    (b"\x00\xff\x10garbage", "not JSON"),
+    (b'["a", "list"]', "not a table of task@backend entries"),
+    (b'{"walker-walk@host": {"3": {"quantile": 0.95}}}', "entry walker-walk@host 3 holds no list of thresholds"),
+])
+def test_a_damaged_calibration_file_is_one_line_naming_it(tmp_path, content, problem):
+    from tdmpc2_jax.speculative.calibration import calibration_path, read_calibration, write_calibration
+
+    path = calibration_path(str(tmp_path))
+    with open(path, "wb") as f:
+        f.write(content)
+    for use in (lambda: read_calibration(str(tmp_path), "walker-walk", "host"),
+                lambda: write_calibration(str(tmp_path), "walker-walk", "host", 2, "latent", np.ones(2), 0.9, 1)):
+        with pytest.raises(ValueError) as caught:
+            use()
+        assert str(caught.value).startswith(f"calibration file {path} is damaged: {problem}")
+        assert "\n" not in str(caught.value) and str(caught.value).endswith("calibrate again")
+    with open(path, "rb") as f:
+        assert f.read() == content  # a refused write leaves the file as it was
+    assert os.listdir(tmp_path) == [os.path.basename(path)]  # and no temporary file
+
+
+def test_a_calibration_write_that_fails_leaves_the_previous_file_whole(tmp_path, monkeypatch):
+    from tdmpc2_jax.speculative import calibration
+
+    calibration.write_calibration(str(tmp_path), "walker-walk", "host", 2, "latent", np.asarray([np.inf, 0.5]), 0.9, 4)
+    before = open(calibration.calibration_path(str(tmp_path))).read()
+
+    def full_disk(table, f, **kwargs):
+        f.write('{"walker-walk@host": ')
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(calibration.json, "dump", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        calibration.write_calibration(str(tmp_path), "walker-walk", "host", 3, "latent", np.ones(3), 0.9, 4)
+    assert open(calibration.calibration_path(str(tmp_path))).read() == before
+    assert os.listdir(tmp_path) == [calibration.CALIBRATION_FILE]
+    assert calibration.read_calibration(str(tmp_path), "walker-walk", "host") == {(2, "latent"): [np.inf, 0.5]}
+
+
+@pytest.fixture(scope="module")
+def corrector(tmp_path_factory):
+    from tdmpc2_jax.speculative import fitting
+    from tdmpc2_jax.speculative.correctors import Corrector, CorrectorSpec
+
+    spec = CorrectorSpec(kind="mlp", latent_dim=16, action_dim=1, max_k=3, hidden=8)
+    directory = tmp_path_factory.mktemp("corrector") / "corrector"
+    fitting.save(str(directory), Corrector(spec).init(jax.random.key(0)), spec, dict(task="toy", K=3))
+    return directory
+
+
+@pytest.mark.parametrize("kind, how", [("meta/metadata", "truncate"), ("state/_METADATA", "garbage"),
+                                       ("state/manifest.ocdbt", "delete"), ("state/d/NODE", "truncate"),
+                                       ("meta/metadata", "delete")])
+def test_a_damaged_corrector_is_one_line_naming_the_file(corrector, tmp_path, kind, how):
+    from tdmpc2_jax.speculative import fitting
+
+    directory = str(shutil.copytree(corrector, tmp_path / "corrector"))
+    _, params, _ = fitting.load(directory, task="toy")  # whole: it loads
+    path = _kind_path(directory, 0, kind)
+    _damage(path, how)
+    with pytest.raises(checkpoints.DamagedCheckpoint) as caught:
+        fitting.load(directory, task="toy")
+    relative = os.path.relpath(path, os.path.join(directory, "0"))
+    assert str(caught.value).startswith(f"checkpoint {directory} step 0 is damaged: {relative} is {PROBLEM[how]}")
+    assert "\n" not in str(caught.value)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import tempfile
 
 import jax
 import numpy as np
@@ -36,29 +38,55 @@ def table_key(task: str, backend: str) -> str:
 
 
 def read_calibration(checkpoint: str, task: str, backend: str) -> dict[tuple[int, str], list[float]]:
-    """{(K, mismatch): tau [K]} of one task on one backend."""
+    """{(K, mismatch): tau [K]} of one task on one backend; a damaged file is a one-line ValueError naming it."""
     key, path = table_key(task, backend), calibration_path(checkpoint)
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        entries = json.load(f).get(key, {})
     taus = {}
-    for key, value in entries.items():
-        k, _, mismatch = key.partition(":")
+    for entry, value in _read_table(path).get(key, {}).items():
+        k, _, mismatch = entry.partition(":")
         taus[int(k), mismatch or "latent"] = value["tau"]
     return taus
 
 
 def write_calibration(checkpoint: str, task: str, backend: str, k: int, mismatch: str, tau: np.ndarray,
                       quantile: float, episodes: int) -> None:
+    """Adds one entry to the file, atomically: the new table goes to a temporary file beside it,
+    flushed to disk, then renamed over it, so a crash or a full disk leaves the old file whole."""
     path = calibration_path(checkpoint)
-    table = json.load(open(path)) if os.path.exists(path) else {}
-    table.setdefault(table_key(task, backend), {})[entry_key(k, mismatch)] = dict(tau=[float(t) for t in tau], quantile=quantile,
-                                                             episodes=episodes)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(table, f, indent=1)
-    os.replace(tmp, path)
+    table = _read_table(path)
+    table.setdefault(table_key(task, backend), {})[entry_key(k, mismatch)] = dict(
+        tau=[float(t) for t in tau], quantile=quantile, episodes=episodes)
+    fd, tmp = tempfile.mkstemp(prefix=CALIBRATION_FILE + ".", suffix=".tmp", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(table, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.remove(tmp)
+        raise
+
+
+def _read_table(path: str) -> dict:
+    """The file's table {"TASK@BACKEND": {"K[:mismatch]": {"tau": [K], ...}}} ({} without a file); a
+    one-line ValueError naming the file when it is anything else (cut short, garbage, another shape)."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        with open(path, "rb") as f:
+            table = json.loads(f.read().decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"calibration file {path} is damaged: not JSON ({err}); remove it and calibrate again") from None
+    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
+        raise ValueError(f"calibration file {path} is damaged: not a table of task@backend entries; "
+                         "remove it and calibrate again")
+    for key, entries in table.items():
+        for entry, value in entries.items():
+            if not (re.fullmatch(r"\d+(:\w+)?", entry) and isinstance(value, dict) and isinstance(value.get("tau"), list)
+                    and all(isinstance(t, (int, float)) for t in value["tau"])):
+                raise ValueError(f"calibration file {path} is damaged: entry {key} {entry} holds no list of "
+                                 "thresholds; remove it and calibrate again")
+    return table
 
 
 def calibration_mjx(env, speculator, params, key: jax.Array, episodes: int, on_progress=None):

@@ -102,10 +102,11 @@ def named_dirs(values: list[str]) -> list[tuple[str, str]]:
 
 
 def load(directory: str, task: str | None = None, latent_dim: int | None = None, horizon_k: int | None = None):
-    """(Corrector, params, meta); refuses one made for another task, latent size or K."""
+    """(Corrector, params, meta); refuses one made for another task, latent size or K, and names the
+    damaged file of a damaged one (`checkpoints.DamagedCheckpoint`)."""
     from tdmpc2_jax import checkpoints
 
-    _, meta = checkpoints.read_meta(directory)
+    step, meta = checkpoints.read_meta(directory)
     if "spec" not in meta:
         raise ValueError(f"{directory} is not a corrector checkpoint (no spec in its metadata)")
     spec = CorrectorSpec(**meta["spec"])
@@ -120,7 +121,5 @@ def load(directory: str, task: str | None = None, latent_dim: int | None = None,
         raise ValueError(f"corrector {directory} was trained for " + ", ".join(problems))
     corrector = Corrector(spec)
     like = jax.eval_shape(corrector.init, jax.random.key(0))
-    with ocp.CheckpointManager(os.path.abspath(directory)) as m:
-        abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), like)
-        params = m.restore(0, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))["state"]
+    params = jax.tree.map(jnp.asarray, checkpoints.restore_exact(directory, step, like))
     return corrector, params, meta
