@@ -9,9 +9,9 @@ DMControl, Meta-World and ManiSkill, 1 on Gymnasium and MyoSuite). The run goes 
 experiments/results/learning/<TASK>/ (eval.csv, train.csv) and the plot to
 experiments/results/learning/<TASK>.png, with wall-clock and device in the title; a task with
 success (Meta-World, MyoSuite, ManiSkill) gets a panel with the success rate, an episodic task one
-with the termination loss. The official curve is experiments/official_results/<TASK>.csv where that
-file exists. A pixel run (`--config.obs=rgb`) is named <TASK>-rgb; the official curve beside it is
-the state-based one (the only one published). `--plot_only` plots a run that has not finished (it
+with the termination loss. The official curve is the task's CSV of the official results shipped in
+tdmpc2_jax/data/official_results, where one was published. A pixel run (`--config.obs=rgb`) is named
+<TASK>-rgb; the official curve beside it is the state-based one. `--plot_only` plots a run that has not finished (it
 resumes later with the same command and `--config.resume=True`; a finished run resumed with a
 larger --env_steps goes on). The checkpoints leave out the replay buffer unless
 `--config.save_buffer=True` (for an exact resume).
@@ -29,9 +29,9 @@ from absl import app, flags
 from tdmpc2_jax.cli import define_config_flags, parse_flags, start_command
 from tdmpc2_jax.config import SIZE_KEYS
 from tdmpc2_jax.envs.registry import action_repeat_of
+from tdmpc2_jax.plot import RETURN, official_results
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-OFFICIAL = ROOT / "experiments" / "official_results"
 RESULTS = ROOT / "experiments" / "results" / "learning"
 TRAIN_WINDOW = 10  # training episodes per point of the smoothed training curve
 FLAGS = flags.FLAGS
@@ -64,15 +64,12 @@ def plot(task: str, run_dir: pathlib.Path, env_steps: int, title: str, out: path
     if losses:
         extra[0].plot([float(r["step"]) for r in losses], [float(r["termination_loss"]) for r in losses], color="C3")
         extra[0].set(xlabel="environment steps", ylabel="termination loss", yscale="log")
-    official = OFFICIAL / f"{task}.csv"
-    if official.exists():
-        with open(official) as f:
-            rows = [r for r in csv.DictReader(f) if float(r["step"]) <= max(env_steps, 100_000)]
-        for seed in sorted({r["seed"] for r in rows}):
-            xs = [float(r["step"]) for r in rows if r["seed"] == seed]
-            ys = [float(r["reward"]) for r in rows if r["seed"] == seed]
-            ax.plot(xs, ys, color="gray", alpha=0.6, marker=".",
-                    label="official TD-MPC2 (5M, state)" if seed == "1" else None)
+    official = official_results(task)
+    if official is not None and official.metric == RETURN:
+        for i, (xs, ys) in enumerate(zip(*official.curves)):
+            shown = xs <= max(env_steps, 100_000)
+            ax.plot(xs[shown], ys[shown], color="gray", alpha=0.6, marker=".",
+                    label="official TD-MPC2 (5M, state)" if i == 0 else None)
     xs, ys = read_curve(run_dir / "train.csv", "step", "episode_reward")
     if len(ys) >= TRAIN_WINDOW:  # the training episodes' returns (exploration noise included), smoothed
         kernel = np.ones(TRAIN_WINDOW) / TRAIN_WINDOW

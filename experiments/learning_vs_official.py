@@ -53,11 +53,11 @@ import numpy as np
 from experiments import statistics
 from experiments.statistics import Bootstrap, Interval, RatioTest
 from tdmpc2_jax.envs.registry import action_repeat_of, task_defaults
+from tdmpc2_jax.plot import official_results
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEFAULT_PLAN = ROOT / "experiments" / "plans" / "learning_vs_official.json"
 RESULTS = ROOT / "experiments" / "results"
-OFFICIAL_RESULTS = ROOT.parent / "shared" / "official_results" / "tdmpc2"
 # the official loop, this project's host loop, and its MJX loop (the plan's number of batched
 # environments at the official ratio of one update per transition)
 IMPLS = ("official", "tdmpc2_jax", "tdmpc2_jax_mjx")
@@ -725,13 +725,10 @@ def plot_task(plan: Plan, counted: dict[Run, list[dict]], task: str, path: pathl
         label = f"{impl} ({len(runs)} seed{'s' if len(runs) > 1 else ''}, {wall_minutes[impl]:.0f} min/run)"
         ax.plot(grid, table.mean(0), color=COLORS[impl], marker="o", ms=3, label=label)
         ax.fill_between(grid, table.min(0), table.max(0), color=COLORS[impl], alpha=0.2)
-    reference = OFFICIAL_RESULTS / f"{task}.csv"
-    if reference.exists() and max_step:
-        with open(reference) as f:
-            ref = [r for r in csv.DictReader(f) if float(r["step"]) <= max_step]
-        for i, seed in enumerate(sorted({r["seed"] for r in ref})):
-            points = [(float(r["step"]), float(r["reward"])) for r in ref if r["seed"] == seed]
-            ax.plot(*zip(*points), color="gray", ls="none", marker="x",
+    reference = official_results(task)
+    if reference is not None and max_step:
+        for i, (xs, ys) in enumerate(zip(*reference.curves)):
+            ax.plot(xs[xs <= max_step], ys[xs <= max_step], color="gray", ls="none", marker="x",
                     label="published official 5M" if i == 0 else None)
     ax.set(xlabel="environment steps", ylabel="eval episode return", title=task)
     ax.legend(fontsize=8)
