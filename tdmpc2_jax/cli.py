@@ -16,12 +16,22 @@ from absl import flags, logging
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl parsing with a one-line message (and exit 2) for a bad flag or config override."""
+    """absl parsing with a one-line message (and exit 2) for a bad flag, config override or argument.
+
+    Around absl's own parsing: --help lists the command's flags (`_list_command_flags_in_help`);
+    `--config.task=X` loads X's config (`with_task_config`); an official key this project does not
+    have is refused with the reason; a positional argument (absl would hand it to main unread) is
+    refused, a Hydra-style `key=value` with its flag form (`refuse_arguments`); `--config_keys`
+    prints the config's keys and exits.
+    """
+    _list_command_flags_in_help()
+    _refuse_overrides_without_config(argv[1:])
+    _refuse_unsupported_keys(argv[1:])
+    argv = with_task_config(resolve_config_path(argv))
     try:
-        return flags.FLAGS(resolve_config_path(argv))
+        rest = flags.FLAGS(argv)
     except flags.Error as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail(str(err))
     except (AttributeError, KeyError, TypeError, ValueError) as err:
         message = str(err.args[0]) if err.args else str(err)
         if message[:1] in "'\"":  # ml_collections wraps a KeyError's repr
@@ -29,8 +39,130 @@ def parse_flags(argv: list[str]) -> list[str]:
                 message = ast.literal_eval(message)
             except (ValueError, SyntaxError):
                 pass
-        print(f"error: invalid config override: {message}".replace("\n", " "), file=sys.stderr)
-        sys.exit(2)
+        fail(f"invalid config override: {message} (--config_keys lists the keys)".replace("\n", " "))
+    refuse_arguments(rest[1:])
+    if "config_keys" in flags.FLAGS and flags.FLAGS.config_keys:
+        if flags.FLAGS.config is None:
+            fail("--config_keys lists the keys of a config: give one, e.g. --config=configs/dmc.py:cartpole-balance")
+        print(describe_keys(flags.FLAGS.config))
+        sys.exit(0)
+    return rest
+
+
+def _list_command_flags_in_help() -> None:
+    """Makes every flag defined by this package a key flag of the main program, which is what
+    absl's --help lists: it lists only flags defined by the `__main__` module, so neither
+    --config (defined here) nor a console script's flags (defined in its module) would show.
+    --helpfull lists every flag as before."""
+    for module, defined in flags.FLAGS.flags_by_module_dict().items():
+        if module.split(".")[0] == __name__.split(".")[0]:
+            for flag in defined:
+                flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
+def with_task_config(argv: list[str]) -> list[str]:
+    """argv with `--config=FILE[:TASK]` made `--config=FILE:X` when `--config.task=X` is given, so
+    that X's config is loaded (its domain's defaults: episode length, episodic, ...) exactly as
+    `--config=FILE:X` loads it, the other --config.key overrides applied over it."""
+    task = None
+    for i, arg in enumerate(argv):
+        if arg.startswith("--config.task="):
+            task = arg.removeprefix("--config.task=")
+        elif arg == "--config.task" and i + 1 < len(argv):
+            task = argv[i + 1]
+    if task is None:
+        return argv
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg.startswith("--config="):
+            out[i] = "--config=" + arg.removeprefix("--config=").partition(":")[0] + ":" + task
+        elif arg == "--config" and i + 1 < len(out):
+            out[i + 1] = out[i + 1].partition(":")[0] + ":" + task
+    return out
+
+
+def _refuse_overrides_without_config(args: list[str]) -> None:
+    """One line for a --config.KEY override with no --config to apply it to."""
+    overrides = [arg.removeprefix("--config.").partition("=") for arg in args if arg.startswith("--config.")]
+    if not overrides or any(arg == "--config" or arg.startswith("--config=") for arg in args):
+        return
+    task = next((value for key, _, value in overrides if key == "task" and value), None)
+    if task:
+        fail(f"--config.task needs a config file: use --config=configs/dmc.py:{task} (or configs/mjx.py:{task})")
+    fail(f"--config.{overrides[0][0]} needs a config file, e.g. --config=configs/dmc.py:cartpole-balance")
+
+
+def _refuse_unsupported_keys(args: list[str]) -> None:
+    """One line with the reason for a --config.KEY override of an official key this project lacks."""
+    from tdmpc2_jax.run_config import UNSUPPORTED_KEYS
+
+    for arg in args:
+        key = arg.removeprefix("--config.").partition("=")[0] if arg.startswith("--config.") else None
+        if key in UNSUPPORTED_KEYS:
+            fail(f"--config.{key}: not supported: {UNSUPPORTED_KEYS[key]}")
+
+
+def refuse_arguments(args: list[str]) -> None:
+    """Nothing for no arguments; else one line, exit 2: commands here read flags only, and a
+    Hydra-style `key=value` (the official code's way) is shown in its flag form."""
+    if not args:
+        return
+    from tdmpc2_jax.run_config import UNSUPPORTED_KEYS
+
+    pairs = [arg.partition("=") for arg in args]
+    if not all(key and sep for key, sep, _ in pairs):
+        fail(f"unexpected argument {next(a for a, (k, s, _) in zip(args, pairs) if not (k and s))!r}: "
+             "this command reads flags only (see --help)")
+    for key, _, _ in pairs:
+        if key in UNSUPPORTED_KEYS and key not in flags.FLAGS:
+            fail(f"--config.{key}: not supported: {UNSUPPORTED_KEYS[key]}")
+    fail(f"key=value arguments are not read here: write {' '.join(args)} as "
+         + " ".join(_flag_form(key, value) for key, _, value in pairs))
+
+
+def _flag_form(key: str, value: str) -> str:
+    """The flag that sets what the Hydra-style argument `key=value` sets: the command's own flag
+    `key`, else the config key; `task` without --config names the config to load."""
+    if key in flags.FLAGS and key != "config":
+        return f"--{key}={value}"
+    if "config" not in flags.FLAGS:
+        return f"--{key}={value}"
+    if key == "task" and flags.FLAGS.config is None:
+        return f"--config=configs/dmc.py:{value}"
+    return f"--config.{key}={value}"
+
+
+def describe_keys(config) -> str:
+    """One line per key of `config`: `--config.KEY`, its value, and what it means
+    (`run_config.KEY_MEANINGS`), in the order of KEY_MEANINGS; then the official keys that have
+    none here, with the reason."""
+    from tdmpc2_jax.run_config import KEY_MEANINGS, UNSUPPORTED_KEYS
+
+    keys = [k for k in KEY_MEANINGS if k in config] + sorted(k for k in config if k not in KEY_MEANINGS)
+    names = [f"--config.{k}" for k in keys]
+    values = [_show(config[k]) for k in keys]
+    name_width, value_width = max(map(len, names)), min(max(map(len, values)), 24)
+    lines = [f"{n:<{name_width}}  {v:<{value_width}}  {KEY_MEANINGS.get(k, '')}".rstrip()
+             for n, v, k in zip(names, values, keys)]
+    lines += ["", "official keys not supported here:"]
+    lines += [f"  {k}: {reason}" for k, reason in UNSUPPORTED_KEYS.items()]
+    return "\n".join(lines)
+
+
+def _show(value) -> str:
+    """A config value as typed after --config.KEY= (unset placeholders as `unset`)."""
+    if value is None:
+        return "unset"
+    return f"{value!r}" if value == "" else str(value)
+
+
+def print_run_config(config) -> None:
+    """The resolved config of a run, `key=value` wrapped at 100 columns, before the run starts."""
+    import textwrap
+
+    text = " ".join(f"{k}={_show(v)}" for k, v in sorted(config.items()))
+    print(textwrap.fill(text, width=100, initial_indent="config: ", subsequent_indent="  ",
+                        break_long_words=False, break_on_hyphens=False), flush=True)
 
 
 def resolve_config_path(argv: list[str]) -> list[str]:
@@ -59,7 +191,9 @@ def define_config_flags(config_help: str, checkpoint_help: str | None = None) ->
     value is `flags.FLAGS.config`) and, for a command that reads a trained agent, --checkpoint."""
     from ml_collections import config_flags
 
-    config_flags.DEFINE_config_file("config", None, config_help, lock_config=True)
+    config_flags.DEFINE_config_file("config", None, config_help + "; override a key with --config.KEY=VALUE",
+                                    lock_config=True)
+    flags.DEFINE_bool("config_keys", False, "print every --config.KEY of --config, its value and meaning, and exit")
     if checkpoint_help:
         flags.DEFINE_string("checkpoint", None, checkpoint_help)
 

@@ -16,7 +16,7 @@ from collections import defaultdict
 
 from absl import app, flags
 
-from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, setup_process
+from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, print_run_config, setup_process
 
 FLAGS = flags.FLAGS
 
@@ -88,6 +88,7 @@ def sweep(config, seeds: list[int], lrs: list[float]) -> tuple[list[dict], str]:
     from tdmpc2_jax.run_record import resolve
 
     run = resolve(config)
+    print_run_config(run.config)
     mjx_run.train(run, seeds, lrs)
     members = mjx_run.population(seeds, lrs)
     rows = summarize(mjx_run.member_dirs(run, members), [m.lr for m in members])

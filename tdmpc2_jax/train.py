@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from tdmpc2_jax.cli import define_config_flags, error_edge, input_errors, parse_flags, start_command
+from tdmpc2_jax.cli import define_config_flags, error_edge, input_errors, parse_flags, print_run_config, start_command
 
 FLAGS = flags.FLAGS
 
@@ -30,6 +30,7 @@ def main(argv: list[str]) -> None:
     run = None
     with error_edge(lambda: run and run.work_dir, usage_errors=input_errors()):
         run = resolve(config)
+        print_run_config(run.config)
         result = train(run, config)
     if result:
         at = (f"{result['agent_step']:,} agent steps" if "agent_step" in result

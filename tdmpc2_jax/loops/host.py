@@ -172,7 +172,7 @@ def make_logger(run: Run, step: int, agent_cfg: Config, action_repeat: int) -> R
     # agent steps 0..steps inclusive, as in the official loop
     return RunLogger(run.work_dir, run.steps + 1, action_repeat, start_step=step, tensorboard=run.tensorboard,
                      progress=run.progress, csv=run.save_csv, wandb=run.wandb,
-                     tasks=agent_cfg.tasks if agent_cfg.multitask else ())
+                     tasks=agent_cfg.tasks if agent_cfg.multitask else (), config=run.config)
 
 
 def evaluate_and_log(run: Run, eval_env, agent_cfg: Config, planners: acting.Planners, run_state: RunState,

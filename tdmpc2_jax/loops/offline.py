@@ -45,7 +45,7 @@ def train(run: Run) -> dict[str, Any]:
         state = xla.jit(agent.state_from_params)(*loading.starting_weights(run.init_from, agent.cfg))
     logger = RunLogger(run.work_dir, run.steps, 1, start_step=start, step_name="updates", tensorboard=run.tensorboard,
                        progress=run.progress, csv=run.save_csv, wandb=run.wandb,
-                       tasks=tuple(env.task for env in eval_envs))
+                       tasks=tuple(env.task for env in eval_envs), config=run.config)
     logger.message(f"{run.task_set.name} offline: {dataset.num_episodes:,} episodes ({dataset.num_transitions:,} "
                    f"transitions, {dataset.memory_bytes() / 2**30:.2f} GiB mapped from {run.data_dir}), "
                    f"{run.steps:,} updates (from {start:,}), work dir {run.work_dir}")
