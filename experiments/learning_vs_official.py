@@ -1,9 +1,9 @@
 """Learning curves of this project's host and MJX loops beside the official PyTorch TD-MPC2, run and
 reported as a committed plan fixes them.
 
-    python -m experiments.learning_vs_official --official-repo PATH [--plan PLAN] [--jobs 2] \
-        [--impls I1,I2] [--tasks T1,T2] [--seeds 1,2]
-    python -m experiments.learning_vs_official --report [--plan PLAN] [--out DIR]
+    python -m experiments.learning_vs_official --official_repo=PATH [--plan=PLAN] [--jobs=2]
+        [--impls=I1,I2] [--tasks=T1,T2] [--seeds=1,2]
+    python -m experiments.learning_vs_official --report [--plan=PLAN] [--out=DIR]
 
 PLAN (default experiments/plans/learning_vs_official.json) fixes the tasks, seeds, budget per task
 (environment steps: agent steps x the task's action repeat, 2 on DMControl, 1 on Gymnasium), which
@@ -12,7 +12,7 @@ MJX loop's number of environments, the comparisons, and the statistics. Running 
 run that is not finished yet; --impls/--tasks/--seeds narrow that to part of the plan, and a run
 outside the plan is refused, as are settings on the command line. The implementations:
 `official` (the official loop, from PATH, a checkout of github.com/nicklashansen/tdmpc2, in its own
-Python environment: `bash experiments/official_env.sh` makes `.venv-official`, `--official-python`
+Python environment: `bash experiments/official_env.sh` makes `.venv-official`, `--official_python`
 points elsewhere; it runs from a copy patched for CPU only, the patches printed and written to
 `official_patches.txt`), `tdmpc2_jax` (this project's host loop) and `tdmpc2_jax_mjx` (its MJX loop
 on the plan's number of batched environments, one update per transition). A task that terminates
@@ -34,7 +34,6 @@ intervals, the ratio of mean AUCs with its intervals, the equivalence test and i
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -49,9 +48,11 @@ from collections import Counter
 from typing import Iterable, NamedTuple
 
 import numpy as np
+from absl import app, flags
 
 from experiments import statistics
 from experiments.statistics import Bootstrap, Interval, RatioTest
+from tdmpc2_jax import cli
 from tdmpc2_jax.envs.registry import action_repeat_of, task_defaults
 from tdmpc2_jax.plot import official_results
 
@@ -360,10 +361,19 @@ def select(plan: Plan, impls: list[str], tasks: list[str], seeds: list[int]) -> 
     return runs
 
 
+class SweepOptions(NamedTuple):
+    out: pathlib.Path  # results directory
+    scratch: pathlib.Path  # the runs' work directories
+    jobs: int  # runs side by side, one thread each
+    progress_every: float  # seconds between progress lines
+    official_repo: pathlib.Path | None  # a checkout of the official code, to run it
+    official_python: str  # the Python environment that runs it
+
+
 class Sweep:
     """Runs the selected planned runs that are not finished, `jobs` at a time, filing each as it finishes."""
 
-    def __init__(self, plan: Plan, args: argparse.Namespace):
+    def __init__(self, plan: Plan, args: SweepOptions):
         self.plan, self.args = plan, args
         self.out, self.scratch = args.out, args.scratch
         self.source = self.scratch / "official_src"
@@ -768,31 +778,47 @@ def report(plan: Plan, out: pathlib.Path) -> None:
 # -------------------------------------------------------------------------------------------- main
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--plan", type=pathlib.Path, default=DEFAULT_PLAN)
-    parser.add_argument("--official-repo", type=pathlib.Path, help="a checkout of nicklashansen/tdmpc2")
-    parser.add_argument("--official-python", default=str(ROOT / ".venv-official" / "bin" / "python"))
-    parser.add_argument("--impls", type=lambda s: s.split(","), default=[], help="only these implementations")
-    parser.add_argument("--tasks", type=lambda s: s.split(","), default=[], help="only these tasks")
-    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[], help="only these seeds")
-    parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each")
-    parser.add_argument("--out", type=pathlib.Path, help="results directory (default experiments/results/<plan name>)")
-    parser.add_argument("--scratch", type=pathlib.Path, default=ROOT / "runs" / "learning_vs_official",
-                        help="work directories (checkpoints, logs) of the runs")
-    parser.add_argument("--progress-every", type=float, default=300.0, help="seconds between progress lines")
-    parser.add_argument("--report", action="store_true", help="only write the tables and plots")
-    args, rest = parser.parse_known_args()
-    if rest:
-        parser.error(f"the settings are the plan's ({args.plan}); refusing {' '.join(rest)}")
-    if args.jobs < 1:
-        parser.error(f"--jobs must be at least 1, got {args.jobs}")
-    plan = load_plan(args.plan)
-    args.out = args.out or RESULTS / plan.name
-    if not args.report:
-        Sweep(plan, args).run(select(plan, args.impls, args.tasks, args.seeds))
-    report(plan, args.out)
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """This command line's flags; defined when it runs, so that importing the module defines none."""
+    flags.DEFINE_string("plan", str(DEFAULT_PLAN), "the plan file")
+    flags.DEFINE_string("official_repo", None, "a checkout of nicklashansen/tdmpc2 (to run the official code)")
+    flags.DEFINE_string("official_python", str(ROOT / ".venv-official" / "bin" / "python"),
+                        "the Python environment that runs the official code")
+    flags.DEFINE_list("impls", [], "only these implementations")
+    flags.DEFINE_list("tasks", [], "only these tasks")
+    flags.DEFINE_list("seeds", [], "only these seeds")
+    flags.DEFINE_integer("jobs", 2, "runs side by side, one thread each", lower_bound=1)
+    flags.DEFINE_string("out", None, "results directory (default experiments/results/<plan name>)")
+    flags.DEFINE_string("scratch", str(ROOT / "runs" / "learning_vs_official"),
+                        "work directories (checkpoints, logs) of the runs")
+    flags.DEFINE_float("progress_every", 300.0, "seconds between progress lines")
+    flags.DEFINE_bool("report", False, "only write the tables and plots")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl parsing with one-line errors; a setting on the command line is refused, the plan's are used."""
+    settings = [arg for arg in argv[1:] if arg.startswith("--config.") or ("=" in arg and not arg.startswith("-"))]
+    if settings:
+        print(f"error: the settings are the plan's; refusing {' '.join(settings)}", file=sys.stderr)
+        sys.exit(2)
+    return cli.parse_flags(argv)
+
+
+def main(argv: list[str]) -> None:
+    if argv[1:]:
+        raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}")
+    plan = load_plan(pathlib.Path(FLAGS.plan))
+    out = pathlib.Path(FLAGS.out) if FLAGS.out else RESULTS / plan.name
+    if not FLAGS.report:
+        options = SweepOptions(out, pathlib.Path(FLAGS.scratch), FLAGS.jobs, FLAGS.progress_every,
+                               FLAGS.official_repo and pathlib.Path(FLAGS.official_repo), FLAGS.official_python)
+        Sweep(plan, options).run(select(plan, FLAGS.impls, FLAGS.tasks, [int(s) for s in FLAGS.seeds]))
+    report(plan, out)
 
 
 if __name__ == "__main__":
-    main()
+    define_flags()
+    app.run(main, flags_parser=parse_flags)
