@@ -183,3 +183,19 @@ def test_the_version_is_setup_cfg_s_without_package_metadata(monkeypatch):
     setup = configparser.ConfigParser()
     setup.read(ROOT / "setup.cfg")
     assert tdmpc2_jax._version() == setup["metadata"]["version"]
+
+
+def test_each_member_of_an_mjx_population_writes_its_own_seed_and_lr_to_config_json(tmp_path):
+    import numpy as np
+
+    from tdmpc2_jax.loops import mjx_run
+    from tdmpc2_jax.run_record import resolve
+
+    run = resolve(tiny.run_config("mjx.py", "cartpole-balance", tmp_path))
+    members = mjx_run.population([1, 2], [1e-3])
+    mjx_run.PopulationLog(run, members, 1, 0, np.zeros(2, int))
+    for member, directory in zip(members, mjx_run.member_dirs(run, members)):
+        config = json.loads((pathlib.Path(directory) / "config.json").read_text())["config"]
+        assert (config["seed"], config["lr"]) == (member.seed, member.lr)
+        assert {k: v for k, v in config.items() if k not in ("seed", "lr")} == \
+            {k: v for k, v in json.loads(json.dumps(dict(run.config))).items() if k not in ("seed", "lr")}
