@@ -28,6 +28,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     _refuse_overrides_without_config(argv[1:])
     _refuse_unsupported_keys(argv[1:])
     argv = with_task_config(resolve_config_path(argv))
+    refuse_missing_config_file(argv)
     try:
         rest = flags.FLAGS(argv)
     except flags.Error as err:
@@ -184,6 +185,17 @@ def resolve_config_path(argv: list[str]) -> list[str]:
         elif arg == "--config" and i + 1 < len(out):
             out[i + 1] = resolved(out[i + 1])
     return out
+
+
+def refuse_missing_config_file(argv: list[str]) -> None:
+    """One line (exit 2) for a --config file that does not exist, which ml_collections would
+    report only at the config's first use, as a traceback."""
+    for i, arg in enumerate(argv):
+        value = arg.removeprefix("--config=") if arg.startswith("--config=") else (
+            argv[i + 1] if arg == "--config" and i + 1 < len(argv) else None)
+        path = value.partition(":")[0] if value is not None else None
+        if path is not None and not os.path.isfile(path):
+            fail(f"--config file {path or '(empty)'} does not exist")
 
 
 def define_config_flags(config_help: str, checkpoint_help: str | None = None) -> None:

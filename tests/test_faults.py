@@ -364,7 +364,7 @@ def test_a_damaged_calibration_file_is_one_line_naming_it(tmp_path, content, pro
     with open(path, "wb") as f:
         f.write(content)
     for use in (lambda: read_calibration(str(tmp_path), "walker-walk", "host"),
-                lambda: write_calibration(str(tmp_path), "walker-walk", "host", 2, "latent", np.ones(2), 0.9, 1)):
+                lambda: write_calibration(str(tmp_path), "walker-walk", "host", 2, "latent", np.ones(2), 0.9, 1, 0)):
         with pytest.raises(ValueError) as caught:
             use()
         assert str(caught.value).startswith(f"calibration file {path} is damaged: {problem}")
@@ -377,7 +377,7 @@ def test_a_damaged_calibration_file_is_one_line_naming_it(tmp_path, content, pro
 def test_a_calibration_write_that_fails_leaves_the_previous_file_whole(tmp_path, monkeypatch):
     from tdmpc2_jax.speculative import calibration
 
-    calibration.write_calibration(str(tmp_path), "walker-walk", "host", 2, "latent", np.asarray([np.inf, 0.5]), 0.9, 4)
+    calibration.write_calibration(str(tmp_path), "walker-walk", "host", 2, "latent", np.asarray([np.inf, 0.5]), 0.9, 4, 0)
     before = open(calibration.calibration_path(str(tmp_path))).read()
 
     def full_disk(table, f, **kwargs):
@@ -386,7 +386,7 @@ def test_a_calibration_write_that_fails_leaves_the_previous_file_whole(tmp_path,
 
     monkeypatch.setattr(calibration.json, "dump", full_disk)
     with pytest.raises(OSError, match="No space left"):
-        calibration.write_calibration(str(tmp_path), "walker-walk", "host", 3, "latent", np.ones(3), 0.9, 4)
+        calibration.write_calibration(str(tmp_path), "walker-walk", "host", 3, "latent", np.ones(3), 0.9, 4, 0)
     assert open(calibration.calibration_path(str(tmp_path))).read() == before
     assert os.listdir(tmp_path) == [calibration.CALIBRATION_FILE]
     assert calibration.read_calibration(str(tmp_path), "walker-walk", "host") == {(2, "latent"): [np.inf, 0.5]}
@@ -418,3 +418,29 @@ def test_a_damaged_corrector_is_one_line_naming_the_file(corrector, tmp_path, ki
     relative = os.path.relpath(path, os.path.join(directory, "0"))
     assert str(caught.value).startswith(f"checkpoint {directory} step 0 is damaged: {relative} is {PROBLEM[how]}")
     assert "\n" not in str(caught.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# bad input to the command lines: one line, exit 2
+
+
+@pytest.mark.parametrize("args, line", [
+    (["tdmpc2_jax.train", "--config=configs/nope.py:x"], "error: --config file configs/nope.py does not exist"),
+    (["tdmpc2_jax.train", "--config=configs/nope.py:x", "--config.steps=5"],
+     "error: --config file configs/nope.py does not exist"),
+    (["tdmpc2_jax.evaluate", "--config", "configs/nope.py", "--checkpoint", "."],
+     "error: --config file configs/nope.py does not exist"),
+    (["tdmpc2_jax.convert", "GARBAGE", "out"], "error: GARBAGE: cannot read it: not a torch.save zip archive"),
+    (["tdmpc2_jax.convert", "CUT", "out"], "error: CUT: cannot read it: not a torch.save zip archive"),
+])
+def test_bad_files_given_to_a_command_are_one_line(tmp_path, args, line):
+    garbage, cut = tmp_path / "garbage.pt", tmp_path / "cut.pt"
+    garbage.write_bytes(np.random.default_rng(0).bytes(5000))
+    chunk = (ROOT / "tests" / "fixtures" / "offline_mt3" / "chunk_0.pt").read_bytes()
+    cut.write_bytes(chunk[: len(chunk) // 2])  # a torch.save archive cut short
+    args = [{"GARBAGE": str(garbage), "CUT": str(cut), "out": str(tmp_path / "out")}.get(a, a) for a in args]
+    line = line.replace("GARBAGE", str(garbage)).replace("CUT", str(cut))
+    out = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and out.stderr.startswith(line), out.stderr[-3000:]
+    assert not (tmp_path / "out").exists()
