@@ -14,14 +14,19 @@ and BLOCKS maps each NAME to its file and the function that writes its text from
 from __future__ import annotations
 
 import argparse
+import csv
+import json
 import pathlib
 import sys
 from typing import Callable, NamedTuple
 
 from experiments import learning_vs_official
+from tdmpc2_jax.speculative import report as speculative_report
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 END = "<!-- end generated -->"
+RESULTS = ROOT / "experiments" / "results"
+DMC_EPISODE = 500  # agent steps per DMControl episode
 
 
 class Block(NamedTuple):
@@ -29,8 +34,187 @@ class Block(NamedTuple):
     render: Callable[[], str]  # the block's markdown
 
 
+def read_rows(path: pathlib.Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def first_command() -> str:
+    """The README's line on its first command: the eval returns of the committed run and its machine."""
+    rows = read_rows(RESULTS / "readme" / "first_command" / "eval.csv")
+    machine = json.loads((RESULTS / "readme" / "first_command" / "machine.json").read_text())
+    returns = ", ".join(f"{float(r['episode_reward']):.0f}" for r in rows)
+    steps = ", ".join(f"{int(r['agent_step']) // 1000}k" if int(r["agent_step"]) else "0" for r in rows)
+    return (f"returns {returns} at {steps} agent steps on {machine['machine']} ({machine['date']}, "
+            f"{machine['wall_clock_s'] / 60:.0f} min; [eval.csv](experiments/results/readme/first_command/eval.csv))")
+
+
+def learning_summary() -> str:
+    """The README's summary of the learning comparison: per task the AUC ratio to the reference's, its
+    95% interval and the verdict, from the filed runs (the rows of learning_vs_official's summary.csv)."""
+    lvo = learning_vs_official
+    plan = lvo.load_plan(lvo.DEFAULT_PLAN)
+    rows = lvo.summary_rows(plan, lvo.comparisons(plan, lvo.sort_results(plan, RESULTS / plan.name)))
+    lines = ["| task | this project / reference | seeds (planned) | AUC ratio [95% interval] | verdict |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['task']} | {r['impl']} / {r['reference']} | {r['impl_seeds']} vs {r['ref_seeds']} "
+              f"({r['planned_seeds']}) | {r['auc_ratio']:.2f} [{r['auc_ratio_low']:.2f}, {r['auc_ratio_high']:.2f}] | "
+              f"{r['verdict']} |" for r in rows if r["auc_ratio"] != ""]
+    waiting = sorted({f"{r['task']} {r['impl']} / {r['reference']}" for r in rows if r["auc_ratio"] == ""})
+    return "\n".join(lines) + (f"\n\nPlanned, not run yet: {', '.join(waiting)}." if waiting else "")
+
+
+def figure(x: float) -> str:
+    """A return as the tables print it: one decimal, three significant digits below 10."""
+    return f"{x:,.1f}" if abs(x) >= 10 else f"{x:.3g}"
+
+
+def learning_runs() -> str:
+    """One row per committed learning check (experiments/results/learning/*/ and mjx_learning/*/
+    eval.csv): the env steps reached and the eval return at the start, at the end and at its best."""
+    lines = ["| run | loop | env steps | evaluations | return: first, last, best | success: last |",
+             "|---|---|---|---|---|---|"]
+    for loop, folder in (("host", "learning"), ("MJX", "mjx_learning")):
+        for path in sorted((RESULTS / folder).glob("*/eval.csv")):
+            rows = read_rows(path)
+            returns = [float(r["episode_reward"]) for r in rows]
+            success = rows[-1].get("episode_success") or "-"
+            lines.append(f"| [{path.parent.name}](../experiments/results/{folder}/{path.parent.name}/eval.csv) | {loop} | "
+                         f"{int(float(rows[-1]['step'])):,} | {len(rows)} | "
+                         f"{', '.join(figure(x) for x in (returns[0], returns[-1], max(returns)))} | {success} |")
+    return "\n".join(lines)
+
+
+def speculative_dirs() -> list[pathlib.Path]:
+    return sorted(p.parent for p in (RESULTS / "speculative").glob("*/results.csv"))
+
+
+def protocol_label(out: pathlib.Path) -> str:
+    task, host = out.name.removesuffix("-host"), out.name.endswith("-host")
+    return f"{task} ({'host MuJoCo' if host else 'MJX'})"
+
+
+def goal_misses(row: dict) -> list[str]:
+    """What a mode misses of the goal (`speculative.report.goal_check`), which counts the allowed calls
+    on the episode's length: that of the run's by_step.csv, else DMC_EPISODE (every protocol run
+    here is a DMControl task)."""
+    return speculative_report.goal_check(row if row.get("reward_by_step") else {**row, "reward_by_step": [0.0] * DMC_EPISODE})
+
+
+def percent(row: dict, key: str) -> str:
+    """A share of full replanning's return ("-" where the run's results.csv predates the column)."""
+    return f"{100 * row[key]:.1f}%" if key in row else "-"
+
+
+def describe_mode(row: dict) -> str:
+    return (f"{row['mode']}: {row['calls_per_step']:.3f} calls per step, {percent(row, 'of_full')} of the return "
+            f"(median {percent(row, 'median_of_full')}), {row['speedup']:.2f}x")
+
+
+def speculative_summary() -> str:
+    """Per protocol run (experiments/results/speculative/*/results.csv): full replanning's return, the
+    modes that meet the goal and the best of them, else the closest mode and what it misses."""
+    lines = ["| task (backend) | full replanning | modes meeting the goal | best of them, else the closest |",
+             "|---|---|---|---|"]
+    for out in speculative_dirs():
+        rows = speculative_report.read_results(str(out))
+        full, modes = rows[0], [r for r in rows if r["mode"] != "full"]
+        met = [r for r in modes if not goal_misses(r)]
+        if met:
+            note = describe_mode(max(met, key=lambda r: r["of_full"]))
+        else:
+            cheap = [r for r in modes if not any("calls" in m for m in goal_misses(r))]
+            closest = max(cheap, key=lambda r: r["of_full"])
+            note = f"none; closest {describe_mode(closest)}, misses {', '.join(goal_misses(closest))}"
+        lines.append(f"| [{protocol_label(out)}](../experiments/results/speculative/{out.name}/results.md) | "
+                     f"{full['return_mean']:.0f} +- {full['return_std']:.0f} | {len(met)} of {len(modes)} | {note} |")
+    return "\n".join(lines)
+
+
+def speculative_modes() -> str:
+    """Per protocol run, every mode within the goal's planner calls, best return first, beside full
+    replanning: calls per step, return, share of full replanning's, speed-up, the goal's verdict."""
+    parts = []
+    for out in speculative_dirs():
+        rows = speculative_report.read_results(str(out))
+        cheap = [r for r in rows[1:] if not any("calls" in m for m in goal_misses(r))]
+        lines = [f"**{protocol_label(out)}**", "",
+                 "| mode | calls per step | return (% of full) | median (% of full) | speed-up | goal |",
+                 "|---|---|---|---|---|---|"]
+        for r in [rows[0]] + sorted(cheap, key=lambda r: -r["of_full"]):
+            missed = goal_misses(r) if r["mode"] != "full" else ["-"]
+            lines.append(f"| {r['mode']} | {r['calls_per_step']:.3f} | {r['return_mean']:.0f} "
+                         f"({percent(r, 'of_full')}) | {percent(r, 'median_of_full')} | {r['speedup']:.2f}x | "
+                         f"{'met' if not missed else ', '.join(missed)} |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def speculative_speed() -> str:
+    """The speed benchmark's figures (experiments/results/speculative/*/speed.json): per mode the
+    milliseconds per step (median of rounds), its planner calls per step and its speed-up."""
+    parts = []
+    for path in sorted((RESULTS / "speculative").glob("*/speed.json")):
+        speed = json.loads(path.read_text())
+        lines = [f"**{speed['task']}** ({speed['backend']}, {speed['steps']} steps x {speed['rounds']} rounds; "
+                 f"[speed.json](../experiments/results/speculative/{path.parent.name}/speed.json))", "",
+                 "| mode | ms per step (range over rounds) | calls per step | speed-up |", "|---|---|---|---|"]
+        lines += [f"| {r['mode']} | {r['ms_per_step']:.1f} ({r['ms_min']:.1f}-{r['ms_max']:.1f}) | "
+                  f"{r['calls_per_step']:.3f} | {r['speedup']:.2f}x |" for r in speed["rows"]]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def pixels_speed() -> str:
+    """The pixel benchmark's figures (experiments/results/pixels/cpu.json)."""
+    bench = json.loads((RESULTS / "pixels" / "cpu.json").read_text())
+    enc = bench["encoder"]
+    lines = ["| measurement | median (10th-90th percentile) | first call |", "|---|---|---|"]
+    lines += [f"| render one 64x64 frame, {r['backend']} | {1e3 * r['median_s']:.0f} ms "
+              f"({1e3 * r['p10_s']:.0f}-{1e3 * r['p90_s']:.0f}) | - |" for r in bench["render"]]
+    for name, label in (("forward", "forward"), ("forward_backward", "forward and backward")):
+        t = enc[name]
+        lines.append(f"| encoder with shift, {label}, batch {enc['batch_size']}, {enc['channels']} channels | "
+                     f"{1e3 * t['median_s']:.0f} ms ({1e3 * t['p10_s']:.0f}-{1e3 * t['p90_s']:.0f}) | "
+                     f"{t['first_call_s']:.1f} s |")
+    lines += [f"| update, {u['preset']} preset ({u['num_channels']} channels), batch {u['batch_size']} | "
+              f"{1e3 * u['median_s']:.0f} ms ({1e3 * u['p10_s']:.0f}-{1e3 * u['p90_s']:.0f}) | {u['first_call_s']:.1f} s |"
+              for u in bench["update"]]
+    lines += ["", "| replay buffer layout | bytes per transition | GiB per million |", "|---|---|---|"]
+    lines += [f"| {m['layout']} | {m['bytes_per_transition']:,.0f} | {m['gib_per_million']:.1f} |" for m in bench["memory"]]
+    return "\n".join(lines)
+
+
+def multitask_speed() -> str:
+    """The multitask benchmark's figures (experiments/results/multitask/results.json)."""
+    bench = json.loads((RESULTS / "multitask" / "results.json").read_text())
+    lines = [f"Machine: {bench['machine']['cpu']}, {bench['machine']['cores']} cores, JAX {bench['machine']['jax']} "
+             f"({bench['note']}).", "",
+             "| model | params | offline updates/s (batch 256) | batch drawn from the chunks | eval plan (all tasks alike) |",
+             "|---|---|---|---|---|"]
+    plans = {p["size"]: p for p in bench["plan"]}
+    for u in bench["update"]:
+        plan = plans.get(u["size"])
+        lines.append(f"| {u['size']}M | {u['params']:,} | {u['updates_per_s']:.1f} | {1e3 * u['sample']['median_s']:.1f} ms | "
+                     + (f"{1e3 * plan['median_s']:.0f} ms |" if plan else "- |"))
+    lines += [f"| {p['size']}M | {p['params']:,} | - | - | {1e3 * p['median_s']:.0f} ms |"
+              for size, p in plans.items() if size not in {u["size"] for u in bench["update"]}]
+    lines += ["", "| set | bytes per transition | MiB per million | the published set in memory |", "|---|---|---|---|"]
+    lines += [f"| {m['set']} | {m['bytes_per_transition']} | {m['bytes_per_million'] / 2**20:.0f} | "
+              f"{m['published_bytes'] / 2**30:.1f} GiB for {m['published_transitions'] / 1e6:.2f}M |" for m in bench["memory"]]
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, Block] = {
     "learning_vs_official": Block("experiments/results/learning_vs_official/README.md", learning_vs_official.markdown),
+    "first_command": Block("README.md", first_command),
+    "learning_summary": Block("README.md", learning_summary),
+    "learning_runs": Block("docs/results.md", learning_runs),
+    "speculative_summary": Block("docs/speculative.md", speculative_summary),
+    "speculative_modes": Block("docs/speculative.md", speculative_modes),
+    "speculative_speed": Block("docs/benchmarks.md", speculative_speed),
+    "pixels_speed": Block("docs/benchmarks.md", pixels_speed),
+    "multitask_speed": Block("docs/benchmarks.md", multitask_speed),
 }
 
 

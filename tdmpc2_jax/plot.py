@@ -15,13 +15,14 @@ read from each run's `config.json`, else from `--task`. Writes PATH.png and PATH
 from __future__ import annotations
 
 import csv
-import difflib
 import json
 import pathlib
 from importlib import resources
 from typing import NamedTuple, Sequence
 
 import numpy as np
+
+from tdmpc2_jax.names import close_matches
 
 OFFICIAL_SOURCE = "github.com/nicklashansen/tdmpc2 results/ (e9f5932)"
 RETURN, SUCCESS = "episode_reward", "episode_success"
@@ -135,8 +136,7 @@ def plot_runs(run_dirs: Sequence[pathlib.Path], out: pathlib.Path | None = None,
     evals = [read_eval(d) for d in run_dirs]
     reference = official_results(name, obs) if official else None
     if official and reference is None:
-        close = difflib.get_close_matches(name, official_tasks(), n=3)
-        raise ValueError(f"no official TD-MPC2 result for task {name!r}" + (f" (close: {', '.join(close)})" if close else ""))
+        raise ValueError(f"no official TD-MPC2 result for task {name!r}{close_matches(name, official_tasks())}")
     metrics = [RETURN] + ([SUCCESS] if all(SUCCESS in e for e in evals) or (reference and reference.metric == SUCCESS) else [])
     fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4.2), squeeze=False)
     last = max(e["step"][-1] for e in evals)

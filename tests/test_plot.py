@@ -107,7 +107,7 @@ def test_a_missing_eval_csv_is_one_line(tmp_path):
 def test_an_unknown_task_with_official_is_one_line(tmp_path):
     run = write_run(tmp_path / "run", "walker-wlk", [1, 2])
     code, _, err = run_command(str(run), "--official")
-    assert code == 2 and err == "error: no official TD-MPC2 result for task 'walker-wlk' (close: walker-walk, walker-run, walker-walk-backwards)\n"
+    assert code == 2 and err == "error: no official TD-MPC2 result for task 'walker-wlk' (did you mean 'walker-walk', 'walker-run', 'walker-walk-backwards'?)\n"
 
 
 @pytest.mark.slow

@@ -1,5 +1,7 @@
 """experiments/report.py: the committed generated blocks equal what the command writes, and the
 command fills, checks and names stale blocks."""
+import json
+
 import pytest
 
 from experiments import report
@@ -14,7 +16,7 @@ def test_committed_generated_blocks_equal_the_commands_output():
 def test_every_block_sits_between_its_markers_in_its_file():
     for name, block in report.BLOCKS.items():
         text = (report.ROOT / block.path).read_text()
-        assert text.count(begin(name)) == 1 and text.index(begin(name)) < text.index(END)
+        assert text.count(begin(name)) == 1 and END in text[text.index(begin(name)):]
 
 
 def test_fill_replaces_only_the_text_between_the_markers():
@@ -53,3 +55,53 @@ def test_a_missing_marker_is_an_error_naming_the_file(tmp_path, monkeypatch, cap
     monkeypatch.setattr(report, "BLOCKS", {"figures": Block("doc.md", lambda: "x")})
     assert report.main(["--check"]) == 2
     assert capsys.readouterr().err.startswith("error: doc.md: expected one line")
+
+
+def test_the_readme_first_command_is_the_command_whose_result_it_quotes():
+    machine = json.loads((report.RESULTS / "readme" / "first_command" / "machine.json").read_text())
+    readme = (report.ROOT / "README.md").read_text().splitlines()
+    first = readme[readme.index("```bash") + 1]
+    assert first.endswith(machine["command"].replace("python -m", ".venv/bin/python -m", 1))
+
+
+def test_first_command_quotes_each_evaluation_and_the_machine(tmp_path, monkeypatch):
+    run = tmp_path / "readme" / "first_command"
+    run.mkdir(parents=True)
+    (run / "eval.csv").write_text("step,agent_step,episode_reward\n0,0,251.9\n2000,1000,271.5\n4000,2000,337.2\n")
+    (run / "machine.json").write_text(json.dumps({"machine": "a CPU", "date": "2026-01-02", "wall_clock_s": 600}))
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    assert report.first_command() == ("returns 252, 272, 337 at 0, 1k, 2k agent steps on a CPU (2026-01-02, 10 min; "
+                                      "[eval.csv](experiments/results/readme/first_command/eval.csv))")
+
+
+SPECULATIVE = "mode,K,return_mean,return_std,of_full,median_of_full,calls_per_step,speedup\n"
+
+
+def write_protocol(root, name, rows):
+    (root / "speculative" / name).mkdir(parents=True)
+    (root / "speculative" / name / "results.csv").write_text(SPECULATIVE + "".join(rows))
+
+
+def test_the_speculative_summary_names_the_best_mode_that_meets_the_goal_else_the_closest(tmp_path, monkeypatch):
+    write_protocol(tmp_path, "walker-walk-host", ["full,1,900,20,1,1,1,1\n", "naive-3,3,880,30,0.978,0.99,0.334,2.9\n",
+                                                  "mlp-3,3,890,25,0.989,1.0,0.334,2.8\n", "naive-2,2,900,20,1,1,0.5,2\n"])
+    write_protocol(tmp_path, "cheetah-run", ["full,1,400,10,1,1,1,1\n", "naive-3,3,360,30,0.9,0.92,0.334,3.0\n"])
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    lines = report.speculative_summary().splitlines()
+    assert lines[2] == ("| [cheetah-run (MJX)](../experiments/results/speculative/cheetah-run/results.md) | 400 +- 10 | "
+                        "0 of 1 | none; closest naive-3: 0.334 calls per step, 90.0% of the return (median 92.0%), "
+                        "3.00x, misses 90.0% of the return |")
+    assert lines[3].endswith("| 900 +- 20 | 2 of 3 | mlp-3: 0.334 calls per step, 98.9% of the return "
+                             "(median 100.0%), 2.80x |")
+    modes = report.speculative_modes()
+    assert "| naive-2 |" not in modes  # over the goal's planner calls
+    assert "| mlp-3 | 0.334 | 890 (98.9%) | 100.0% | 2.80x | met |" in modes
+
+
+def test_learning_runs_give_first_last_and_best_return_per_committed_run(tmp_path, monkeypatch):
+    (tmp_path / "learning" / "mw-reach").mkdir(parents=True)
+    (tmp_path / "learning" / "mw-reach" / "eval.csv").write_text(
+        "step,agent_step,episode_reward,episode_success\n0,0,103.2,0\n2000,1000,1900.5,0.6\n4000,2000,1851.8,0.8\n")
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    assert report.learning_runs().splitlines()[2] == (
+        "| [mw-reach](../experiments/results/learning/mw-reach/eval.csv) | host | 4,000 | 3 | 103.2, 1,851.8, 1,900.5 | 0.8 |")
