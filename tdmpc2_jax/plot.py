@@ -86,10 +86,11 @@ def read_eval(run_dir: pathlib.Path) -> dict[str, np.ndarray]:
 
 
 def run_task(run_dir: pathlib.Path, task: str | None) -> tuple[str, str]:
-    """(task, obs) of a run: from its config.json, else `task` with state observations."""
+    """(task, obs) of a run: from its config.json (`logs.write_run_config`: {"config": {key: value},
+    ...}), else `task` with state observations."""
     path = run_dir / "config.json"
     if path.is_file():
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text()).get("config", {})
         if "task" not in config:
             raise ValueError(f"{path} names no task")
         return config["task"], config.get("obs", "state")

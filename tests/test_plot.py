@@ -18,7 +18,8 @@ def write_run(path, task, returns, success=None, config=True):
             for i, r in enumerate(returns)]
     (path / "eval.csv").write_text(HEADER + "".join(rows))
     if config:
-        (path / "config.json").write_text(json.dumps({"task": task, "obs": "state", "seed": 1}))
+        (path / "config.json").write_text(json.dumps({"version": "0.1.0", "command": "train",
+                                                      "config": {"task": task, "obs": "state", "seed": 1}}))
     return path
 
 
@@ -115,3 +116,13 @@ def test_the_command_writes_both_files(tmp_path):
     run = write_run(tmp_path / "run", "cartpole-balance", [1, 2])
     code, out, _ = run_command(str(run), f"--out={tmp_path / 'fig'}")
     assert code == 0 and out == f"wrote {tmp_path / 'fig.png'} and {tmp_path / 'fig.svg'}\n"
+
+
+def test_the_task_and_observations_come_from_the_config_json_a_run_writes(tmp_path):
+    from tdmpc2_jax.logs import write_run_config
+
+    run = write_run(tmp_path / "run", None, [30, 60], config=False)
+    write_run_config(str(run), {"task": "walker-walk", "obs": "rgb", "seed": 1})
+    assert plot.run_task(run, None) == ("walker-walk", "rgb")
+    svg = plot.plot_runs([run], official=True)[1].read_text()
+    assert "official TD-MPC2 (pixels)" in svg and "tdmpc2_jax (rgb)" in svg
