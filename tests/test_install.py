@@ -85,7 +85,7 @@ def test_the_configs_exist_once_in_the_package():
 
 def test_every_console_script_names_a_function_of_the_package():
     scripts = [line.split("=") for line in setup_cfg()["options.entry_points"]["console_scripts"].split("\n") if line]
-    assert sorted(name.strip() for name, _ in scripts) == ["tdmpc2-convert", "tdmpc2-evaluate", "tdmpc2-train"]
+    assert sorted(name.strip() for name, _ in scripts) == ["tdmpc2-convert", "tdmpc2-evaluate", "tdmpc2-plot", "tdmpc2-train"]
     for _, target in scripts:
         module, function = target.strip().split(":")
         assert callable(getattr(importlib.import_module(module), function)), target
