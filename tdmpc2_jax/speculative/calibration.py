@@ -48,13 +48,14 @@ def read_calibration(checkpoint: str, task: str, backend: str) -> dict[tuple[int
 
 
 def write_calibration(checkpoint: str, task: str, backend: str, k: int, mismatch: str, tau: np.ndarray,
-                      quantile: float, episodes: int) -> None:
-    """Adds one entry to the file, atomically: the new table goes to a temporary file beside it,
-    flushed to disk, then renamed over it, so a crash or a full disk leaves the old file whole."""
+                      quantile: float, episodes: int, seed: int) -> None:
+    """Adds one entry to the file (with the seed of the calibration episodes, which evaluations
+    must not share), atomically: the new table goes to a temporary file beside it, flushed to
+    disk, then renamed over it, so a crash or a full disk leaves the old file whole."""
     path = calibration_path(checkpoint)
     table = _read_table(path)
     table.setdefault(table_key(task, backend), {})[entry_key(k, mismatch)] = dict(
-        tau=[float(t) for t in tau], quantile=quantile, episodes=episodes)
+        tau=[float(t) for t in tau], quantile=quantile, episodes=episodes, seed=seed)
     fd, tmp = tempfile.mkstemp(prefix=CALIBRATION_FILE + ".", suffix=".tmp", dir=os.path.dirname(path))
     try:
         with os.fdopen(fd, "w") as f:

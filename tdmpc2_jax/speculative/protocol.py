@@ -35,8 +35,19 @@ class Options(NamedTuple):
     resume: bool = False  # only the modes OUT/results.csv does not have
 
 
+# calibration episodes start from states apart from every evaluation's: their seed is the
+# evaluation seed plus this (host environments) and their keys fold it in (MJX)
+CALIBRATION_SEED_OFFSET = 7_919
+
+
+def calibration_seed(seed: int) -> int:
+    """The seed of the calibration episodes of an evaluation seeded `seed`."""
+    return seed + CALIBRATION_SEED_OFFSET
+
+
 class Protocol(NamedTuple):
     new_env: Callable[[], object]  # a fresh evaluation environment (every mode starts from the same episodes)
+    calibration_env: Callable[[], object]  # an environment whose episodes no evaluation shares
     params: object
     model: WorldModel
     correctors: dict  # name -> (Corrector, params, metadata)
@@ -74,24 +85,28 @@ def prepare(run: Run, options: Options) -> Protocol:
         named = ", ".join(f"K={k}" + ("" if kind == "latent" else f" ({kind})") for k, kind in missing)
         raise ValueError(f"{options.checkpoint} has no calibration for {named} on {run.task} ({run.backend}) "
                          f"({calibration_path(options.checkpoint)}): pass --calibrate to make it now")
-    if run.backend == "mjx":  # one batched environment serves every mode: keys seed its episodes
-        new_env = lambda: env
-    return Protocol(new_env, params, WorldModel(agent_cfg), correctors, modes, selected, finished, taus, missing)
+    calibration_env = lambda: make_env(run, eval_seed(calibration_seed(options.seed)))
+    if run.backend == "mjx":  # one batched environment serves every mode and the calibration: keys seed episodes
+        new_env = calibration_env = lambda: env
+    return Protocol(new_env, calibration_env, params, WorldModel(agent_cfg), correctors, modes, selected, finished,
+                    taus, missing)
 
 
 def calibrate(run: Run, options: Options, protocol: Protocol, episodes: Episodes, say: Callable[[str], None]) -> None:
-    """The missing thresholds from one full-replanning run (the plan buffer's first K steps do not
-    depend on K, so one run serves every K and mismatch), written beside the checkpoint."""
+    """The missing thresholds from one full-replanning run on episodes that no evaluation shares
+    (`calibration_seed`; the plan buffer's first K steps do not depend on K, so one run serves every
+    K and mismatch), written beside the checkpoint."""
     k_max = max(k for k, _ in protocol.missing)
-    say(f"calibrating tau for {protocol.missing} (full replanning, quantile {options.quantile}) ...")
+    seed = calibration_seed(options.seed)
+    say(f"calibrating tau for {protocol.missing} (full replanning, quantile {options.quantile}, seed {seed}) ...")
     watcher = Speculator(protocol.model, SpecSettings(horizon_k=k_max))
-    key = jax.random.fold_in(jax.random.key(options.seed), 7)
-    checks = episodes.calibrate(protocol.new_env(), watcher, protocol.params, key, options.episodes)
+    key = jax.random.key(seed)
+    checks = episodes.calibrate(protocol.calibration_env(), watcher, protocol.params, key, options.episodes)
     for k, kind in protocol.missing:
         values = checks.mismatch if kind == "latent" else checks.policy_mismatch
         protocol.taus[k, kind] = np.asarray(calibrate_tau(checks.k, values, k, options.quantile)).tolist()
         write_calibration(options.checkpoint, run.task, run.backend, k, kind, np.asarray(protocol.taus[k, kind]),
-                          options.quantile, options.episodes)
+                          options.quantile, options.episodes, seed)
 
 
 def run_modes(run: Run, options: Options, protocol: Protocol, episodes: Episodes,

@@ -55,10 +55,10 @@ def test_thresholds_are_saved_per_task_backend_k_and_mismatch(tmp_path):
 
     (tmp_path / "checkpoints").mkdir()
     checkpoint = str(tmp_path / "checkpoints")
-    write_calibration(checkpoint, "walker-walk", "host", 3, "latent", np.asarray([np.inf, 0.1, 0.2]), 0.95, 16)
-    write_calibration(checkpoint, "walker-walk", "host", 3, "policy", np.asarray([np.inf, 0.3, 0.4]), 0.95, 16)
-    write_calibration(checkpoint, "walker-walk", "mjx", 3, "latent", np.asarray([np.inf, 0.7, 0.8]), 0.95, 16)
-    write_calibration(checkpoint, "cheetah-run", "host", 2, "latent", np.asarray([np.inf, 0.5]), 0.9, 4)
+    write_calibration(checkpoint, "walker-walk", "host", 3, "latent", np.asarray([np.inf, 0.1, 0.2]), 0.95, 16, 7919)
+    write_calibration(checkpoint, "walker-walk", "host", 3, "policy", np.asarray([np.inf, 0.3, 0.4]), 0.95, 16, 7919)
+    write_calibration(checkpoint, "walker-walk", "mjx", 3, "latent", np.asarray([np.inf, 0.7, 0.8]), 0.95, 16, 7919)
+    write_calibration(checkpoint, "cheetah-run", "host", 2, "latent", np.asarray([np.inf, 0.5]), 0.9, 4, 7919)
     assert read_calibration(checkpoint, "walker-walk", "host") == {(3, "latent"): [np.inf, 0.1, 0.2],
                                                                    (3, "policy"): [np.inf, 0.3, 0.4]}
     assert read_calibration(checkpoint, "walker-walk", "mjx") == {(3, "latent"): [np.inf, 0.7, 0.8]}
@@ -69,3 +69,15 @@ def test_thresholds_are_saved_per_task_backend_k_and_mismatch(tmp_path):
         read_calibration(checkpoint, "walker-walk", "gpu")
     with open(tmp_path / "checkpoints" / "speculative_calibration.json") as f:
         assert set(json.load(f)["walker-walk@host"]) == {"3", "3:policy"}
+
+
+def test_calibration_episodes_start_from_other_states_than_the_evaluation_s():
+    import tiny
+    from tdmpc2_jax.environments import make_env
+    from tdmpc2_jax.run_record import eval_seed, resolve
+    from tdmpc2_jax.speculative.protocol import calibration_seed
+
+    run = resolve(tiny.load_config("dmc.py", "cartpole-balance"))
+    evaluation, calibration = make_env(run, eval_seed(0)), make_env(run, eval_seed(calibration_seed(0)))
+    starts = lambda env: [env.reset() for _ in range(4)]
+    assert not any(np.allclose(a, b) for a in starts(evaluation) for b in starts(calibration))

@@ -7,6 +7,7 @@ import pytest
 
 from tdmpc2_jax.speculative.controller import StepInfo
 from tdmpc2_jax.speculative.modes import Mode, by_episode, protocol_modes, summarize
+from tdmpc2_jax.speculative.protocol import calibration_seed
 from tdmpc2_jax.speculative.report import goal_check, goal_summary, merged_with_disk, read_results, relative_to_full, \
     write_results
 
@@ -92,8 +93,9 @@ def test_the_protocol_runs_on_host_mujoco(tmp_path):
     assert float(rows["full"]["median_of_full"]) == 1.0 and float(rows["full"]["return_median"]) > 0
     with open(tmp_path / "agent" / "speculative_calibration.json") as f:
         table = json.load(f)["cartpole-balance@host"]
-    for key in ("2", "2:policy"):  # both from one 10-step episode of full replanning
+    for key in ("2", "2:policy"):  # both from one 10-step episode of full replanning, on seeds no evaluation uses
         assert table[key]["tau"][0] == float("inf") and 0 < table[key]["tau"][1] < float("inf")
+        assert table[key]["seed"] == calibration_seed(0) != 0
     with open(tmp_path / "results" / "by_step.csv") as f:
         by_step = list(csv.DictReader(f))
     assert len(by_step) == 10 and list(by_step[0]) == ["step", *rows]

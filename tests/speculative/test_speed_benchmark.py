@@ -21,7 +21,7 @@ def test_modes_alternate_and_fallback_modes_need_the_calibration(tmp_path):
     from tdmpc2_jax.speculative.calibration import write_calibration
 
     agent = tiny_agent(tmp_path / "agent")
-    write_calibration(agent, "cartpole-balance", "host", 2, "policy", np.array([np.inf, 0.5]), 0.95, 1)
+    write_calibration(agent, "cartpole-balance", "host", 2, "policy", np.array([np.inf, 0.5]), 0.95, 1, 0)
     out = speed(f"--checkpoint={agent}", "--k=2", "--steps=4", "--rounds=2", "--modes=naive-2,mlp-2,fallback-2:policy",
                 f"--out={tmp_path / 'speed.json'}")
     assert out.returncode == 0, out.stderr[-2000:]
