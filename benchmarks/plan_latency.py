@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
-from benchmarks._flags import define_int_list
+from benchmarks._flags import define_model_flags
 from benchmarks._timing import report, time_calls
 from tdmpc2_jax.cli import parse_flags, setup_process
 from tdmpc2_jax.config import make_config
@@ -23,11 +23,8 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """This command line's flags; defined when it runs, so that importing the module defines none."""
-    define_int_list("sizes", [1, 5], "model-size presets")
-    flags.DEFINE_integer("repeats", 20, "warm calls per figure")
+    define_model_flags()
     flags.DEFINE_integer("batch", 1, "observations planned at once (vmapped)")
-    flags.DEFINE_integer("obs_dim", 24, "observation size")
-    flags.DEFINE_integer("action_dim", 6, "action size")
 
 
 def main(argv: list[str]) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 from absl import app, flags
 
-from benchmarks._flags import define_int_list
+from benchmarks._flags import define_model_flags
 from benchmarks._timing import random_batch, report, time_calls
 from tdmpc2_jax import xla
 from tdmpc2_jax.agent import Agent
@@ -22,11 +22,8 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
     """This command line's flags; defined when it runs, so that importing the module defines none."""
-    define_int_list("sizes", [1, 5], "model-size presets")
+    define_model_flags()
     flags.DEFINE_integer("batch_size", 256, "update batch size")
-    flags.DEFINE_integer("repeats", 20, "warm calls per figure")
-    flags.DEFINE_integer("obs_dim", 24, "observation size")
-    flags.DEFINE_integer("action_dim", 6, "action size")
 
 
 def main(argv: list[str]) -> None:
