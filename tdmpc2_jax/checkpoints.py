@@ -38,6 +38,7 @@ import os
 import re
 import shutil
 import sys
+import warnings
 from typing import Any, Callable, Iterator, Mapping
 
 import jax
@@ -640,10 +641,29 @@ def is_async_teardown_noise(unraisable: Any) -> bool:
     return code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename
 
 
+def _ignore_abandoned_orbax_work() -> None:
+    """For the rest of the process: no report of the work of orbax's serialization that a failed
+    write abandoned, which Python and asyncio make when it is collected (at the latest at
+    interpreter shutdown): "coroutine ... was never awaited" warnings and "Task exception was never
+    retrieved" errors of orbax's tasks. The failure itself is what the write raises."""
+    warnings.filterwarnings("ignore", message=r"coroutine 'async_serialize\S*' was never awaited",
+                            category=RuntimeWarning)
+    logger = logging.getLogger("asyncio")
+    if _not_an_abandoned_orbax_task not in logger.filters:
+        logger.addFilter(_not_an_abandoned_orbax_task)
+
+
+def _not_an_abandoned_orbax_task(record: logging.LogRecord) -> bool:
+    text = record.getMessage()
+    return not (text.startswith("Task exception was never retrieved") and f"{os.sep}orbax{os.sep}" in text)
+
+
 @contextlib.contextmanager
 def _quiet_async_teardown() -> Iterator[None]:
     """Drops `is_async_teardown_noise` (and nothing else) while an orbax read or write runs; on a
-    failure, collects the abandoned coroutines before the hook goes back."""
+    failure, collects the abandoned coroutines before the hook goes back. The reports of abandoned
+    work that come later are dropped from the first read or write on (`_ignore_abandoned_orbax_work`)."""
+    _ignore_abandoned_orbax_work()
     previous = sys.unraisablehook
 
     def hook(unraisable):
