@@ -40,6 +40,14 @@ def make_env(run: Run, seed: int):
     return MultitaskEnv(run.task_set.tasks, seed, run.set_episode_length)
 
 
+def make_task_env(run: Run, task: str, seed: int):
+    """The host environment of one task of the run's set, seeded `seed` (each task at its own
+    episode length unless the run sets one for all: `Run.set_episode_length`)."""
+    from tdmpc2_jax.envs.registry import make_host_env
+
+    return make_host_env(task, seed, run.set_episode_length)
+
+
 def agent_config_for(run: Run, env) -> Config:
     """The run's agent for `env`'s shapes: single-task, or one agent for every task of the set."""
     if run.task_set is None:

@@ -10,9 +10,8 @@ import numpy as np
 from tdmpc2_jax import acting, xla
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.config import Config
-from tdmpc2_jax.environments import make_env
+from tdmpc2_jax.environments import make_env, make_task_env
 from tdmpc2_jax.envs.multitask import PaddedEnv
-from tdmpc2_jax.envs.registry import make_host_env
 from tdmpc2_jax.loading import for_set, for_task
 from tdmpc2_jax.names import close_matches
 from tdmpc2_jax.run_record import Run, eval_seed
@@ -79,8 +78,7 @@ def evaluate_set(run: Run, path: str, checkpoint: tuple[Config, Params], selecte
         index = tasks.index(task)
         row = dict(task=task, index=index, episodes=0, return_mean="", return_std="", success="", note="")
         try:
-            env = PaddedEnv(make_host_env(task, eval_seed(seed) + index, run.set_episode_length),
-                            cfg.obs_dim, cfg.action_dim)
+            env = PaddedEnv(make_task_env(run, task, eval_seed(seed) + index), cfg.obs_dim, cfg.action_dim)
             if env.inner.action_dim > cfg.action_dims[index]:
                 raise ValueError(f"{task} has {env.inner.action_dim} actions, the checkpoint's task {index} "
                                  f"{cfg.action_dims[index]}")

@@ -20,8 +20,8 @@ from tdmpc2_jax import acting, loading, xla
 from tdmpc2_jax.agent import Agent, TrainState
 from tdmpc2_jax.buffers.offline import DATASET_SPECS, DatasetSpec, OfflineDataset
 from tdmpc2_jax.config import Config
+from tdmpc2_jax.environments import make_task_env
 from tdmpc2_jax.envs.multitask import PaddedEnv
-from tdmpc2_jax.envs.registry import make_host_env
 from tdmpc2_jax.envs.task_sets import TaskSet, episode_length_of, known_dims
 from tdmpc2_jax.logs import RunLogger
 from tdmpc2_jax.loops import resume
@@ -81,7 +81,7 @@ def make_eval_envs(run: Run) -> tuple[list, list[str]]:
     envs, skipped = [], []
     for i, task in enumerate(run.task_set.tasks):
         try:
-            envs.append(make_host_env(task, run.eval_seed + i, run.set_episode_length))
+            envs.append(make_task_env(run, task, run.eval_seed + i))
         except ValueError as err:
             skipped.append(f"not evaluated: {err}")
     return envs, skipped
