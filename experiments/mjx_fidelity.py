@@ -1,0 +1,604 @@
+"""How far each MJX DM Control task (MuJoCo Playground's port, as `envs/mjx.py` runs it) is from the
+host dm_control task (`envs/dmc.py`).
+
+    python -m experiments.mjx_fidelity [--tasks=walker-walk,cheetah-run] [--steps=100] [--seed=0]
+                                       [--out=experiments/results/mjx_fidelity]
+
+Static comparison, per task: the two MjModels (physics options, element counts and names, and the
+contact, joint, actuator, geom and body parameters of the elements both have, matched by name), the
+protocol (physics steps and simulated seconds per agent step, episode length, how an action in
+[-1, 1] becomes a control) and the observation layout, found by measurement: both sides observe the
+same physics state (the host's after some random steps, copied into MJX) and each host observation
+key is looked for, by value, in the MJX observation vector. Reward terms are Playground's metric
+names; both reward functions are cited by source file.
+
+Dynamic check, per task (`--steps` > 0): the host task is reset, its physics state (time, qpos, qvel,
+act, ctrl, qacc_warmstart, applied forces, mocap poses) is copied into the MJX state, and both are
+stepped through the same uniform random actions (seed `--seed`). Reported: the first agent step at
+which a matched observation entry differs beyond float32 noise (`TOLERANCE`), the mean and largest
+absolute observation and reward differences, and each side's return over the steps.
+
+Writes summary.csv (one row per task), differences.csv (one row per difference, with its source)
+and README.md (the command, the machine, both tables) under --out.
+"""
+from __future__ import annotations
+
+import csv
+import datetime
+import math
+import os
+import pathlib
+import platform
+import sys
+from typing import Any, NamedTuple
+
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+OUT = pathlib.Path(__file__).resolve().parent / "results" / "mjx_fidelity"
+
+# float32 noise: MJX computes in float32 (eps 1.2e-7) from a state rounded to float32, the host in
+# float64. A forward pass and a constraint solve over a chain of ~10 bodies grow that rounding by a
+# factor of order 10-100, to 1e-6..1e-5 of an entry's scale; 1e-4 (relative, with the same absolute
+# floor for entries near zero) is ten times above that and far below any modelling difference.
+TOLERANCE = (1e-4, 1e-4)  # (relative, absolute): |mjx - host| <= abs + rel * |host|
+LAYOUT_TOLERANCE = (1e-3, 1e-3)  # one forward pass from a shared state, for matching layouts
+LAYOUT_STEPS = 20  # random host agent steps before the layout is measured (away from zeros at reset)
+
+OPTIONS = ("timestep", "integrator", "solver", "iterations", "ls_iterations", "noslip_iterations", "cone",
+           "jacobian", "tolerance", "ls_tolerance", "noslip_tolerance", "impratio", "gravity", "wind", "density",
+           "viscosity", "o_margin", "o_solref", "o_solimp", "o_friction", "disableflags", "enableflags")
+ENUMS = {"integrator": "mjtIntegrator", "solver": "mjtSolver", "cone": "mjtCone", "jacobian": "mjtJacobian"}
+FLAG_BITS = {"disableflags": "mjtDisableBit", "enableflags": "mjtEnableBit"}
+COUNTS = ("nq", "nv", "nu", "na", "nbody", "njnt", "ngeom", "nsite", "nsensor", "ntendon", "neq", "npair",
+          "nexclude", "nmocap")
+# element kind -> (mjtObj name, count, fields compared per element of that kind)
+ELEMENTS = {
+    "body": ("mjOBJ_BODY", "nbody", ("body_parentid", "body_mass", "body_inertia", "body_pos", "body_quat",
+                                      "body_ipos", "body_iquat")),
+    "joint": ("mjOBJ_JOINT", "njnt", ("jnt_type", "jnt_bodyid", "jnt_range", "jnt_limited", "jnt_stiffness",
+                                       "jnt_pos", "jnt_axis", "jnt_solref", "jnt_solimp", "jnt_margin")),
+    "dof": (None, "nv", ("dof_damping", "dof_armature", "dof_frictionloss")),
+    "geom": ("mjOBJ_GEOM", "ngeom", ("geom_type", "geom_bodyid", "geom_size", "geom_pos", "geom_quat",
+                                      "geom_friction", "geom_solref", "geom_solimp", "geom_solmix", "geom_margin",
+                                      "geom_gap", "geom_condim", "geom_contype", "geom_conaffinity",
+                                      "geom_priority")),
+    "actuator": ("mjOBJ_ACTUATOR", "nu", ("actuator_trntype", "actuator_trnid", "actuator_dyntype",
+                                          "actuator_gaintype", "actuator_biastype", "actuator_gear",
+                                          "actuator_ctrlrange", "actuator_ctrllimited", "actuator_forcerange",
+                                          "actuator_forcelimited", "actuator_gainprm", "actuator_biasprm",
+                                          "actuator_dynprm")),
+    "site": ("mjOBJ_SITE", "nsite", ("site_bodyid", "site_pos", "site_quat", "site_size")),
+    "sensor": ("mjOBJ_SENSOR", "nsensor", ("sensor_type", "sensor_objtype", "sensor_objid", "sensor_dim")),
+    "tendon": ("mjOBJ_TENDON", "ntendon", ("tendon_stiffness", "tendon_damping", "tendon_range",
+                                            "tendon_limited")),
+}
+# index fields compared as the names they point to (element order may differ between the models)
+ID_FIELDS = {"body_parentid": "body", "jnt_bodyid": "body", "geom_bodyid": "body", "site_bodyid": "body"}
+STATE_FIELDS = ("time", "qpos", "qvel", "act", "ctrl", "qacc_warmstart", "qfrc_applied", "xfrc_applied",
+                "mocap_pos", "mocap_quat")
+
+SUMMARY_COLUMNS = ("task", "playground", "model_differences", "host_timestep", "mjx_timestep",
+                   "host_physics_steps", "mjx_physics_steps", "host_agent_step_s", "mjx_agent_step_s",
+                   "host_episode_s", "mjx_episode_s", "host_obs_dim", "mjx_obs_dim", "obs_layout", "obs_unmatched",
+                   "steps", "first_divergent_step", "first_divergent_entry", "step1_obs_diff_max", "obs_diff_mean",
+                   "obs_diff_max", "reward_diff_mean", "reward_diff_max", "host_return", "mjx_return")
+DIFFERENCE_COLUMNS = ("task", "kind", "what", "host", "mjx", "size", "source")
+
+
+class Difference(NamedTuple):
+    kind: str    # "option", "count", "names", a model element kind, "protocol" or "observation"
+    what: str    # the field, e.g. "opt.timestep" or "geom_friction"
+    host: str    # host value (or the differing elements' values)
+    mjx: str     # MJX value
+    size: float  # largest absolute difference; nan where not numeric
+    source: str  # where the MJX side's value comes from
+
+
+# ------------------------------------------------------------------------------------------ tasks
+
+
+def dm_control_tasks() -> list[str]:
+    """Dash names of every DM Control task that has an MJX version, in Playground's order."""
+    from tdmpc2_jax.envs.dmc import task_names
+    from tdmpc2_jax.envs.mjx import playground_name
+
+    found = {}
+    for task in task_names():
+        try:
+            found[playground_name(task, "jax")] = task
+        except ValueError:
+            continue
+    from tdmpc2_jax.envs.mjx import _registry
+
+    return [found[name] for name in _registry("jax").dm_control_suite.ALL_ENVS if name in found]
+
+
+def load_pair(task: str, seed: int = 0):
+    """(host DMCEnv seeded `seed`, MJXEnv on MJX's jax implementation) of a dash task name."""
+    from tdmpc2_jax.envs.dmc import DMCEnv
+    from tdmpc2_jax.envs.mjx import MJXEnv
+
+    return DMCEnv(task, seed), MJXEnv(task, impl="jax")
+
+
+def host_model(host) -> Any:
+    """The host task's mujoco.MjModel."""
+    return host._env.physics.model.ptr
+
+
+def site_path(path: str) -> str:
+    """A source file's path from its package down (site-packages and above dropped)."""
+    return path.split("site-packages" + os.sep, 1)[-1]
+
+
+def sources(host, mjx) -> dict[str, str]:
+    """The files that define each side: dm_control's task module and XML, Playground's."""
+    from tdmpc2_jax.envs.dmc import resolve
+
+    domain, _ = resolve(host.task)
+    module = sys.modules[type(host._env.task).__module__].__file__
+    playground = sys.modules[type(mjx.playground_env).__module__].__file__
+    return dict(host_task=site_path(module), host_xml=site_path(module.removesuffix(".py") + ".xml"),
+                mjx_task=site_path(playground), mjx_xml=site_path(mjx.playground_env.xml_path))
+
+
+# ------------------------------------------------------------------------------------------ models
+
+
+def show(value: Any) -> str:
+    """A compact text form of a model value."""
+    if isinstance(value, str):
+        return value
+    array = np.asarray(value)
+    if array.dtype.kind in "fc":
+        text = np.array2string(array, precision=6, separator=" ", threshold=12, max_line_width=10**6)
+    else:
+        text = np.array2string(array, separator=" ", threshold=12, max_line_width=10**6)
+    return text.replace("\n", " ")
+
+
+def size_of(a: Any, b: Any) -> float:
+    """Largest absolute difference of two numeric values of one shape; nan otherwise."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape or a.dtype.kind not in "biuf" or b.dtype.kind not in "biuf":
+        return math.nan
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)), initial=0.0))
+
+
+def option_value(model, name: str) -> Any:
+    import mujoco
+
+    value = getattr(model.opt, name)
+    if name in ENUMS:
+        return getattr(mujoco, ENUMS[name])(int(value)).name
+    if name in FLAG_BITS:
+        bits = getattr(mujoco, FLAG_BITS[name])
+        names = [name for name, bit in bits.__members__.items() if "_" in name and int(value) & int(bit)]
+        return " ".join(names) or "none"
+    return np.asarray(value).copy()
+
+
+def compare_options(host, mjx, source: str) -> list[Difference]:
+    """Physics options (model.opt) that differ."""
+    out = []
+    for name in OPTIONS:
+        a, b = option_value(host, name), option_value(mjx, name)
+        if not np.array_equal(np.asarray(a), np.asarray(b)):
+            out.append(Difference("option", f"opt.{name}", show(a), show(b), size_of(a, b), source))
+    return out
+
+
+def element_names(model, kind: str) -> list[str]:
+    """Names of a model's elements of `kind`; "#i" for an unnamed one; a dof is "joint/k"."""
+    import mujoco
+
+    if kind == "dof":
+        joints = element_names(model, "joint")
+        return [f"{joints[j]}/{i - model.jnt_dofadr[j]}" for i, j in enumerate(model.dof_jntid)]
+    obj, count, _ = ELEMENTS[kind]
+    return [mujoco.mj_id2name(model, getattr(mujoco.mjtObj, obj), i) or f"#{i}"
+            for i in range(getattr(model, count))]
+
+
+def field_rows(model, field: str) -> np.ndarray:
+    """A per-element field, index fields turned into the names they point to: [n, ...]."""
+    rows = np.asarray(getattr(model, field)).copy()
+    if field in ID_FIELDS:
+        names = element_names(model, ID_FIELDS[field])
+        return np.asarray([names[i] for i in rows])
+    return rows
+
+
+def compare_elements(host, mjx, kind: str, source: str) -> list[Difference]:
+    """Names present on one side only, then per field the shared elements whose values differ."""
+    host_names, mjx_names = element_names(host, kind), element_names(mjx, kind)
+    out = []
+    only_host = [n for n in host_names if n not in mjx_names]
+    only_mjx = [n for n in mjx_names if n not in host_names]
+    if only_host or only_mjx:
+        out.append(Difference("names", f"{kind} names", f"only host: {only_host}", f"only MJX: {only_mjx}",
+                              math.nan, source))
+    shared = [n for n in host_names if n in mjx_names]
+    h_index = [host_names.index(n) for n in shared]
+    m_index = [mjx_names.index(n) for n in shared]
+    for field in ELEMENTS[kind][2]:
+        a, b = field_rows(host, field)[h_index], field_rows(mjx, field)[m_index]
+        if a.shape != b.shape:
+            out.append(Difference(kind, field, f"shape {a.shape}", f"shape {b.shape}", math.nan, source))
+            continue
+        differ = [i for i in range(len(shared)) if not np.array_equal(a[i], b[i])]
+        if differ:
+            out.append(Difference(kind, field, "; ".join(f"{shared[i]}: {show(a[i])}" for i in differ),
+                                  "; ".join(f"{shared[i]}: {show(b[i])}" for i in differ),
+                                  size_of(a[differ], b[differ]), source))
+    return out
+
+
+def compare_models(host, mjx, source: str, timestep_source: str) -> list[Difference]:
+    """Every difference between two MjModels: options, element counts, names and parameters."""
+    out = compare_options(host, mjx, source)
+    out = [d._replace(source=timestep_source) if d.what == "opt.timestep" else d for d in out]
+    for name in COUNTS:
+        a, b = getattr(host, name), getattr(mjx, name)
+        if a != b:
+            out.append(Difference("count", name, str(a), str(b), float(abs(a - b)), source))
+    for kind in ELEMENTS:
+        out += compare_elements(host, mjx, kind, source)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ protocol
+
+
+def protocol(host, mjx) -> dict[str, float]:
+    """Physics steps and simulated seconds per agent step and per episode, on each side."""
+    env, pg = host._env, mjx.playground_env
+    host_steps = host.action_repeat * env._n_sub_steps
+    mjx_steps = mjx.action_repeat * pg.n_substeps
+    return dict(host_timestep=float(host_model(host).opt.timestep), mjx_timestep=float(pg.mj_model.opt.timestep),
+                host_physics_steps=host_steps, mjx_physics_steps=mjx_steps,
+                host_agent_step_s=host.action_repeat * env.control_timestep(),
+                mjx_agent_step_s=mjx.action_repeat * pg.dt,
+                host_episode_s=host.episode_length * host.action_repeat * env.control_timestep(),
+                mjx_episode_s=mjx.episode_length * mjx.action_repeat * pg.dt,
+                host_time_limit_s=float(env._step_limit * env.control_timestep()),
+                mjx_time_limit_s=float(pg._config.episode_length * pg.dt))
+
+
+def action_bounds(host, mjx) -> tuple[np.ndarray, np.ndarray]:
+    """[nu, 2] control bounds that an action of -1 and 1 maps to, host and MJX."""
+    host_bounds = np.stack([host._low, host._high], axis=1)
+    return host_bounds, np.asarray(mjx.playground_env.mj_model.actuator_ctrlrange, np.float64)
+
+
+def compare_protocol(host, mjx, figures: dict[str, float], adapter: str) -> list[Difference]:
+    """Protocol differences: physics steps, seconds per agent step and episode, action scaling."""
+    out = []
+    for name, unit in (("physics_steps", ""), ("agent_step_s", " s"), ("episode_s", " s")):
+        a, b = figures[f"host_{name}"], figures[f"mjx_{name}"]
+        if not math.isclose(a, b, rel_tol=1e-9):
+            out.append(Difference("protocol", name, f"{a:g}{unit}", f"{b:g}{unit}", abs(a - b), adapter))
+    h, m = action_bounds(host, mjx)
+    if h.shape != m.shape or not np.allclose(h, m, rtol=0, atol=1e-12):
+        out.append(Difference("protocol", "action [-1, 1] -> ctrl", show(h), show(m), size_of(h, m), adapter))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ state and layout
+
+
+def _key(seed: int):
+    """A JAX PRNG key."""
+    import jax
+
+    return jax.random.key(seed)
+
+
+def host_state(host) -> dict[str, np.ndarray]:
+    """The host physics state the MJX side needs to continue it (STATE_FIELDS)."""
+    data = host._env.physics.data
+    return {name: np.array(getattr(data, name)) for name in STATE_FIELDS}
+
+
+def transplant(mjx, state: dict[str, np.ndarray], key) -> Any:
+    """An MJXEnv EnvState whose physics is `state` (a host state), forward-computed, its
+    observation Playground's of that state."""
+    import jax
+    import jax.numpy as jnp
+    from mujoco import mjx as mjx_lib
+
+    env = mjx.reset(key)
+    data = env.inner.data
+    data = data.replace(**{name: jnp.asarray(value, getattr(data, name).dtype).reshape(getattr(data, name).shape)
+                           for name, value in state.items()})
+    data = jax.jit(mjx_lib.forward)(mjx.playground_env.mjx_model, data)
+    obs = mjx.playground_env._get_obs(data, env.inner.info)
+    return env._replace(inner=env.inner.replace(data=data, obs=obs))
+
+
+def host_observation(host) -> dict[str, np.ndarray]:
+    """The host task's observation of its current physics state, by key, each entry flattened."""
+    obs = host._env.task.get_observation(host._env.physics)
+    return {key: np.asarray(value, np.float64).ravel() for key, value in obs.items()}
+
+
+def close(a: np.ndarray, b: np.ndarray, tolerance: tuple[float, float]) -> np.ndarray:
+    """Elementwise |a - b| <= abs + rel * |b| (b the host's values)."""
+    rel, abs_ = tolerance
+    return np.abs(a - b) <= abs_ + rel * np.abs(b)
+
+
+def match_layout(host_obs: dict[str, np.ndarray], mjx_obs: np.ndarray) -> list[dict]:
+    """Per host key in order: its slice of the host vector and the slice of the MJX vector holding
+    the same values (None where no unclaimed slice does; the nearest to the host slice where
+    several do). mjx_obs: [mjx_obs_dim]."""
+    claimed = np.zeros(len(mjx_obs), bool)
+    layout, start = [], 0
+    for key, value in host_obs.items():
+        n = len(value)
+        fits = [o for o in range(len(mjx_obs) - n + 1)
+                if not claimed[o:o + n].any() and close(mjx_obs[o:o + n], value, LAYOUT_TOLERANCE).all()]
+        mjx_start = min(fits, key=lambda o: abs(o - start)) if fits else None
+        if mjx_start is not None:
+            claimed[mjx_start:mjx_start + n] = True
+        layout.append(dict(key=key, host=(start, start + n),
+                           mjx=None if mjx_start is None else (mjx_start, mjx_start + n)))
+        start += n
+    return layout
+
+
+def random_actions(steps: int, action_dim: int, seed: int) -> np.ndarray:
+    """[steps, action_dim] uniform in [-1, 1], float32."""
+    return np.random.default_rng(seed).uniform(-1.0, 1.0, (steps, action_dim)).astype(np.float32)
+
+
+def measure_layout(host, mjx, seed: int) -> tuple[list[dict], dict[str, np.ndarray], np.ndarray]:
+    """The observation layout (`match_layout`) at the host state after LAYOUT_STEPS random agent
+    steps from a reset, with both observations there (host by key, MJX [mjx_obs_dim])."""
+    host.reset()
+    for action in random_actions(LAYOUT_STEPS, host.action_dim, seed + 1):
+        host.step(action)
+    state = transplant(mjx, host_state(host), _key(seed))
+    host_obs, mjx_obs = host_observation(host), np.asarray(mjx.observe(state), np.float64)
+    return match_layout(host_obs, mjx_obs), host_obs, mjx_obs
+
+
+def describe_layout(layout: list[dict], mjx_dim: int) -> tuple[str, list[str], list[int]]:
+    """("same", "reordered" or "differs"; host keys with no match; MJX indices no key matched)."""
+    unmatched = [entry["key"] for entry in layout if entry["mjx"] is None]
+    claimed = np.zeros(mjx_dim, bool)
+    for entry in layout:
+        if entry["mjx"] is not None:
+            claimed[slice(*entry["mjx"])] = True
+    free = [int(i) for i in np.flatnonzero(~claimed)]
+    if unmatched or free:
+        return "differs", unmatched, free
+    same = all(entry["mjx"] == entry["host"] for entry in layout)
+    return ("same" if same else "reordered"), unmatched, free
+
+
+def compare_layout(layout: list[dict], host_obs: dict[str, np.ndarray], mjx_obs: np.ndarray,
+                   source: str) -> list[Difference]:
+    """Observation differences: host keys without a match, MJX entries no key explains, moved keys
+    (values as observed in the shared state of `measure_layout`)."""
+    _, _, free = describe_layout(layout, len(mjx_obs))
+    out = [Difference("observation", f"obs[{e['key']}]",
+                      f"host[{e['host'][0]}:{e['host'][1]}] = {show(host_obs[e['key']])}",
+                      "no MJX entry holds these values", math.nan, source) for e in layout if e["mjx"] is None]
+    if free:
+        out.append(Difference("observation", "MJX entries no host key matches", "-",
+                              f"indices {free}, values {show(mjx_obs[free])}", math.nan, source))
+    out += [Difference("observation", f"obs[{e['key']}] position", f"host[{e['host'][0]}:{e['host'][1]}]",
+                       f"mjx[{e['mjx'][0]}:{e['mjx'][1]}]", math.nan, source)
+            for e in layout if e["mjx"] is not None and e["mjx"] != e["host"]]
+    return out
+
+
+# ------------------------------------------------------------------------------------------ static
+
+
+def static_comparison(host, mjx, seed: int = 0) -> dict[str, Any]:
+    """Everything the two sides of one task are made of: protocol figures, the observation layout,
+    reward term names, source files, and every difference (a list of Difference)."""
+    files = sources(host, mjx)
+    model_source = f"Playground's model ({files['mjx_xml']}; dm_control's: {files['host_xml']})"
+    timestep_source = f"Playground's sim_dt ({files['mjx_task']})"
+    adapter = f"the adapter (tdmpc2_jax/envs/mjx.py) over Playground's ctrl_dt ({files['mjx_task']})"
+    obs_source = f"Playground's _get_obs ({files['mjx_task']}; dm_control's get_observation: {files['host_task']})"
+    figures = protocol(host, mjx)
+    layout, host_obs, mjx_obs = measure_layout(host, mjx, seed)
+    verdict, unmatched, _ = describe_layout(layout, len(mjx_obs))
+    differences = (compare_models(host_model(host), mjx.playground_env.mj_model, model_source, timestep_source)
+                   + compare_protocol(host, mjx, figures, adapter)
+                   + compare_layout(layout, host_obs, mjx_obs, obs_source))
+    return dict(task=host.task, playground=type(mjx.playground_env).__name__, figures=figures, layout=layout,
+                obs_layout=verdict, obs_unmatched=unmatched, host_obs_dim=host.obs_dim, mjx_obs_dim=mjx.obs_dim,
+                reward_terms=sorted(k.removeprefix("reward/") for k in mjx.reset(_key(seed)).inner.metrics),
+                sources=files, differences=differences)
+
+
+# ------------------------------------------------------------------------------------------ dynamic
+
+
+def matched_indices(layout: list[dict]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Host indices, MJX indices and entry names ("key[i]") of the observation entries both have."""
+    host_index, mjx_index, names = [], [], []
+    for entry in layout:
+        if entry["mjx"] is None:
+            continue
+        h, m = range(*entry["host"]), range(*entry["mjx"])
+        host_index += h
+        mjx_index += m
+        names += [f"{entry['key']}[{i}]" for i in range(len(h))]
+    return np.asarray(host_index, int), np.asarray(mjx_index, int), names
+
+
+def rollout_mjx(mjx, state, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Observations [T, mjx_obs_dim] and rewards [T] of `actions` [T, A] from EnvState `state`."""
+    import jax
+    import jax.numpy as jnp
+
+    def step(state, action):
+        state, out = mjx.step(state, action)
+        return state, (out.final_obs, out.reward)
+
+    _, (obs, rewards) = jax.jit(lambda s, a: jax.lax.scan(step, s, a))(state, jnp.asarray(actions))
+    return np.asarray(obs, np.float64), np.asarray(rewards, np.float64)
+
+
+def rollout_host(host, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Observations [T, host_obs_dim] and rewards [T] of `actions` [T, A] from the host's current state."""
+    steps = [host.step(action) for action in actions]
+    return np.asarray([s.obs for s in steps], np.float64), np.asarray([s.reward for s in steps], np.float64)
+
+
+def dynamic_check(host, mjx, layout: list[dict], steps: int, seed: int = 0) -> dict[str, Any]:
+    """Both sides from the host's reset state through the same `steps` random actions: the first
+    agent step (0: the copied start state) whose matched observation differs beyond TOLERANCE and
+    its entry, the largest absolute observation difference after one agent step, the mean and largest
+    over all steps, the same for rewards, each side's return."""
+    if steps > mjx.episode_length or steps > host.episode_length:
+        raise ValueError(f"--steps={steps} is longer than an episode ({min(mjx.episode_length, host.episode_length)})")
+    host.reset()
+    state = transplant(mjx, host_state(host), _key(seed))
+    start_host = np.concatenate(list(host_observation(host).values()))
+    start_mjx = np.asarray(mjx.observe(state), np.float64)
+    actions = random_actions(steps, host.action_dim, seed)
+    host_obs, host_rewards = rollout_host(host, actions)
+    mjx_obs, mjx_rewards = rollout_mjx(mjx, state, actions)
+    h, m, names = matched_indices(layout)
+    a = np.concatenate([start_host[None, h], host_obs[:, h]])  # [steps + 1, matched]
+    b = np.concatenate([start_mjx[None, m], mjx_obs[:, m]])
+    off = ~close(b, a, TOLERANCE)
+    first = int(np.argmax(off.any(axis=1))) if off.any() else None
+    diff = np.abs(a - b)
+    reward_diff = np.abs(host_rewards - mjx_rewards)
+    return dict(steps=steps, first_divergent_step=first,
+                first_divergent_entry=None if first is None else names[int(np.argmax(off[first]))],
+                step1_obs_diff_max=float(diff[1].max()),
+                obs_diff_mean=float(diff.mean()), obs_diff_max=float(diff.max()),
+                reward_diff_mean=float(reward_diff.mean()), reward_diff_max=float(reward_diff.max()),
+                host_return=float(host_rewards.sum()), mjx_return=float(mjx_rewards.sum()))
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+def summary_row(static: dict[str, Any], dynamic: dict[str, Any] | None) -> dict[str, Any]:
+    model_kinds = {"option", "count", "names", *ELEMENTS}
+    row = dict(task=static["task"], playground=static["playground"],
+               model_differences=sum(d.kind in model_kinds for d in static["differences"]),
+               host_obs_dim=static["host_obs_dim"], mjx_obs_dim=static["mjx_obs_dim"],
+               obs_layout=static["obs_layout"], obs_unmatched=" ".join(static["obs_unmatched"]),
+               **{k: v for k, v in static["figures"].items() if k in SUMMARY_COLUMNS})
+    row.update({k: "" for k in SUMMARY_COLUMNS if k not in row})
+    if dynamic is not None:
+        row.update({k: "" if v is None else v for k, v in dynamic.items()})
+    return row
+
+
+def number(x: Any) -> str:
+    if isinstance(x, float):
+        return "" if math.isnan(x) else f"{x:.4g}"
+    return str(x)
+
+
+def write_csv(path: pathlib.Path, rows: list[dict], columns: tuple[str, ...]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns)
+        writer.writeheader()
+        writer.writerows({c: number(r[c]) for c in columns} for r in rows)
+
+
+def machine() -> str:
+    import jax
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, JAX {jax.__version__} on {jax.default_backend()}"
+
+
+def markdown_table(rows: list[dict], columns: tuple[str, ...]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(number(r[c]).replace("|", "/") for c in columns) + " |" for r in rows]
+    return lines
+
+
+def readme(command: str, rows: list[dict], statics: list[dict]) -> str:
+    """README.md of a run: command, machine, tolerance, the summary table, each task's differences."""
+    import mujoco
+
+    lines = ["# MJX DM Control tasks against host dm_control", "",
+             "Made by `experiments/mjx_fidelity.py` (its docstring says what is measured):", "",
+             f"    {command}", "",
+             f"Machine: {machine()}; MuJoCo {mujoco.__version__}; {datetime.date.today().isoformat()}. "
+             f"Observation tolerance: |mjx - host| <= {TOLERANCE[1]:g} + {TOLERANCE[0]:g} |host| "
+             "(float32 noise, see `TOLERANCE`). Step 0 is the copied start state.", "",
+             "[summary.csv](summary.csv), [differences.csv](differences.csv).", ""]
+    lines += markdown_table(rows, SUMMARY_COLUMNS)
+    for static in statics:
+        files = static["sources"]
+        lines += ["", f"## {static['task']} ({static['playground']})", "",
+                  f"Reward: dm_control `{files['host_task']}`, Playground `{files['mjx_task']}` "
+                  f"(Playground's terms: {', '.join(static['reward_terms']) or 'none named'}). Observation layout: "
+                  + ", ".join(f"{e['key']} host[{e['host'][0]}:{e['host'][1]}] -> "
+                              + ("none" if e["mjx"] is None else f"mjx[{e['mjx'][0]}:{e['mjx'][1]}]")
+                              for e in static["layout"]) + ".", ""]
+        lines += markdown_table([d._asdict() for d in static["differences"]], DIFFERENCE_COLUMNS[1:])
+    return "\n".join(lines) + "\n"
+
+
+def run(tasks: list[str], steps: int, seed: int, out: pathlib.Path, command: str) -> list[dict]:
+    """Compares every task, prints one line each, writes summary.csv, differences.csv and README.md."""
+    rows, statics, differences = [], [], []
+    for task in tasks:
+        host, mjx = load_pair(task, seed)
+        static = static_comparison(host, mjx, seed)
+        dynamic = dynamic_check(host, mjx, static["layout"], steps, seed) if steps else None
+        rows.append(summary_row(static, dynamic))
+        statics.append(static)
+        differences += [dict(task=task, **d._asdict()) for d in static["differences"]]
+        print(f"{task}: {len(static['differences'])} differences, layout {static['obs_layout']}"
+              + (f", first divergent step {dynamic['first_divergent_step']}, returns host "
+                 f"{dynamic['host_return']:.2f} MJX {dynamic['mjx_return']:.2f}" if dynamic else ""), flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "summary.csv", rows, SUMMARY_COLUMNS)
+    write_csv(out / "differences.csv", differences, DIFFERENCE_COLUMNS)
+    (out / "README.md").write_text(readme(command, rows, statics))
+    return rows
+
+
+def define_flags() -> None:
+    """This command line's flags; defined when it runs, so that importing the module defines none."""
+    flags.DEFINE_list("tasks", None, "dash task names (default: every DM Control task with an MJX version)")
+    flags.DEFINE_integer("steps", 100, "agent steps of the dynamic check (0: static comparison only)")
+    flags.DEFINE_integer("seed", 0, "seed of the host task, the MJX reset key and the random actions")
+    flags.DEFINE_string("out", str(OUT), "directory for summary.csv, differences.csv and README.md")
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    from tdmpc2_jax.cli import fail, setup_process
+    from tdmpc2_jax.envs.dmc import EPISODE_LENGTH
+
+    setup_process()
+    if not 0 <= FLAGS.steps <= EPISODE_LENGTH:
+        fail(f"--steps={FLAGS.steps}: give 0 (static only) up to {EPISODE_LENGTH} (an episode) agent steps")
+    available = dm_control_tasks()
+    tasks = FLAGS.tasks or available
+    unknown = [t for t in tasks if t not in available]
+    if unknown:
+        fail(f"no MJX version of {', '.join(unknown)}; the tasks are: {', '.join(available)}")
+    command = "python -m experiments.mjx_fidelity " + " ".join(sys.argv[1:])
+    run(tasks, FLAGS.steps, FLAGS.seed, pathlib.Path(FLAGS.out), command.strip())
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

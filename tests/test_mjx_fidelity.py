@@ -1,0 +1,72 @@
+"""The MJX-against-host measuring instrument (experiments/mjx_fidelity.py): model comparison, the
+observation layout by value, the dynamic check from a copied state."""
+import copy
+import math
+
+import numpy as np
+import pytest
+
+from experiments import mjx_fidelity as fidelity
+
+
+@pytest.fixture(scope="module")
+def cartpole():
+    return fidelity.load_pair("cartpole-balance")
+
+
+def test_every_playground_dm_control_task_is_listed_under_its_dash_name():
+    tasks = fidelity.dm_control_tasks()
+    assert len(tasks) == 25 and len(set(tasks)) == 25
+    assert {"walker-walk", "cheetah-run", "cartpole-balance", "cup-catch", "pointmass-easy"} <= set(tasks)
+    assert not any(t.split("-")[0] in ("dog", "quadruped", "manipulator") for t in tasks)
+
+
+def test_a_model_compared_with_itself_has_no_differences_and_a_changed_parameter_is_reported(cartpole):
+    _, mjx = cartpole
+    model = mjx.playground_env.mj_model
+    assert fidelity.compare_models(model, model, "src", "ts") == []
+    changed = copy.copy(model)
+    hinge = changed.joint("hinge_1").dofadr[0]
+    changed.dof_damping[hinge] += 0.5
+    changed.opt.timestep = 0.004
+    found = {d.what: d for d in fidelity.compare_models(model, changed, "src", "ts")}
+    assert set(found) == {"dof_damping", "opt.timestep"}
+    assert found["dof_damping"].size == pytest.approx(0.5) and found["dof_damping"].host.startswith("hinge_1/0:")
+    assert found["opt.timestep"].size == pytest.approx(0.006) and found["opt.timestep"].source == "ts"
+
+
+def test_cartpole_protocol_reads_both_timesteps_and_the_integrators_differ(cartpole):
+    host, mjx = cartpole
+    figures = fidelity.protocol(host, mjx)
+    assert figures["host_timestep"] == host._env.physics.timestep() == 0.01
+    assert figures["mjx_timestep"] == mjx.playground_env.sim_dt == 0.01
+    assert figures["host_physics_steps"] == figures["mjx_physics_steps"] == 2
+    options = {d.what: d for d in fidelity.compare_options(fidelity.host_model(host), mjx.playground_env.mj_model, "")}
+    assert (options["opt.integrator"].host, options["opt.integrator"].mjx) == ("mjINT_RK4", "mjINT_EULER")
+
+
+def test_layout_matching_finds_moved_and_missing_observation_keys():
+    host = {"a": np.array([1.0, 2.0]), "b": np.array([3.0]), "c": np.array([4.0, 5.0])}
+    layout = fidelity.match_layout(host, np.array([4.0, 5.0, 1.0, 2.0, 9.0]))
+    assert [(e["key"], e["host"], e["mjx"]) for e in layout] == [("a", (0, 2), (2, 4)), ("b", (2, 3), None),
+                                                                  ("c", (3, 5), (0, 2))]
+    assert fidelity.describe_layout(layout, 5) == ("differs", ["b"], [4])
+    same = fidelity.match_layout(host, np.array([1.0, 2.0, 3.0, 4.0, 5.0]))
+    assert fidelity.describe_layout(same, 5) == ("same", [], [])
+
+
+@pytest.mark.slow
+def test_cartpole_static_comparison_and_a_short_dynamic_check_run_from_the_same_state(cartpole):
+    host, mjx = cartpole
+    static = fidelity.static_comparison(host, mjx)
+    assert static["obs_layout"] == "same" and static["reward_terms"]
+    assert "opt.integrator" in {d.what for d in static["differences"]}
+    first = fidelity.dynamic_check(host, mjx, static["layout"], steps=3)
+    second = fidelity.dynamic_check(host, mjx, static["layout"], steps=3, seed=1)
+    assert set(first) == set(second) == {"steps", "first_divergent_step", "first_divergent_entry",
+                                         "step1_obs_diff_max", "obs_diff_mean", "obs_diff_max", "reward_diff_mean",
+                                         "reward_diff_max", "host_return", "mjx_return"}
+    for result in (first, second):
+        assert all(math.isfinite(v) for k, v in result.items() if k.endswith(("_mean", "_max", "_return")))
+        assert result["first_divergent_step"] != 0  # the copied start state observes as the host's
+        assert 0 < result["host_return"] <= 3 * 2 and 0 < result["mjx_return"] <= 3 * 2
