@@ -16,7 +16,10 @@ Dynamic check, per task (`--steps` > 0): the host task is reset, its physics sta
 act, ctrl, qacc_warmstart, applied forces, mocap poses) is copied into the MJX state, and both are
 stepped through the same uniform random actions (seed `--seed`). Reported: the first agent step at
 which a matched observation entry differs beyond float32 noise (`TOLERANCE`), the mean and largest
-absolute observation and reward differences, and each side's return over the steps.
+absolute observation and reward differences, and each side's return over the steps. MuJoCo's C
+library also steps Playground's own model in float64 from the same state with the same controls:
+MJX's physics states against it (`numerics_*`) measure MJX's numerics (float32, its solver) apart
+from the differences between the two models.
 
 Writes summary.csv (one row per task), differences.csv (one row per difference, with its source)
 and README.md (the command, the machine, both tables) under --out.
@@ -83,7 +86,8 @@ SUMMARY_COLUMNS = ("task", "playground", "model_differences", "host_timestep", "
                    "host_physics_steps", "mjx_physics_steps", "host_agent_step_s", "mjx_agent_step_s",
                    "host_episode_s", "mjx_episode_s", "host_obs_dim", "mjx_obs_dim", "obs_layout", "obs_unmatched",
                    "steps", "first_divergent_step", "first_divergent_entry", "step1_obs_diff_max", "obs_diff_mean",
-                   "obs_diff_max", "reward_diff_mean", "reward_diff_max", "host_return", "mjx_return")
+                   "obs_diff_max", "reward_diff_mean", "reward_diff_max", "host_return", "mjx_return",
+                   "numerics_first_divergent_step", "numerics_step1_diff_max", "numerics_diff_max")
 DIFFERENCE_COLUMNS = ("task", "kind", "what", "host", "mjx", "size", "source")
 
 
@@ -435,17 +439,48 @@ def matched_indices(layout: list[dict]) -> tuple[np.ndarray, np.ndarray, list[st
     return np.asarray(host_index, int), np.asarray(mjx_index, int), names
 
 
-def rollout_mjx(mjx, state, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Observations [T, mjx_obs_dim] and rewards [T] of `actions` [T, A] from EnvState `state`."""
+def rollout_mjx(mjx, state, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Observations [T, mjx_obs_dim], rewards [T] and physics states (qpos, qvel) [T, nq + nv] of
+    `actions` [T, A] from EnvState `state`. The time limit, a protocol matter compared statically, is
+    kept from ending the rollout (its step counter is held at 0), so every state is the physics'."""
     import jax
     import jax.numpy as jnp
 
     def step(state, action):
-        state, out = mjx.step(state, action)
-        return state, (out.final_obs, out.reward)
+        state, out = mjx.step(state._replace(t=jnp.zeros_like(state.t)), action)
+        data = state.inner.data
+        return state, (out.final_obs, out.reward, jnp.concatenate([data.qpos, data.qvel]))
 
-    _, (obs, rewards) = jax.jit(lambda s, a: jax.lax.scan(step, s, a))(state, jnp.asarray(actions))
-    return np.asarray(obs, np.float64), np.asarray(rewards, np.float64)
+    _, (obs, rewards, physics) = jax.jit(lambda s, a: jax.lax.scan(step, s, a))(state, jnp.asarray(actions))
+    return tuple(np.asarray(x, np.float64) for x in (obs, rewards, physics))
+
+
+def rollout_reference(mjx, state: dict[str, np.ndarray], actions: np.ndarray) -> np.ndarray:
+    """Physics states (qpos, qvel) [T, nq + nv] of `actions` [T, A] stepped by MuJoCo's C library in
+    float64 on Playground's own model from host state `state`, with the adapter's control mapping
+    and physics steps per agent step: what MJX would compute without its own numerics."""
+    import mujoco
+
+    model = mjx.playground_env.mj_model
+    data = mujoco.MjData(model)
+    data.time = float(state["time"])
+    for name, value in state.items():
+        if name != "time":
+            getattr(data, name)[...] = value
+    mujoco.mj_forward(model, data)
+    low, high = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
+    out = []
+    for action in np.clip(actions.astype(np.float64), -1.0, 1.0):
+        data.ctrl[:] = low + (action + 1.0) * 0.5 * (high - low)
+        mujoco.mj_step(model, data, nstep=mjx.action_repeat * mjx.playground_env.n_substeps)
+        out.append(np.concatenate([data.qpos, data.qvel]))
+    return np.asarray(out)
+
+
+def first_beyond(a: np.ndarray, b: np.ndarray) -> int | None:
+    """Index of the first row [T, n] where b differs from a beyond TOLERANCE; None if none does."""
+    off = ~close(b, a, TOLERANCE)
+    return int(np.argmax(off.any(axis=1))) if off.any() else None
 
 
 def rollout_host(host, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -458,29 +493,36 @@ def dynamic_check(host, mjx, layout: list[dict], steps: int, seed: int = 0) -> d
     """Both sides from the host's reset state through the same `steps` random actions: the first
     agent step (0: the copied start state) whose matched observation differs beyond TOLERANCE and
     its entry, the largest absolute observation difference after one agent step, the mean and largest
-    over all steps, the same for rewards, each side's return."""
-    if steps > mjx.episode_length or steps > host.episode_length:
-        raise ValueError(f"--steps={steps} is longer than an episode ({min(mjx.episode_length, host.episode_length)})")
+    over all steps, the same for rewards, each side's return; and, to tell Playground's model from
+    MJX's numerics, MJX's physics states against MuJoCo's C library stepping Playground's model
+    (`rollout_reference`): the first step beyond TOLERANCE and the largest difference."""
+    if not 0 < steps <= min(mjx.episode_length, host.episode_length):
+        raise ValueError(f"steps={steps}: give 1 to {min(mjx.episode_length, host.episode_length)} (an episode)")
     host.reset()
-    state = transplant(mjx, host_state(host), _key(seed))
+    start = host_state(host)
+    state = transplant(mjx, start, _key(seed))
     start_host = np.concatenate(list(host_observation(host).values()))
     start_mjx = np.asarray(mjx.observe(state), np.float64)
     actions = random_actions(steps, host.action_dim, seed)
     host_obs, host_rewards = rollout_host(host, actions)
-    mjx_obs, mjx_rewards = rollout_mjx(mjx, state, actions)
+    mjx_obs, mjx_rewards, mjx_physics = rollout_mjx(mjx, state, actions)
+    reference = rollout_reference(mjx, start, actions)
     h, m, names = matched_indices(layout)
     a = np.concatenate([start_host[None, h], host_obs[:, h]])  # [steps + 1, matched]
     b = np.concatenate([start_mjx[None, m], mjx_obs[:, m]])
-    off = ~close(b, a, TOLERANCE)
-    first = int(np.argmax(off.any(axis=1))) if off.any() else None
+    first, numerics_first = first_beyond(a, b), first_beyond(reference, mjx_physics)
+    entry = None if first is None else names[int(np.argmax(~close(b[first], a[first], TOLERANCE)))]
     diff = np.abs(a - b)
     reward_diff = np.abs(host_rewards - mjx_rewards)
     return dict(steps=steps, first_divergent_step=first,
-                first_divergent_entry=None if first is None else names[int(np.argmax(off[first]))],
+                first_divergent_entry=entry,
                 step1_obs_diff_max=float(diff[1].max()),
                 obs_diff_mean=float(diff.mean()), obs_diff_max=float(diff.max()),
                 reward_diff_mean=float(reward_diff.mean()), reward_diff_max=float(reward_diff.max()),
-                host_return=float(host_rewards.sum()), mjx_return=float(mjx_rewards.sum()))
+                host_return=float(host_rewards.sum()), mjx_return=float(mjx_rewards.sum()),
+                numerics_first_divergent_step=None if numerics_first is None else numerics_first + 1,
+                numerics_step1_diff_max=float(np.abs(reference[0] - mjx_physics[0]).max()),
+                numerics_diff_max=float(np.abs(reference - mjx_physics).max()))
 
 
 # ------------------------------------------------------------------------------------------ output
@@ -539,9 +581,13 @@ def readme(command: str, rows: list[dict], statics: list[dict]) -> str:
              f"    {command}", "",
              f"Machine: {machine()}; MuJoCo {mujoco.__version__}; {datetime.date.today().isoformat()}. "
              f"Observation tolerance: |mjx - host| <= {TOLERANCE[1]:g} + {TOLERANCE[0]:g} |host| "
-             "(float32 noise, see `TOLERANCE`). Step 0 is the copied start state.", "",
+             "(float32 noise, see `TOLERANCE`). Step 0 is the copied start state; an empty divergent step: "
+             "none within the steps run. `numerics_*`: MJX's qpos and qvel against MuJoCo's C library "
+             "stepping Playground's model in float64 from the same state.", "",
              "[summary.csv](summary.csv), [differences.csv](differences.csv).", ""]
-    lines += markdown_table(rows, SUMMARY_COLUMNS)
+    static_end = SUMMARY_COLUMNS.index("steps")
+    lines += markdown_table(rows, SUMMARY_COLUMNS[:static_end])
+    lines += [""] + markdown_table(rows, ("task",) + SUMMARY_COLUMNS[static_end:])
     for static in statics:
         files = static["sources"]
         lines += ["", f"## {static['task']} ({static['playground']})", "",

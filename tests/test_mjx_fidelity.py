@@ -65,8 +65,12 @@ def test_cartpole_static_comparison_and_a_short_dynamic_check_run_from_the_same_
     second = fidelity.dynamic_check(host, mjx, static["layout"], steps=3, seed=1)
     assert set(first) == set(second) == {"steps", "first_divergent_step", "first_divergent_entry",
                                          "step1_obs_diff_max", "obs_diff_mean", "obs_diff_max", "reward_diff_mean",
-                                         "reward_diff_max", "host_return", "mjx_return"}
+                                         "reward_diff_max", "host_return", "mjx_return",
+                                         "numerics_first_divergent_step", "numerics_step1_diff_max",
+                                         "numerics_diff_max"}
     for result in (first, second):
         assert all(math.isfinite(v) for k, v in result.items() if k.endswith(("_mean", "_max", "_return")))
         assert result["first_divergent_step"] != 0  # the copied start state observes as the host's
         assert 0 < result["host_return"] <= 3 * 2 and 0 < result["mjx_return"] <= 3 * 2
+        # MJX against MuJoCo's C library on Playground's own model: float32 noise only
+        assert result["numerics_first_divergent_step"] is None and result["numerics_diff_max"] < 1e-4
