@@ -609,7 +609,7 @@ def _listdir(directory: str, sub: str) -> list[str]:
     return sorted(os.listdir(path)) if os.path.isdir(path) else []
 
 
-def error_summary(err: BaseException, limit: int = 300) -> str:
+def error_summary(err: BaseException, limit: int = 2000) -> str:
     """The first line of an error's message, without tensorstore's spec and source locations."""
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     for cut in (" [tensorstore_spec=", " [source locations=", ". See full TensorStore details"):

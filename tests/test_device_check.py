@@ -31,9 +31,9 @@ def test_device_check_smoke_measures_every_part_and_writes_its_report(tmp_path, 
     assert mjx["transitions_per_s"] > 0 and mjx["updates_per_s"] > 0
     learning = results["learning"]["run"]
     assert "error" not in learning, learning
-    # 2 envs at the official ratio (2 updates per batched step): 4 seed steps (8 seed transitions), then
-    # four chunks of 4 batched steps, evaluated after each
+    # 2 envs at the official ratio (2 updates per batched step): 4 seed steps (8 seed transitions, the eval
+    # due at 8 runs at the seed phase's end), then four chunks of 4 batched steps, evaluated after each
     assert learning["transitions"] == 40 and learning["env_steps"] == 80 and learning["updates_per_step"] == 2
-    assert [e["env_step"] for e in learning["evals"]] == [0, 32, 48, 64, 80]
+    assert [e["env_step"] for e in learning["evals"]] == [0, 16, 32, 48, 64, 80]
     report = (tmp_path / "device_check.md").read_text()
     assert "| plan tiny x8 |" in report and "| update tiny rgb |" in report and "Learning: cartpole-balance, 2 envs" in report

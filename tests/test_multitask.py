@@ -182,7 +182,7 @@ def test_an_mjx_population_logs_each_tasks_return(tmp_path):
     from tdmpc2_jax.loops.mjx_run import Member, PopulationLog
 
     config = tiny.run_config("mjx.py", "cartpole-balance", tmp_path, tasks="cartpole-balance,pendulum-swingup")
-    log = PopulationLog(config, [Member(1, 3e-4)], 2, 0, np.zeros(1, np.int64), ("cartpole-balance", "pendulum-swingup"))
+    log = PopulationLog(resolve(config), [Member(1, 3e-4)], 2, 0, np.zeros(1, np.int64), ("cartpole-balance", "pendulum-swingup"))
     returns = np.asarray([[10.0, 20.0, 1.0, 3.0]])  # task-major: two episodes of each task
     (result,) = log.evaluation(0, returns, np.full((1, 4), 10))
     log.close()
