@@ -683,8 +683,9 @@ def _quiet_async_teardown() -> Iterator[None]:
 @contextlib.contextmanager
 def _holding_orbax_logs() -> Iterator[None]:
     """Holds back orbax's warnings and errors while an orbax read or write runs. Its background
-    threads log the traceback of a failure before the caller sees it raised; that failure is
-    reported once, by what is raised. Without a failure, the held records are logged as usual."""
+    threads log the traceback of a failure before (or after) the caller sees it raised; that
+    failure is reported once, by what is raised, and orbax's records are dropped from then on.
+    Without a failure, the held records are logged as usual."""
     logger, held = logging.getLogger("absl"), []
 
     def hold(record: logging.LogRecord) -> bool:
@@ -696,7 +697,11 @@ def _holding_orbax_logs() -> Iterator[None]:
     logger.addFilter(hold)
     try:
         yield
-    finally:
+    except BaseException:
+        # its background threads may go on reporting the failure after it is raised: the filter
+        # stays, and orbax's later warnings and errors are dropped with these
+        raise
+    else:
         logger.removeFilter(hold)
     for record in held:
         logger.handle(record)
