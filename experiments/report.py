@@ -13,14 +13,16 @@ and BLOCKS maps each NAME to its file and the function that writes its text from
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import pathlib
 import sys
 from typing import Callable, NamedTuple
 
+from absl import app, flags
+
 from experiments import learning_vs_official
+from tdmpc2_jax import cli
 from tdmpc2_jax.speculative import report as speculative_report
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -246,23 +248,29 @@ def regenerate(root: pathlib.Path, blocks: dict[str, Block]) -> dict[str, str]:
     return {path: text for path, text in texts.items() if text != (root / path).read_text()}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a block is stale")
-    args = parser.parse_args(argv)
+def write_blocks(check: bool = False) -> int:
+    """Rewrites the stale blocks, naming their files (check: writes nothing, names them); the exit
+    status: 0, 1 when checking found a stale block, 2 for a file without its markers."""
     try:
         stale = regenerate(ROOT, BLOCKS)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for path, text in stale.items():
-        if args.check:
+        if check:
             print(f"stale: {path} (run python -m experiments.report)")
         else:
             (ROOT / path).write_text(text)
             print(f"wrote {path}")
-    return 1 if args.check and stale else 0
+    return 1 if check and stale else 0
+
+
+def main(argv: list[str]) -> None:
+    if argv[1:]:
+        raise app.UsageError(f"unexpected arguments {' '.join(argv[1:])}")
+    sys.exit(write_blocks(flags.FLAGS.check))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    flags.DEFINE_bool("check", False, "write nothing; exit 1 if a block is stale")
+    app.run(main, flags_parser=cli.parse_flags)

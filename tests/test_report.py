@@ -40,20 +40,20 @@ def test_check_exits_1_naming_the_stale_file_and_a_rewrite_makes_it_current(tmp_
     monkeypatch.setattr(report, "ROOT", tmp_path)
     monkeypatch.setattr(report, "BLOCKS", {"figures": Block("doc.md", lambda: "| 2 |"),
                                            "same": Block("other.md", lambda: "kept")})
-    assert report.main(["--check"]) == 1
+    assert report.write_blocks(check=True) == 1
     assert capsys.readouterr().out == "stale: doc.md (run python -m experiments.report)\n"
     assert (tmp_path / "doc.md").read_text() == f"intro\n{begin('figures')}\n| 1 |\n{END}\n"  # --check writes nothing
-    assert report.main([]) == 0
+    assert report.write_blocks() == 0
     assert capsys.readouterr().out == "wrote doc.md\n"
     assert (tmp_path / "doc.md").read_text() == f"intro\n{begin('figures')}\n| 2 |\n{END}\n"
-    assert report.main(["--check"]) == 0
+    assert report.write_blocks(check=True) == 0
 
 
 def test_a_missing_marker_is_an_error_naming_the_file(tmp_path, monkeypatch, capsys):
     (tmp_path / "doc.md").write_text("no block here\n")
     monkeypatch.setattr(report, "ROOT", tmp_path)
     monkeypatch.setattr(report, "BLOCKS", {"figures": Block("doc.md", lambda: "x")})
-    assert report.main(["--check"]) == 2
+    assert report.write_blocks(check=True) == 2
     assert capsys.readouterr().err.startswith("error: doc.md: expected one line")
 
 
