@@ -18,13 +18,13 @@ from absl import flags, logging
 def parse_flags(argv: list[str]) -> list[str]:
     """absl parsing with a one-line message (and exit 2) for a bad flag, config override or argument.
 
-    Around absl's own parsing: --help lists the command's flags (`_list_command_flags_in_help`);
+    Around absl's own parsing: --help lists the command's flags (`list_command_flags_in_help`);
     `--config.task=X` loads X's config (`with_task_config`); an official key this project does not
     have is refused with the reason; a positional argument (absl would hand it to main unread) is
     refused, a Hydra-style `key=value` with its flag form (`refuse_arguments`); `--config_keys`
     prints the config's keys and exits.
     """
-    _list_command_flags_in_help()
+    list_command_flags_in_help()
     _refuse_overrides_without_config(argv[1:])
     _refuse_unsupported_keys(argv[1:])
     argv = with_task_config(resolve_config_path(argv))
@@ -50,7 +50,7 @@ def parse_flags(argv: list[str]) -> list[str]:
     return rest
 
 
-def _list_command_flags_in_help() -> None:
+def list_command_flags_in_help() -> None:
     """Makes every flag defined by this package a key flag of the main program, which is what
     absl's --help lists: it lists only flags defined by the `__main__` module, so neither
     --config (defined here) nor a console script's flags (defined in its module) would show.

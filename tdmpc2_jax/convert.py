@@ -1,6 +1,6 @@
 """Converts an official TD-MPC2 checkpoint to this project's parameters, saved as an orbax checkpoint.
 
-    python -m tdmpc2_jax.convert OFFICIAL.pt OUT_DIR [--tasks a,b,...] [--episode-lengths 500,...]
+    python -m tdmpc2_jax.convert OFFICIAL.pt OUT_DIR [--tasks=a,b,...] [--episode_lengths=500,...]
 
 Reads both official layouts (current, and the older one of the checkpoints released with the paper),
 single-task and multitask. The architecture is read off the weights; what weights cannot tell
@@ -10,15 +10,16 @@ in plain containers is refused. A `.npz` of arrays under the official key names 
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Any
 
 import jax
+from absl import app, flags
 
 from tdmpc2_jax import checkpoints, official
 from tdmpc2_jax.checkpoints import tree_mismatches
+from tdmpc2_jax.cli import fail, list_command_flags_in_help
 from tdmpc2_jax.config import Config, make_config
 from tdmpc2_jax.world_model import WorldModel
 
@@ -56,32 +57,65 @@ def convert(src: str, out_dir: str, overrides: dict[str, Any] | None = None, for
     return cfg
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", help="official .pt (torch.save of {'model': state_dict} or of a state_dict) "
-                        "or .npz")
-    parser.add_argument("out_dir", help="orbax checkpoint directory to write")
-    parser.add_argument("--tasks", help="comma-separated task names of a multitask checkpoint")
-    parser.add_argument("--episode-lengths", help="comma-separated episode lengths (agent steps) per task")
-    parser.add_argument("--episode-length", type=int, help="episode length of a single-task checkpoint")
-    parser.add_argument("--force", action="store_true", help="overwrite a non-empty OUT_DIR")
-    args = parser.parse_args(argv)
-    overrides: dict[str, Any] = {}
-    if args.tasks:
-        overrides["tasks"] = tuple(args.tasks.split(","))
-    if args.episode_lengths:
-        overrides["episode_lengths"] = tuple(int(x) for x in args.episode_lengths.split(","))
-    if args.episode_length:
-        overrides["episode_length"] = args.episode_length
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """This command line's flags; defined when it runs, so that importing the module defines none."""
+    flags.DEFINE_list("tasks", None, "comma-separated task names of a multitask checkpoint")
+    flags.DEFINE_list("episode_lengths", None, "comma-separated episode lengths (agent steps) per task")
+    flags.DEFINE_integer("episode_length", None, "episode length of a single-task checkpoint")
+    flags.DEFINE_bool("force", False, "overwrite a non-empty OUT_DIR")
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl parsing with one-line errors; the two arguments CHECKPOINT and OUT_DIR stay."""
+    list_command_flags_in_help()
     try:
-        cfg = convert(args.checkpoint, args.out_dir, overrides, args.force)
+        rest = flags.FLAGS(argv)
+    except flags.Error as err:
+        fail(str(err))
+    if len(rest) != 3:
+        fail("give the official checkpoint (.pt or .npz) and the directory to write: "
+             "python -m tdmpc2_jax.convert OFFICIAL.pt OUT_DIR [--tasks=a,b,...]")
+    return rest
+
+
+def overrides_of(tasks: list[str] | None, episode_lengths: list[str] | None,
+                 episode_length: int | None) -> dict[str, Any]:
+    """The Config keys that the weights cannot tell, from the command line's values."""
+    overrides: dict[str, Any] = {}
+    if tasks:
+        overrides["tasks"] = tuple(tasks)
+    if episode_lengths:
+        overrides["episode_lengths"] = tuple(int(x) for x in episode_lengths)
+    if episode_length:
+        overrides["episode_length"] = episode_length
+    return overrides
+
+
+def command(checkpoint: str, out_dir: str, overrides: dict[str, Any] | None = None, force: bool = False) -> int:
+    """Converts `checkpoint` into `out_dir`, printing what it wrote or one error line; the exit status."""
+    try:
+        cfg = convert(checkpoint, out_dir, overrides, force)
     except (FileNotFoundError, FileExistsError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     arch = ", ".join(f"{k}={v}" for k, v in cfg.architecture().items())
-    print(f"wrote {args.out_dir} ({arch})")
+    print(f"wrote {out_dir} ({arch})")
     return 0
 
 
+def main(argv: list[str]) -> None:
+    overrides = overrides_of(FLAGS.tasks, FLAGS.episode_lengths, FLAGS.episode_length)
+    sys.exit(command(argv[1], argv[2], overrides, FLAGS.force))
+
+
+def run() -> None:
+    """The `tdmpc2-convert` console script, and `python -m tdmpc2_jax.convert`."""
+    define_flags()
+    app.run(main, flags_parser=parse_flags)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

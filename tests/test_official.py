@@ -52,7 +52,7 @@ def test_architecture_is_read_off_the_weights(parity_dir):
 
 def test_convert_cli_writes_an_orbax_checkpoint_that_loads_back(parity_dir, tmp_path, capsys):
     out = tmp_path / "converted"
-    assert convert.main([str(parity_dir / "model_state.pt"), str(out)]) == 0
+    assert convert.command(str(parity_dir / "model_state.pt"), str(out)) == 0
     assert "latent_dim=64" in capsys.readouterr().out
     cfg, params, target_qs = checkpoints.load_model(str(out))
     ref_params, ref_target, _ = official.to_params(official.read_npz_state_dict(str(parity_dir / "weights.npz")))
@@ -65,7 +65,7 @@ def test_convert_reads_an_old_layout_torch_file(parity_dir, tmp_path):
     state = official.read_npz_state_dict(str(parity_dir / "weights.npz"))
     path = tmp_path / "legacy.pt"
     torch.save({"model": {k: torch.from_numpy(np.asarray(v)) for k, v in old_layout(state).items()}}, path)
-    assert convert.main([str(path), str(tmp_path / "out")]) == 0
+    assert convert.command(str(path), str(tmp_path / "out")) == 0
     _, params, _ = checkpoints.load_model(str(tmp_path / "out"))
     np.testing.assert_array_equal(params["qs"]["layers_2"]["kernel"],
                                   np.swapaxes(state["_Qs.params.2.weight"], -1, -2))
@@ -74,9 +74,8 @@ def test_convert_reads_an_old_layout_torch_file(parity_dir, tmp_path):
 def test_multitask_checkpoint_converts_with_task_metadata(tmp_path):
     fixture = __import__("pathlib").Path(__file__).parent / "fixtures" / "parity_multitask"
     out = tmp_path / "mt"
-    args = [str(fixture / "weights.npz"), str(out), "--tasks", "walker-run,cheetah-run,cartpole-balance",
-            "--episode-lengths", "500,500,1000"]
-    assert convert.main(args) == 0
+    overrides = convert.overrides_of(["walker-run", "cheetah-run", "cartpole-balance"], ["500", "500", "1000"], None)
+    assert convert.command(str(fixture / "weights.npz"), str(out), overrides) == 0
     cfg, params, _ = checkpoints.load_model(str(out))
     assert cfg.multitask and cfg.action_dims == (6, 6, 1) and cfg.discounts == (0.99, 0.99, 0.995)
     assert params["task_emb"].shape == (3, 16)
@@ -85,9 +84,9 @@ def test_multitask_checkpoint_converts_with_task_metadata(tmp_path):
 def test_corrupt_and_missing_files_are_clear_errors(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    assert convert.main([str(bad), str(tmp_path / "o")]) == 2
+    assert convert.command(str(bad), str(tmp_path / "o")) == 2
     assert "cannot read" in capsys.readouterr().err
-    assert convert.main([str(tmp_path / "absent.pt"), str(tmp_path / "o")]) == 2
+    assert convert.command(str(tmp_path / "absent.pt"), str(tmp_path / "o")) == 2
     assert "no checkpoint file" in capsys.readouterr().err
 
 

@@ -127,7 +127,7 @@ def test_a_checkpoint_with_a_code_payload_is_refused_and_the_code_never_runs(tmp
     torch.load(path, weights_only=False)  # the payload is live: torch's full unpickling runs it
     assert marker.exists()
     marker.unlink()
-    assert convert.main([str(path), str(tmp_path / "out")]) == 2
+    assert convert.command(str(path), str(tmp_path / "out")) == 2
     error = capsys.readouterr().err
     assert error == f"error: {path}: not a plain archive of tensors: it asks to run {name}, which is refused\n"
     with pytest.raises(ValueError, match=f"it asks to run {name}"):
@@ -165,7 +165,7 @@ def test_files_that_are_no_checkpoint_are_one_line(tmp_path, capsys):
                 "tensor.pt": "holds no state dict of tensors",
                 "float8.pt": "tensors of torch.float8_e4m3fn have no NumPy dtype"}
     for name, message in expected.items():
-        assert convert.main([str(tmp_path / name), str(tmp_path / "out")]) == 2, name
+        assert convert.command(str(tmp_path / name), str(tmp_path / "out")) == 2, name
         error = capsys.readouterr().err
         assert error.startswith(f"error: {tmp_path / name}: ") and message in error and error.count("\n") == 1, error
 
