@@ -19,7 +19,6 @@ from absl import app, flags
 
 from tdmpc2_jax import checkpoints, official
 from tdmpc2_jax.checkpoints import tree_mismatches
-from tdmpc2_jax.cli import fail, list_command_flags_in_help
 from tdmpc2_jax.config import Config, make_config
 from tdmpc2_jax.world_model import WorldModel
 
@@ -69,16 +68,23 @@ def define_flags() -> None:
 
 
 def parse_flags(argv: list[str]) -> list[str]:
-    """absl parsing with one-line errors; the two arguments CHECKPOINT and OUT_DIR stay."""
-    list_command_flags_in_help()
+    """absl parsing with one-line errors (exit 2); the two arguments CHECKPOINT and OUT_DIR stay.
+    This module's flags are the program's key flags, so that --help lists them under any name."""
+    for flag in flags.FLAGS.get_flags_for_module(__name__):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     try:
         rest = flags.FLAGS(argv)
     except flags.Error as err:
-        fail(str(err))
+        refuse(str(err))
     if len(rest) != 3:
-        fail("give the official checkpoint (.pt or .npz) and the directory to write: "
-             "python -m tdmpc2_jax.convert OFFICIAL.pt OUT_DIR [--tasks=a,b,...]")
+        refuse("give the official checkpoint (.pt or .npz) and the directory to write: "
+               "python -m tdmpc2_jax.convert OFFICIAL.pt OUT_DIR [--tasks=a,b,...]")
     return rest
+
+
+def refuse(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def overrides_of(tasks: list[str] | None, episode_lengths: list[str] | None,
