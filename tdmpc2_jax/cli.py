@@ -15,13 +15,14 @@ from typing import Callable, Iterator
 from absl import flags, logging
 
 
-def parse_flags(argv: list[str]) -> list[str]:
+def parse_flags(argv: list[str], arguments: bool = False) -> list[str]:
     """absl parsing with a one-line message (and exit 2) for a bad flag, config override or argument.
 
     Around absl's own parsing: --help lists the command's flags (`list_command_flags_in_help`);
     `--config.task=X` loads X's config (`with_task_config`); an official key this project does not
     have is refused with the reason; a positional argument (absl would hand it to main unread) is
-    refused, a Hydra-style `key=value` with its flag form (`refuse_arguments`); `--config_keys`
+    refused, a Hydra-style `key=value` with its flag form (`refuse_arguments`), unless the command
+    reads arguments (`arguments=True`: they are returned after the program name); `--config_keys`
     prints the config's keys and exits.
     """
     list_command_flags_in_help()
@@ -41,7 +42,8 @@ def parse_flags(argv: list[str]) -> list[str]:
             except (ValueError, SyntaxError):
                 pass
         fail(f"invalid config override: {message} (--config_keys lists the keys)".replace("\n", " "))
-    refuse_arguments(rest[1:])
+    if not arguments:
+        refuse_arguments(rest[1:])
     if "config_keys" in flags.FLAGS and flags.FLAGS.config_keys:
         if flags.FLAGS.config is None:
             fail("--config_keys lists the keys of a config: give one, e.g. --config=configs/dmc.py:cartpole-balance")

@@ -114,6 +114,17 @@ def test_hydra_style_arguments_are_refused_with_their_flag_form():
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "'cartpole-swingup'" in out.stderr
 
 
+def test_the_fixture_generators_read_official_key_value_overrides(tmp_path):
+    """make_parity and make_rgb take the official config's own key=value pairs (action_dim among
+    them, which the training command refuses); here they get as far as loading the checkout."""
+    for generator in ("make_parity", "make_rgb"):
+        out = subprocess.run([sys.executable, "-m", f"tests.fixtures.{generator}", f"--official_repo={tmp_path}",
+                              f"--out={tmp_path / 'fixture'}", "action_dim=2", "num_bins=51"],
+                             capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert out.returncode == 2
+        assert out.stderr == f"error: {tmp_path} is not a checkout of nicklashansen/tdmpc2 (no tdmpc2/tdmpc2.py)\n"
+
+
 def test_unsupported_official_keys_say_why():
     for args in ([f"{DMC}:cartpole-balance", "--config.compile=true"], [f"{DMC}:cartpole-balance", "compile=true"]):
         out = command(*args)
