@@ -1,7 +1,8 @@
 """Shared helpers for the benchmarks: a random update batch, compile time, then median and spread
-of warm calls."""
+of warm calls, and the results file."""
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from typing import Any, Callable
@@ -56,3 +57,11 @@ def time_calls(fn: Callable[[], Any], repeats: int) -> dict[str, float]:
 def report(name: str, stats: dict[str, float]) -> str:
     return (f"{name:<28} first call {stats['first_call_s']:6.2f} s   median {stats['median_s'] * 1e3:8.1f} ms "
             f"(p10 {stats['p10_s'] * 1e3:.1f}, p90 {stats['p90_s'] * 1e3:.1f})   {stats['calls_per_s']:7.2f} calls/s")
+
+
+def write_results(results: dict, path: str | None) -> None:
+    """`results` as indented JSON at `path` (nothing when no path is given), and a line saying so."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(results, f, indent=1)
+        print(f"wrote {path}")

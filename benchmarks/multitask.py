@@ -24,7 +24,6 @@ Prints compile time (first call) apart from warm calls (medians over `--repeats`
 """
 from __future__ import annotations
 
-import json
 import os
 import platform
 import struct
@@ -39,7 +38,7 @@ import numpy as np
 from absl import app, flags
 
 from benchmarks._flags import define_int_list
-from benchmarks._timing import first_call, spread, warm_times
+from benchmarks._timing import first_call, spread, warm_times, write_results
 from tdmpc2_jax import xla
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.buffers.offline import DATASET_SPECS, DatasetSpec, OfflineDataset
@@ -432,10 +431,7 @@ def main(argv: list[str]) -> None:
     print()
     print(table(results))
     print(f"\n{results['wall_s']:.0f} s in all")
-    if FLAGS.out:
-        with open(FLAGS.out, "w") as f:
-            json.dump(results, f, indent=1)
-        print(f"wrote {FLAGS.out}")
+    write_results(results, FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks._timing import random_batch, report, time_calls
+from benchmarks._timing import random_batch, report, time_calls, write_results
 from tdmpc2_jax import xla
 from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.buffers.episodic import EpisodeBuffer
@@ -163,10 +163,7 @@ def main(argv: list[str]) -> None:
     setup_process()  # as the command lines do: freed memory kept (malloc.py), logging at WARNING
     sizes = (2, 5, 8) if FLAGS.quick else (FLAGS.repeats, FLAGS.frames, FLAGS.batch_size)
     results = measure(*sizes, quick=FLAGS.quick)
-    if FLAGS.out:
-        with open(FLAGS.out, "w") as f:
-            json.dump(results, f, indent=1)
-        print(f"wrote {FLAGS.out}")
+    write_results(results, FLAGS.out)
 
 
 if __name__ == "__main__":
