@@ -1,9 +1,11 @@
-"""The host dm_control adapter: protocol, task names, custom variants, seeding."""
+"""The host dm_control adapter: protocol, task names, custom variants, seeding; the random goals of
+Meta-World and MyoSuite tasks."""
 import numpy as np
 import pytest
 
 from tdmpc2_jax.envs import custom_tasks
 from tdmpc2_jax.envs.dmc import DMCEnv, resolve, task_names
+from tdmpc2_jax.envs.registry import make_host_env
 
 OFFICIAL_TASKS = ["acrobot-swingup", "cartpole-balance", "cartpole-balance-sparse", "cartpole-swingup",
                   "cartpole-swingup-sparse", "cheetah-run", "cup-catch", "dog-run", "dog-stand", "dog-trot", "dog-walk",
@@ -53,3 +55,18 @@ def test_actions_are_mapped_to_the_task_bounds():
 def test_unknown_task_lists_close_matches():
     with pytest.raises(ValueError, match="did you mean 'reacher-three-easy'"):
         resolve("reacher-tree-easy")
+
+
+@pytest.mark.parametrize("task", ["mw-push", "myo-reach-hard"])
+def test_random_goals_come_from_the_tasks_own_random_state(task):
+    """Each reset draws a new goal from the task's own random state, and an env given another env's
+    saved state draws that env's next goal."""
+    a, b = make_host_env(task, seed=3), make_host_env(task, seed=3)
+    first = a.reset()
+    np.testing.assert_array_equal(first, b.reset())
+    state = a.get_rng_state()
+    second = a.reset()
+    assert not np.allclose(first, second)
+    c = make_host_env(task, seed=7)
+    c.set_rng_state(state)
+    np.testing.assert_array_equal(c.reset(), second)
