@@ -1,8 +1,12 @@
-"""How far each MJX DM Control task (MuJoCo Playground's port, as `envs/mjx.py` runs it) is from the
-host dm_control task (`envs/dmc.py`).
+"""How far each MJX DM Control task (MuJoCo Playground's port, as `envs/mjx.py` runs it, or with
+`--variant=exact` dm_control's own model on MJX, `envs/mjx_dmc.py`) is from the host dm_control
+task (`envs/dmc.py`).
 
-    python -m experiments.mjx_fidelity [--tasks=walker-walk,cheetah-run] [--steps=100] [--seed=0]
-                                       [--out=experiments/results/mjx_fidelity]
+    python -m experiments.mjx_fidelity [--tasks=walker-walk,cheetah-run] [--steps=500] [--seed=0]
+        [--variant=playground|exact] [--agent=walker-walk=CHECKPOINT ...] [--x64] [--out=DIR]
+
+A step is an agent step (2 control steps of the task, the TD-MPC2 action repeat): 500 are an
+episode.
 
 Static comparison, per task: the two MjModels (physics options, element counts and names, and the
 contact, joint, actuator, geom and body parameters of the elements both have, matched by name), the
@@ -14,15 +18,18 @@ names; both reward functions are cited by source file.
 
 Dynamic check, per task (`--steps` > 0): the host task is reset, its physics state (time, qpos, qvel,
 act, ctrl, qacc_warmstart, applied forces, mocap poses) is copied into the MJX state, and both are
-stepped through the same uniform random actions (seed `--seed`). Reported: the first agent step at
-which a matched observation entry differs beyond float32 noise (`TOLERANCE`), the mean and largest
-absolute observation and reward differences, and each side's return over the steps. MuJoCo's C
-library also steps Playground's own model in float64 from the same state with the same controls:
-MJX's physics states against it (`numerics_*`) measure MJX's numerics (float32, its solver) apart
-from the differences between the two models.
+stepped through the same actions: uniform random ones (seed `--seed`), and for a task given an
+`--agent` checkpoint also those the agent plans on the host's observations. Reported: the first
+agent step at which a matched observation entry differs beyond float32 noise (`TOLERANCE`), the mean
+and largest absolute observation and reward differences, and each side's return over the steps.
+MuJoCo's C library also steps the MJX side's own model in float64 from the same state with the same
+controls: MJX's physics states against it (`numerics_*`) measure MJX's numerics (float32, its
+solver) apart from the differences between the two models. Each task's MJX rollout is compiled
+once and never resets (the time limit is compared statically), so nothing but the physics and one
+forward pass is compiled.
 
-Writes summary.csv (one row per task), differences.csv (one row per difference, with its source)
-and README.md (the command, the machine, both tables) under --out.
+Writes summary.csv (one row per task and action source), differences.csv (one row per difference,
+with its source) and README.md (the command, the machine, both tables) under --out, after each task.
 """
 from __future__ import annotations
 
@@ -33,7 +40,8 @@ import os
 import pathlib
 import platform
 import sys
-from typing import Any, NamedTuple
+import time
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 from absl import app, flags
@@ -85,9 +93,10 @@ STATE_FIELDS = ("time", "qpos", "qvel", "act", "ctrl", "qacc_warmstart", "qfrc_a
 SUMMARY_COLUMNS = ("task", "playground", "model_differences", "host_timestep", "mjx_timestep",
                    "host_physics_steps", "mjx_physics_steps", "host_agent_step_s", "mjx_agent_step_s",
                    "host_episode_s", "mjx_episode_s", "host_obs_dim", "mjx_obs_dim", "obs_layout", "obs_unmatched",
-                   "steps", "first_divergent_step", "first_divergent_entry", "step1_obs_diff_max", "obs_diff_mean",
+                   "actions", "steps", "first_divergent_step", "first_divergent_entry", "step1_obs_diff_max", "obs_diff_mean",
                    "obs_diff_max", "reward_diff_mean", "reward_diff_max", "host_return", "mjx_return",
                    "numerics_first_divergent_step", "numerics_step1_diff_max", "numerics_diff_max")
+VARIANTS = ("playground", "exact")  # the MJX side: Playground's port, or dm_control's model (envs/mjx_dmc.py)
 DIFFERENCE_COLUMNS = ("task", "kind", "what", "host", "mjx", "size", "source")
 
 
@@ -119,12 +128,30 @@ def dm_control_tasks() -> list[str]:
     return [found[name] for name in _registry("jax").dm_control_suite.ALL_ENVS if name in found]
 
 
-def load_pair(task: str, seed: int = 0):
-    """(host DMCEnv seeded `seed`, MJXEnv on MJX's jax implementation) of a dash task name."""
+def exact_tasks() -> list[str]:
+    """Dash names of the tasks whose dm_control model runs on MJX (envs/mjx_dmc.py)."""
+    from tdmpc2_jax.envs.mjx_dmc import EXACT_SUFFIX, EXACT_TASKS
+
+    return [task.removesuffix(EXACT_SUFFIX) for task in EXACT_TASKS]
+
+
+def load_pair(task: str, seed: int = 0, variant: str = "playground"):
+    """(host DMCEnv seeded `seed`, MJXEnv on MJX's jax implementation) of a dash task name; the MJX
+    side Playground's port, or with variant "exact" dm_control's own model (envs/mjx_dmc.py)."""
     from tdmpc2_jax.envs.dmc import DMCEnv
     from tdmpc2_jax.envs.mjx import MJXEnv
+    from tdmpc2_jax.envs.mjx_dmc import EXACT_SUFFIX
 
-    return DMCEnv(task, seed), MJXEnv(task, impl="jax")
+    if variant not in VARIANTS:
+        raise ValueError(f"variant={variant!r}: choose {' or '.join(VARIANTS)}")
+    return DMCEnv(task, seed), MJXEnv(task + (EXACT_SUFFIX if variant == "exact" else ""), impl="jax")
+
+
+def is_exact(mjx) -> bool:
+    """Whether an MJXEnv runs dm_control's own model (envs/mjx_dmc.py) rather than Playground's port."""
+    from tdmpc2_jax.envs.mjx_dmc import ExactTask
+
+    return isinstance(mjx.playground_env, ExactTask)
 
 
 def host_model(host) -> Any:
@@ -143,8 +170,12 @@ def sources(host, mjx) -> dict[str, str]:
 
     domain, _ = resolve(host.task)
     module = sys.modules[type(host._env.task).__module__].__file__
+    host_xml = site_path(module.removesuffix(".py") + ".xml")
+    if is_exact(mjx):
+        return dict(host_task=site_path(module), host_xml=host_xml, mjx_task="tdmpc2_jax/envs/mjx_dmc.py",
+                    mjx_xml=host_xml)
     playground = sys.modules[type(mjx.playground_env).__module__].__file__
-    return dict(host_task=site_path(module), host_xml=site_path(module.removesuffix(".py") + ".xml"),
+    return dict(host_task=site_path(module), host_xml=host_xml,
                 mjx_task=site_path(playground), mjx_xml=site_path(mjx.playground_env.xml_path))
 
 
@@ -268,7 +299,12 @@ def protocol(host, mjx) -> dict[str, float]:
                 host_episode_s=host.episode_length * host.action_repeat * env.control_timestep(),
                 mjx_episode_s=mjx.episode_length * mjx.action_repeat * pg.dt,
                 host_time_limit_s=float(env._step_limit * env.control_timestep()),
-                mjx_time_limit_s=float(pg._config.episode_length * pg.dt))
+                mjx_time_limit_s=float(time_limit_steps(pg) * pg.dt))
+
+
+def time_limit_steps(pg) -> int:
+    """The control steps of an MJX task's own time limit."""
+    return pg.time_limit_steps if hasattr(pg, "time_limit_steps") else int(pg._config.episode_length)
 
 
 def action_bounds(host, mjx) -> tuple[np.ndarray, np.ndarray]:
@@ -306,20 +342,43 @@ def host_state(host) -> dict[str, np.ndarray]:
     return {name: np.array(getattr(data, name)) for name in STATE_FIELDS}
 
 
+def blank_state(mjx, key) -> Any:
+    """An MJXEnv EnvState of zeros shaped as a reset's (traced, never compiled: the check never
+    resets), its key `key`."""
+    import jax
+    import jax.numpy as jnp
+
+    from tdmpc2_jax.envs.mjx import EnvState
+
+    def zeros(leaf):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            return jax.random.split(jax.random.key(0), leaf.shape) if leaf.shape else jax.random.key(0)
+        return jnp.zeros(leaf.shape, leaf.dtype)
+
+    inner = jax.tree.map(zeros, jax.eval_shape(mjx.playground_env.reset, jax.random.key(0)))
+    zero = jnp.zeros((), jnp.int32)
+    return EnvState(inner, zero, zero, jnp.zeros((), jnp.float32), key)
+
+
 def transplant(mjx, state: dict[str, np.ndarray], key) -> Any:
     """An MJXEnv EnvState whose physics is `state` (a host state), forward-computed, its
-    observation Playground's of that state."""
+    observation the MJX task's of that state."""
     import jax
     import jax.numpy as jnp
     from mujoco import mjx as mjx_lib
 
-    env = mjx.reset(key)
-    data = env.inner.data
+    env = blank_state(mjx, key)
+    data = mjx_lib.make_data(mjx.playground_env.mjx_model)
     data = data.replace(**{name: jnp.asarray(value, getattr(data, name).dtype).reshape(getattr(data, name).shape)
                            for name, value in state.items()})
     data = jax.jit(mjx_lib.forward)(mjx.playground_env.mjx_model, data)
-    obs = mjx.playground_env._get_obs(data, env.inner.info)
-    return env._replace(inner=env.inner.replace(data=data, obs=obs))
+    return env._replace(inner=env.inner.replace(data=data, obs=observe_data(mjx, data, env.inner.info)))
+
+
+def observe_data(mjx, data, info) -> Any:
+    """The MJX task's observation of forward-computed physics `data`."""
+    pg = mjx.playground_env
+    return pg.observe(data) if is_exact(mjx) else pg._get_obs(data, info)
 
 
 def host_observation(host) -> dict[str, np.ndarray]:
@@ -407,10 +466,12 @@ def static_comparison(host, mjx, seed: int = 0) -> dict[str, Any]:
     """Everything the two sides of one task are made of: protocol figures, the observation layout,
     reward term names, source files, and every difference (a list of Difference)."""
     files = sources(host, mjx)
-    model_source = f"Playground's model ({files['mjx_xml']}; dm_control's: {files['host_xml']})"
-    timestep_source = f"Playground's sim_dt ({files['mjx_task']})"
-    adapter = f"the adapter (tdmpc2_jax/envs/mjx.py) over Playground's ctrl_dt ({files['mjx_task']})"
-    obs_source = f"Playground's _get_obs ({files['mjx_task']}; dm_control's get_observation: {files['host_task']})"
+    owner = "MJX's support, tdmpc2_jax/envs/mjx_dmc.py load_model" if is_exact(mjx) else "Playground's model"
+    model_source = f"{owner} ({files['mjx_xml']}; dm_control's: {files['host_xml']})"
+    timestep_source = f"{'the model' if is_exact(mjx) else 'Playground'}'s sim_dt ({files['mjx_task']})"
+    adapter = f"the adapter (tdmpc2_jax/envs/mjx.py) over the MJX task's control step ({files['mjx_task']})"
+    obs_source = (f"{'ExactTask.observe' if is_exact(mjx) else 'Playground' + chr(39) + 's _get_obs'} "
+                  f"({files['mjx_task']}; dm_control's get_observation: {files['host_task']})")
     figures = protocol(host, mjx)
     layout, host_obs, mjx_obs = measure_layout(host, mjx, seed)
     verdict, unmatched, _ = describe_layout(layout, len(mjx_obs))
@@ -419,7 +480,7 @@ def static_comparison(host, mjx, seed: int = 0) -> dict[str, Any]:
                    + compare_layout(layout, host_obs, mjx_obs, obs_source))
     return dict(task=host.task, playground=type(mjx.playground_env).__name__, figures=figures, layout=layout,
                 obs_layout=verdict, obs_unmatched=unmatched, host_obs_dim=host.obs_dim, mjx_obs_dim=mjx.obs_dim,
-                reward_terms=sorted(k.removeprefix("reward/") for k in mjx.reset(_key(seed)).inner.metrics),
+                reward_terms=sorted(k.removeprefix("reward/") for k in blank_state(mjx, _key(seed)).inner.metrics),
                 sources=files, differences=differences)
 
 
@@ -439,20 +500,30 @@ def matched_indices(layout: list[dict]) -> tuple[np.ndarray, np.ndarray, list[st
     return np.asarray(host_index, int), np.asarray(mjx_index, int), names
 
 
-def rollout_mjx(mjx, state, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Observations [T, mjx_obs_dim], rewards [T] and physics states (qpos, qvel) [T, nq + nv] of
-    `actions` [T, A] from EnvState `state`. The time limit, a protocol matter compared statically, is
-    kept from ending the rollout (its step counter is held at 0), so every state is the physics'."""
+def make_rollout(mjx) -> Callable:
+    """A jitted function of (EnvState, actions [T, A]) -> (observations [T, mjx_obs_dim], rewards
+    [T], physics states (qpos, qvel) [T, nq + nv]), compiled once per action count. Episodes are
+    never reset (`MJXEnv.advance`): the time limit, a protocol matter compared statically, ends
+    nothing, so every state is the physics'."""
     import jax
     import jax.numpy as jnp
 
     def step(state, action):
-        state, out = mjx.step(state._replace(t=jnp.zeros_like(state.t)), action)
+        state, out = mjx.advance(state, action)
         data = state.inner.data
         return state, (out.final_obs, out.reward, jnp.concatenate([data.qpos, data.qvel]))
 
-    _, (obs, rewards, physics) = jax.jit(lambda s, a: jax.lax.scan(step, s, a))(state, jnp.asarray(actions))
-    return tuple(np.asarray(x, np.float64) for x in (obs, rewards, physics))
+    return jax.jit(lambda state, actions: jax.lax.scan(step, state, actions)[1])
+
+
+def rollout_mjx(mjx, state, actions: np.ndarray, rollout: Callable | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`make_rollout`'s outputs as float64 arrays, of `actions` [T, A] from EnvState `state`
+    (`rollout`: one `make_rollout(mjx)` made before, to compile once)."""
+    import jax.numpy as jnp
+
+    out = (rollout or make_rollout(mjx))(state, jnp.asarray(actions))
+    return tuple(np.asarray(x, np.float64) for x in out)
 
 
 def rollout_reference(mjx, state: dict[str, np.ndarray], actions: np.ndarray) -> np.ndarray:
@@ -483,14 +554,56 @@ def first_beyond(a: np.ndarray, b: np.ndarray) -> int | None:
     return int(np.argmax(off.any(axis=1))) if off.any() else None
 
 
-def rollout_host(host, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Observations [T, host_obs_dim] and rewards [T] of `actions` [T, A] from the host's current state."""
-    steps = [host.step(action) for action in actions]
-    return np.asarray([s.obs for s in steps], np.float64), np.asarray([s.reward for s in steps], np.float64)
+Policy = Callable[[np.ndarray, int], np.ndarray]  # (host observation [obs_dim], agent step) -> action [A]
 
 
-def dynamic_check(host, mjx, layout: list[dict], steps: int, seed: int = 0) -> dict[str, Any]:
-    """Both sides from the host's reset state through the same `steps` random actions: the first
+def rollout_host(host, start_obs: np.ndarray, policy: Policy, steps: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Observations [T, host_obs_dim], rewards [T] and the actions taken [T, A] of `steps` agent
+    steps of `policy` from the host's current state, whose observation is `start_obs`."""
+    obs, rewards, actions = start_obs, [], []
+    observed = []
+    for t in range(steps):
+        actions.append(np.asarray(policy(obs, t), np.float32))
+        result = host.step(actions[-1])
+        obs = result.obs
+        observed.append(obs)
+        rewards.append(result.reward)
+    return np.asarray(observed, np.float64), np.asarray(rewards, np.float64), np.asarray(actions)
+
+
+def random_policy(steps: int, action_dim: int, seed: int) -> Policy:
+    """Uniform random actions (`random_actions`), whatever the observation."""
+    actions = random_actions(steps, action_dim, seed)
+    return lambda obs, t: actions[t]
+
+
+def agent_policy(task: str, path: str, obs_dim: int, action_dim: int, seed: int) -> Policy:
+    """A committed agent (checkpoint `path`, trained on host `task`) planning in eval mode with the
+    official planner, one plan per host observation, its warm start kept through the episode."""
+    import jax
+
+    from tdmpc2_jax.acting import Planners
+    from tdmpc2_jax.agent import Agent
+    from tdmpc2_jax.configs.dmc import get_config
+    from tdmpc2_jax.loading import load_for_task
+    from tdmpc2_jax.run_record import resolve
+
+    agent_cfg, params = load_for_task(path, resolve(get_config(task)), obs_dim, action_dim)
+    planners = Planners(Agent(agent_cfg))
+    carry = dict(plan=planners.initial_state(), key=jax.random.key(seed))
+
+    def policy(obs: np.ndarray, t: int) -> np.ndarray:
+        carry["key"], key = jax.random.split(carry["key"])
+        action, carry["plan"] = planners.act(params, obs.astype(np.float32), carry["plan"], key, t == 0, True)
+        return action
+    return policy
+
+
+def dynamic_check(host, mjx, layout: list[dict], steps: int, seed: int = 0, policy: Policy | None = None,
+                  rollout: Callable | None = None) -> dict[str, Any]:
+    """Both sides from the host's reset state through the same `steps` actions (`policy` acting on
+    the host's observations, by default uniform random ones; MJX replays them): the first
     agent step (0: the copied start state) whose matched observation differs beyond TOLERANCE and
     its entry, the largest absolute observation difference after one agent step, the mean and largest
     over all steps, the same for rewards, each side's return; and, to tell Playground's model from
@@ -498,14 +611,14 @@ def dynamic_check(host, mjx, layout: list[dict], steps: int, seed: int = 0) -> d
     (`rollout_reference`): the first step beyond TOLERANCE and the largest difference."""
     if not 0 < steps <= min(mjx.episode_length, host.episode_length):
         raise ValueError(f"steps={steps}: give 1 to {min(mjx.episode_length, host.episode_length)} (an episode)")
-    host.reset()
+    start_obs = host.reset()
     start = host_state(host)
     state = transplant(mjx, start, _key(seed))
     start_host = np.concatenate(list(host_observation(host).values()))
     start_mjx = np.asarray(mjx.observe(state), np.float64)
-    actions = random_actions(steps, host.action_dim, seed)
-    host_obs, host_rewards = rollout_host(host, actions)
-    mjx_obs, mjx_rewards, mjx_physics = rollout_mjx(mjx, state, actions)
+    policy = policy or random_policy(steps, host.action_dim, seed)
+    host_obs, host_rewards, actions = rollout_host(host, start_obs, policy, steps)
+    mjx_obs, mjx_rewards, mjx_physics = rollout_mjx(mjx, state, actions, rollout)
     reference = rollout_reference(mjx, start, actions)
     h, m, names = matched_indices(layout)
     a = np.concatenate([start_host[None, h], host_obs[:, h]])  # [steps + 1, matched]
@@ -528,9 +641,10 @@ def dynamic_check(host, mjx, layout: list[dict], steps: int, seed: int = 0) -> d
 # ------------------------------------------------------------------------------------------ output
 
 
-def summary_row(static: dict[str, Any], dynamic: dict[str, Any] | None) -> dict[str, Any]:
+def summary_row(static: dict[str, Any], dynamic: dict[str, Any] | None, actions: str) -> dict[str, Any]:
+    """One summary row: the static figures, and the dynamic check with `actions` ("random", "agent")."""
     model_kinds = {"option", "count", "names", *ELEMENTS}
-    row = dict(task=static["task"], playground=static["playground"],
+    row = dict(task=static["task"], playground=static["playground"], actions=actions,
                model_differences=sum(d.kind in model_kinds for d in static["differences"]),
                host_obs_dim=static["host_obs_dim"], mjx_obs_dim=static["mjx_obs_dim"],
                obs_layout=static["obs_layout"], obs_unmatched=" ".join(static["obs_unmatched"]),
@@ -572,26 +686,33 @@ def markdown_table(rows: list[dict], columns: tuple[str, ...]) -> list[str]:
     return lines
 
 
-def readme(command: str, rows: list[dict], statics: list[dict]) -> str:
+def readme(command: str, rows: list[dict], statics: list[dict], variant: str = "playground") -> str:
     """README.md of a run: command, machine, tolerance, the summary table, each task's differences."""
+    import jax
     import mujoco
 
-    lines = ["# MJX DM Control tasks against host dm_control", "",
+    side = ("dm_control's own models on MJX (tdmpc2_jax/envs/mjx_dmc.py)" if variant == "exact"
+            else "MuJoCo Playground's ports")
+    precision = "float64 (jax_enable_x64)" if jax.config.jax_enable_x64 else "float32"
+    lines = [f"# MJX DM Control tasks against host dm_control: {side}, MJX in {precision}", "",
              "Made by `experiments/mjx_fidelity.py` (its docstring says what is measured):", "",
              f"    {command}", "",
              f"Machine: {machine()}; MuJoCo {mujoco.__version__}; {datetime.date.today().isoformat()}. "
              f"Observation tolerance: |mjx - host| <= {TOLERANCE[1]:g} + {TOLERANCE[0]:g} |host| "
              "(float32 noise, see `TOLERANCE`). Step 0 is the copied start state; an empty divergent step: "
-             "none within the steps run. `numerics_*`: MJX's qpos and qvel against MuJoCo's C library "
-             "stepping Playground's model in float64 from the same state.", "",
+             "none within the steps run. Actions: uniform random (`random`), or those a committed host-trained "
+             "agent plans on the host observations (`agent`), replayed on MJX. `numerics_*`: MJX's qpos and "
+             "qvel against MuJoCo's C library stepping the MJX side's own model in float64 from the same "
+             "state.", "",
              "[summary.csv](summary.csv), [differences.csv](differences.csv).", ""]
-    static_end = SUMMARY_COLUMNS.index("steps")
-    lines += markdown_table(rows, SUMMARY_COLUMNS[:static_end])
+    static_end = SUMMARY_COLUMNS.index("actions")
+    first_rows = list({row["task"]: row for row in reversed(rows)}.values())[::-1]
+    lines += markdown_table(first_rows, SUMMARY_COLUMNS[:static_end])
     lines += [""] + markdown_table(rows, ("task",) + SUMMARY_COLUMNS[static_end:])
     for static in statics:
         files = static["sources"]
         lines += ["", f"## {static['task']} ({static['playground']})", "",
-                  f"Reward: dm_control `{files['host_task']}`, Playground `{files['mjx_task']}` "
+                  f"Reward: dm_control `{files['host_task']}`, MJX `{files['mjx_task']}` "
                   f"(Playground's terms: {', '.join(static['reward_terms']) or 'none named'}). Observation layout: "
                   + ", ".join(f"{e['key']} host[{e['host'][0]}:{e['host'][1]}] -> "
                               + ("none" if e["mjx"] is None else f"mjx[{e['mjx'][0]}:{e['mjx'][1]}]")
@@ -600,49 +721,99 @@ def readme(command: str, rows: list[dict], statics: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(tasks: list[str], steps: int, seed: int, out: pathlib.Path, command: str) -> list[dict]:
-    """Compares every task, prints one line each, writes summary.csv, differences.csv and README.md."""
+def check_task(task: str, steps: int, seed: int, variant: str, agent: str | None) -> tuple[dict, list[dict]]:
+    """One task's static comparison and its summary rows: random actions, and the agent's at
+    checkpoint `agent` (None: none)."""
+    host, mjx = load_pair(task, seed, variant)
+    static = static_comparison(host, mjx, seed)
+    if not steps:
+        return static, [summary_row(static, None, "")]
+    rollout = make_rollout(mjx)
+    rows = [summary_row(static, dynamic_check(host, mjx, static["layout"], steps, seed, rollout=rollout), "random")]
+    if agent:
+        policy = agent_policy(task, agent, host.obs_dim, host.action_dim, seed)
+        dynamic = dynamic_check(host, mjx, static["layout"], steps, seed, policy, rollout)
+        rows.append(summary_row(static, dynamic, "agent"))
+    return static, rows
+
+
+def run(tasks: list[str], steps: int, seed: int, out: pathlib.Path, command: str, variant: str = "playground",
+        agents: dict[str, str] | None = None) -> list[dict]:
+    """Compares every task, prints one line per summary row, and writes summary.csv,
+    differences.csv and README.md after each task. `agents`: task -> checkpoint whose actions are
+    checked too."""
     rows, statics, differences = [], [], []
+    out.mkdir(parents=True, exist_ok=True)
     for task in tasks:
-        host, mjx = load_pair(task, seed)
-        static = static_comparison(host, mjx, seed)
-        dynamic = dynamic_check(host, mjx, static["layout"], steps, seed) if steps else None
-        rows.append(summary_row(static, dynamic))
+        began = time.monotonic()
+        static, task_rows = check_task(task, steps, seed, variant, (agents or {}).get(task))
+        rows += task_rows
         statics.append(static)
         differences += [dict(task=task, **d._asdict()) for d in static["differences"]]
-        print(f"{task}: {len(static['differences'])} differences, layout {static['obs_layout']}"
-              + (f", first divergent step {dynamic['first_divergent_step']}, returns host "
-                 f"{dynamic['host_return']:.2f} MJX {dynamic['mjx_return']:.2f}" if dynamic else ""), flush=True)
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "summary.csv", rows, SUMMARY_COLUMNS)
-    write_csv(out / "differences.csv", differences, DIFFERENCE_COLUMNS)
-    (out / "README.md").write_text(readme(command, rows, statics))
+        for row in task_rows:
+            print(f"{task} ({row['actions'] or 'static'}): {len(static['differences'])} differences, layout "
+                  f"{static['obs_layout']}" + (f", first divergent step {row['first_divergent_step']}, returns host "
+                                               f"{row['host_return']:.2f} MJX {row['mjx_return']:.2f}" if steps else "")
+                  + f" ({time.monotonic() - began:.0f} s)", flush=True)
+        write_csv(out / "summary.csv", rows, SUMMARY_COLUMNS)
+        write_csv(out / "differences.csv", differences, DIFFERENCE_COLUMNS)
+        (out / "README.md").write_text(readme(command, rows, statics, variant))
     return rows
 
 
 def define_flags() -> None:
     """This command line's flags; defined when it runs, so that importing the module defines none."""
-    flags.DEFINE_list("tasks", None, "dash task names (default: every DM Control task with an MJX version)")
-    flags.DEFINE_integer("steps", 100, "agent steps of the dynamic check (0: static comparison only)")
-    flags.DEFINE_integer("seed", 0, "seed of the host task, the MJX reset key and the random actions")
-    flags.DEFINE_string("out", str(OUT), "directory for summary.csv, differences.csv and README.md")
+    flags.DEFINE_list("tasks", None, "dash task names (default: every DM Control task with an MJX version, or "
+                      "with --variant=exact every task with an exact model)")
+    flags.DEFINE_integer("steps", 100, "agent steps of the dynamic check (0: static comparison only; an episode: 500)")
+    flags.DEFINE_integer("seed", 0, "seed of the host task, the MJX reset key, the random actions and the agents' keys")
+    flags.DEFINE_enum("variant", "playground", VARIANTS, "the MJX side: Playground's port, or dm_control's own "
+                      "model on MJX (tdmpc2_jax/envs/mjx_dmc.py)")
+    flags.DEFINE_multi_string("agent", [], "TASK=CHECKPOINT: also check that task with the actions this host-trained "
+                              "agent takes on the host observations (repeatable)")
+    flags.DEFINE_bool("x64", False, "MJX in float64 (jax_enable_x64)")
+    flags.DEFINE_string("out", None, "directory for summary.csv, differences.csv and README.md (default: "
+                        "results/mjx_fidelity, results/mjx_exact with --variant=exact; a _x64 suffix with --x64)")
+
+
+def parse_agents(values: list[str], tasks: list[str]) -> dict[str, str]:
+    """task -> checkpoint path of `--agent=TASK=PATH` values; a clear error for a bad one."""
+    agents = {}
+    for value in values:
+        task, _, path = value.partition("=")
+        if not path or task not in tasks:
+            raise ValueError(f"--agent={value}: give TASK=CHECKPOINT with TASK one of the checked tasks")
+        if not os.path.exists(path):
+            raise ValueError(f"--agent={value}: no checkpoint at {path}")
+        agents[task] = path
+    return agents
 
 
 def main(argv: list[str]) -> None:
     del argv
+    import jax
+
     from tdmpc2_jax.cli import fail, setup_process
     from tdmpc2_jax.envs.dmc import EPISODE_LENGTH
 
     setup_process()
+    if FLAGS.x64:
+        jax.config.update("jax_enable_x64", True)
     if not 0 <= FLAGS.steps <= EPISODE_LENGTH:
         fail(f"--steps={FLAGS.steps}: give 0 (static only) up to {EPISODE_LENGTH} (an episode) agent steps")
-    available = dm_control_tasks()
+    available = exact_tasks() if FLAGS.variant == "exact" else dm_control_tasks()
     tasks = FLAGS.tasks or available
     unknown = [t for t in tasks if t not in available]
     if unknown:
-        fail(f"no MJX version of {', '.join(unknown)}; the tasks are: {', '.join(available)}")
+        fail(f"no {FLAGS.variant} MJX version of {', '.join(unknown)}; the tasks are: {', '.join(available)}")
+    try:
+        agents = parse_agents(FLAGS.agent, tasks)
+    except ValueError as err:
+        fail(str(err))
+    out = FLAGS.out or str(OUT.parent / ("mjx_exact" if FLAGS.variant == "exact" else "mjx_fidelity")) + (
+        "_x64" if FLAGS.x64 else "")
     command = "python -m experiments.mjx_fidelity " + " ".join(sys.argv[1:])
-    run(tasks, FLAGS.steps, FLAGS.seed, pathlib.Path(FLAGS.out), command.strip())
+    run(tasks, FLAGS.steps, FLAGS.seed, pathlib.Path(out), command.strip(), FLAGS.variant, agents)
 
 
 if __name__ == "__main__":

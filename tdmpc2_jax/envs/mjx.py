@@ -1,7 +1,8 @@
 """MuJoCo Playground tasks on MJX: its DM Control Suite with the same protocol as the host adapter,
 and its locomotion and manipulation suites.
 
-DM Control Suite (dash task names): action repeat 2 (rewards summed), 500 agent steps per episode,
+DM Control Suite (dash task names; with the suffix `-exact`, dm_control's own model and task
+definition on MJX, envs/mjx_dmc.py): action repeat 2 (rewards summed), 500 agent steps per episode,
 actions in [-1, 1] mapped to the actuators' control range. Locomotion and manipulation (Playground's
 own names, e.g. `Go1JoystickFlatTerrain`, `PandaPickCube`): one Playground step (its `ctrl_dt`) per
 agent step, the task's own episode length, actions in [-1, 1] passed to the task (which scales them
@@ -74,7 +75,14 @@ def robot_suite_of(task: str) -> str | None:
 
 def playground_name(task: str, impl: str | None = None) -> str:
     """The Playground registry name of a task: a dash DM Control name, or a locomotion or
-    manipulation task's own name; clear errors otherwise."""
+    manipulation task's own name; a dm_control model task (`-exact`, envs/mjx_dmc.py) is its own
+    name; clear errors otherwise."""
+    from tdmpc2_jax.envs import mjx_dmc
+
+    if mjx_dmc.is_exact(task):
+        if task not in mjx_dmc.EXACT_TASKS:
+            raise ValueError(f"no exact dm_control model on MJX for {task!r}{close_matches(task, mjx_dmc.EXACT_TASKS)}")
+        return task
     registry = _registry(impl)
     if robot_suite_of(task):
         return task
@@ -107,7 +115,12 @@ def _load(task: str, impl: str) -> Any:
 
     Robot tasks read MuJoCo Menagerie from the checkout named by $MUJOCO_MENAGERIE_DIR when it is set
     (machines without GitHub), else from where Playground clones it on first use."""
+    from tdmpc2_jax.envs import mjx_dmc
+
     registry = _registry(impl)
+    if mjx_dmc.is_exact(task):
+        playground_name(task)
+        return mjx_dmc.ExactTask(task, impl)
     name = playground_name(task)
     if not robot_suite_of(name):
         return registry.load(name, config_overrides={"impl": impl})
@@ -163,11 +176,13 @@ class StepOutput(NamedTuple):
 
 def _strong(tree):
     """Fixed dtypes for every leaf (Playground returns some weakly typed scalars), so a scanned step
-    compiles once."""
+    compiles once; float32 and int32, unless the process runs in float64 (`jax_enable_x64`), where
+    the physics keeps its float64 state."""
+    narrow = {} if jax.config.jax_enable_x64 else {jnp.dtype(jnp.float64): jnp.float32, jnp.dtype(jnp.int64): jnp.int32}
+
     def fix(x):
         x = jnp.asarray(x)
-        dtype = {jnp.dtype(jnp.float64): jnp.float32, jnp.dtype(jnp.int64): jnp.int32}.get(x.dtype, x.dtype)
-        return jnp.array(x, dtype=dtype)
+        return jnp.array(x, dtype=narrow.get(x.dtype, x.dtype))
     return jax.tree.map(fix, tree)
 
 
@@ -274,6 +289,12 @@ class MJXEnv:
 
         fresh_inner = jax.lax.cond(jnp.any(out.ended), fresh, lambda: inner)
         return jax.vmap(self._finish)(states, inner, out, keys, fresh_inner)
+
+    def advance(self, state: EnvState, action: jax.Array) -> tuple[EnvState, StepOutput]:
+        """One agent step without the automatic reset (the time limit still reported in `ended`):
+        the physics alone, as a side-by-side check with another simulator steps it."""
+        inner, out, keys = self._advance(state, action)
+        return EnvState(inner, state.t + 1, state.episode, state.episode_return + out.reward, keys[0]), out
 
     def _advance(self, state: EnvState, action: jax.Array) -> tuple[Any, StepOutput, jax.Array]:
         """The physics of one agent step: (inner state, output before any reset, [next key, reset key])."""
