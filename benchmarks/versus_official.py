@@ -1,129 +1,232 @@
-"""This project against the official PyTorch TD-MPC2 on the same CPU, in the same minutes.
+"""This project against the implementations a user could pick instead, on the same CPU, in the same minutes.
 
-    python -m benchmarks.versus_official --official_repo=PATH [--sizes=1,5] [--rounds=6] [--calls=5]
+    python -m benchmarks.versus_official --official_repo=PATH [--peer_repo=PATH] [--sizes=1,5,19]
+        [--multitask_sizes=1,5] [--rounds=6] [--calls=5] [--out=experiments/results/speed/versus.json]
 
-PATH is a checkout of github.com/nicklashansen/tdmpc2 (needs `pip install torch==2.13.0
-tensordict==0.8.3`), loaded by tdmpc2_jax/official_code.py with the same CPU patches as the parity
-fixtures ('cuda:0' -> 'cpu', Adam(capturable=False)) and no torch.compile (eager). Both agents get
-the official defaults for the preset (obs 24, action 6, batch 256, dropout 0.01).
+Four implementations, each in its own long-lived worker process (benchmarks/versus_worker.py):
 
-The two implementations alternate: each round times --calls plans and updates of ours, then of the
-official code. A machine whose speed drifts from minute to minute then slows both alike, and the
-ratio of the medians is what to compare across machines.
+- ours: this project (JAX), with this interpreter;
+- official: the official PyTorch TD-MPC2 (PATH, a checkout of github.com/nicklashansen/tdmpc2), eager,
+  loaded by tdmpc2_jax/official_code.py with the CPU patches of the parity fixtures, run by
+  --official_python (torch 2.13 + tensordict: experiments/official_env.sh);
+- official_compiled: the same with its `compile=True` path (torch.compile(mode="reduce-overhead") of
+  `_update` and `_plan`, which on CPU has no CUDA graphs and compiles with inductor);
+- peer: ShaneFlandermeyer/tdmpc2-jax, run by --peer_python (benchmarks/peer_env.sh); single-task only.
+
+Every implementation gets obs 24, action 6, batch 256, horizon 3, 6 MPPI iterations of 512 samples
+(24 from the policy), 64 elites, and the preset's widths. The plan call is one MPPI plan of one
+observation, encoder included, as `act` runs it in training; the update call is one gradient step.
+Each worker builds and calls both once (first call: compile + run), then rounds alternate: in each
+round every worker times --calls plans, then every worker --calls updates. A machine whose speed
+drifts from minute to minute slows all alike, and each ratio (theirs / ours, of the medians) comes
+from the same rounds.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+import datetime
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+from typing import Any
 
-import jax
-import jax.numpy as jnp
 from absl import app, flags
 
 from benchmarks._flags import define_int_list
-from benchmarks._timing import first_call, random_batch, spread, warm_times
-from tdmpc2_jax import xla
-from tdmpc2_jax.agent import Agent
-from tdmpc2_jax.cli import fail, parse_flags, setup_process
-from tdmpc2_jax.config import make_config
-from tdmpc2_jax.official_code import OfficialConfig, default_config, load_official
-from tdmpc2_jax.planner import init_plan_state, make_planner
+from benchmarks._timing import spread, write_results
+from benchmarks.multitask import machine
+from tdmpc2_jax.cli import fail, parse_flags
 
-OBS_DIM, ACTION_DIM = 24, 6
+REPO = pathlib.Path(__file__).resolve().parent.parent
+WORKER = REPO / "benchmarks" / "versus_worker.py"
+IMPLEMENTATIONS = ("ours", "official", "official_compiled", "peer")
+CALLS = ("plan", "update")
 FLAGS = flags.FLAGS
 
 
-def official_config(defaults: dict, presets: dict, size: int, batch_size: int) -> OfficialConfig:
-    """The official parser's single-task state config for the preset `size`."""
-    cfg = default_config(defaults)
-    cfg.update(presets[size])
-    cfg.update(model_size=size, batch_size=batch_size, compile=False, multitask=False, task_dim=0,
-               tasks=[cfg.task], obs_shape={"state": [OBS_DIM]}, action_dim=ACTION_DIM, episode_length=1000,
-               bin_size=(cfg.vmax - cfg.vmin) / (cfg.num_bins - 1))
-    return cfg
+class WorkerError(RuntimeError):
+    """A worker that exited or answered out of protocol."""
 
 
-def ours(size: int, batch_size: int) -> tuple[Callable[[], Any], Callable[[], Any], float, float]:
-    """(plan call, update call, plan first call s, update first call s) of this project."""
-    cfg = make_config(dict(model_size=size, obs_dim=OBS_DIM, action_dim=ACTION_DIM, batch_size=batch_size))
-    agent = Agent(cfg)
-    keys = iter(jax.random.split(jax.random.key(1), 100_000))
-    planner = make_planner(agent.model, eval_mode=False)
-    params = jax.jit(agent.model.init)(jax.random.key(0))
-    plan_state, obs, t0 = init_plan_state(cfg.horizon, cfg.action_dim), jnp.ones((OBS_DIM,)), jnp.array(False)
-    plan = lambda: planner(params, obs, plan_state, next(keys), t0)[0].action
+class Worker:
+    """One implementation's worker process, spoken to in JSON lines."""
 
-    update = xla.jit(agent.update, donate_argnums=0)
-    batch = random_batch(cfg, batch_size, jax.random.key(2))
-    holder = {"state": agent.init(jax.random.key(3))}
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None):
+        self.name = name
+        self.log = tempfile.NamedTemporaryFile("w+", prefix=f"versus_{name}_", suffix=".log", delete=False)
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+                                        text=True, env=env, cwd=REPO)
 
-    def step():
-        holder["state"], metrics = update(holder["state"], batch, next(keys))
-        return metrics["total_loss"]
+    def request(self, message: dict) -> dict:
+        """The worker's reply to `message`; a WorkerError (with the end of its stderr) if it died."""
+        try:
+            self.process.stdin.write(json.dumps(message) + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass
+        line = self.process.stdout.readline()
+        if not line:
+            self.log.seek(0)
+            tail = " | ".join(self.log.read().strip().splitlines()[-2:])
+            raise WorkerError(f"the {self.name} worker exited ({tail or 'no output'}; log {self.log.name})")
+        return json.loads(line)
 
-    return plan, step, first_call(plan), first_call(step)
-
-
-def official(agent_cls: type, cfg: OfficialConfig) -> tuple[Callable[[], Any], Callable[[], Any]]:
-    """(plan call, update call) of the official agent (eager PyTorch on CPU)."""
-    import torch
-
-    torch.manual_seed(0)
-    agent = agent_cls(cfg)
-    h, b = cfg.horizon, cfg.batch_size
-    obs = torch.randn(h + 1, b, OBS_DIM)
-    action = torch.rand(h, b, ACTION_DIM) * 2 - 1
-    reward, terminated = torch.rand(h, b, 1), torch.zeros(h, b, 1)
-    plan_obs = torch.ones(OBS_DIM)
-    plan = lambda: agent.act(plan_obs, t0=False)
-    update = lambda: agent._update(obs, action, reward, terminated)
-    plan(), update()
-    return plan, update
+    def request_quit(self) -> None:
+        try:
+            self.process.stdin.write(json.dumps({"op": "quit"}) + "\n")
+            self.process.stdin.close()
+        except BrokenPipeError:
+            pass
 
 
-def _summary(times: list[float]) -> str:
-    stats = spread(times)
-    return f"{stats['median_s'] * 1e3:7.1f} ms (p10 {stats['p10_s'] * 1e3:.1f}, p90 {stats['p90_s'] * 1e3:.1f})"
+def worker_argv(name: str, python: str, official_repo: str) -> tuple[list[str], dict[str, str]]:
+    """(command line, environment) of one implementation's worker. `ours` and `official` import this
+    repository (the official worker with this environment's site-packages behind its own, for
+    jax, as tdmpc2_jax/official_code.py's fixture generators run); the peer's worker must not."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if name == "peer":
+        return [python, str(WORKER), name], env
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    env["PYTHONPATH"] = str(REPO) if name == "ours" else f"{REPO}{os.pathsep}{site}"
+    return [python, str(WORKER), name, official_repo], env
+
+
+def measure(workers: list[Worker], size: Any, multitask: bool, batch_size: int, rounds: int,
+            calls: int) -> dict[str, Any]:
+    """Builds one configuration in every worker, then times them in alternating rounds.
+
+    Returns {"first_call_s": {name: {plan, update}}, "info": {name: ...}, "skipped": {name: why},
+    "times": {name: {plan: [[s] * calls] * rounds, update: ...}}}.
+    """
+    label = f"{size}M {'mt30' if multitask else 'single-task'}"
+    result: dict[str, Any] = {"first_call_s": {}, "info": {}, "skipped": {}, "times": {}}
+    present = []
+    for worker in workers:
+        reply = worker.request({"op": "build", "size": size, "multitask": multitask, "batch_size": batch_size})
+        if "first_call_s" not in reply:
+            result["skipped"][worker.name] = reply.get("unsupported") or reply.get("error")
+            print(f"{label}: {worker.name} skipped: {result['skipped'][worker.name]}", flush=True)
+            continue
+        result["first_call_s"][worker.name], result["info"][worker.name] = reply["first_call_s"], reply["info"]
+        result["times"][worker.name] = {what: [] for what in CALLS}
+        present.append(worker)
+        first = reply["first_call_s"]
+        print(f"{label}: {worker.name} built, first plan {first['plan']:.2f} s, first update {first['update']:.2f} s",
+              flush=True)
+    for r in range(rounds):
+        for what in CALLS:
+            for worker in present:
+                reply = worker.request({"op": "time", "what": what, "calls": calls})
+                if "times" not in reply:
+                    raise WorkerError(f"the {worker.name} worker failed to time {what}: {reply.get('error')}")
+                result["times"][worker.name][what].append(reply["times"])
+        print(f"{label}: round {r + 1}/{rounds} done", flush=True)
+    return result
+
+
+def summarize(measurement: dict[str, Any], size: Any, multitask: bool) -> list[dict[str, Any]]:
+    """One row per implementation and call: first call, spread of the warm calls, and against ours
+    the ratio of the medians and the median of the per-round ratios (theirs / ours, same rounds)."""
+    rows = []
+    ours = measurement["times"].get("ours")
+    for name, per_call in measurement["times"].items():
+        for what, rounds in per_call.items():
+            row = dict(implementation=name, size=size, multitask=multitask, call=what,
+                       first_call_s=measurement["first_call_s"][name][what], calls=sum(len(r) for r in rounds),
+                       **spread([t for r in rounds for t in r]))
+            if ours is not None:
+                mine = ours[what]
+                row["ratio_to_ours"] = row["median_s"] / spread([t for r in mine for t in r])["median_s"]
+                per_round = [spread(theirs)["median_s"] / spread(m)["median_s"] for theirs, m in zip(rounds, mine)]
+                row["round_ratios"] = per_round
+                row["median_round_ratio"] = spread(per_round)["median_s"]
+            rows.append(row)
+    return rows
+
+
+def _line(row: dict[str, Any]) -> str:
+    ms = lambda s: f"{s * 1e3:.1f}"  # noqa: E731
+    ratio = f"   {row['ratio_to_ours']:5.2f}x ours" if "ratio_to_ours" in row else ""
+    return (f"{row['size']}M {'mt30' if row['multitask'] else 'single'} {row['call']:<6} "
+            f"{row['implementation']:<18} first {row['first_call_s']:7.2f} s   median {ms(row['median_s']):>8} ms "
+            f"(p10 {ms(row['p10_s'])}, p90 {ms(row['p90_s'])}){ratio}")
+
+
+def git_commit(path: str | pathlib.Path | None) -> str | None:
+    """HEAD of the checkout at `path` (None without one)."""
+    if not path:
+        return None
+    done = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() or None
 
 
 def define_flags() -> None:
     """This command line's flags; defined when it runs, so that importing the module defines none."""
     flags.DEFINE_string("official_repo", None, "a checkout of github.com/nicklashansen/tdmpc2", required=True)
-    define_int_list("sizes", [1, 5], "model-size presets")
+    flags.DEFINE_string("official_python", ".venv-official/bin/python",
+                        "interpreter with torch 2.13 + tensordict (experiments/official_env.sh)")
+    flags.DEFINE_string("peer_python", ".venv-peer/bin/python",
+                        "interpreter with ShaneFlandermeyer/tdmpc2-jax installed (benchmarks/peer_env.sh)")
+    flags.DEFINE_string("peer_repo", None, "the peer checkout installed there (its commit is recorded)")
+    flags.DEFINE_list("implementations", list(IMPLEMENTATIONS), "which of ours, official, official_compiled, peer")
+    define_int_list("sizes", [1, 5, 19], "single-task model-size presets")
+    define_int_list("multitask_sizes", [1], "mt30 model sizes (empty: none)")
     flags.DEFINE_integer("batch_size", 256, "update batch size")
     flags.DEFINE_integer("rounds", 6, "rounds of alternating timings")
-    flags.DEFINE_integer("calls", 5, "calls of each program per round")
+    flags.DEFINE_integer("calls", 5, "calls of each program per worker and round")
+    flags.DEFINE_string("out", None, "results file (JSON)")
 
 
-def compare(agent_cls: type, presets: dict, defaults: dict, size: int) -> None:
-    """Prints the plan and update figures of both implementations at one preset, timed in alternation."""
-    our_plan, our_update, plan_compile, update_compile = ours(size, FLAGS.batch_size)
-    their_plan, their_update = official(agent_cls, official_config(defaults, presets, size, FLAGS.batch_size))
-    times: dict[str, list[float]] = {name: [] for name in ("our plan", "official plan", "our update",
-                                                            "official update")}
-    for _ in range(FLAGS.rounds):
-        for name, fn in (("our plan", our_plan), ("official plan", their_plan), ("our update", our_update),
-                         ("official update", their_update)):
-            times[name] += warm_times(fn, FLAGS.calls)
-    for what, first in (("plan", plan_compile), ("update", update_compile)):
-        mine, theirs = times[f"our {what}"], times[f"official {what}"]
-        ratio = spread(theirs)["median_s"] / spread(mine)["median_s"]
-        print(f"{size}M {what:<6}  tdmpc2_jax {_summary(mine)}, first call {first:5.2f} s   "
-              f"official {_summary(theirs)}   official / ours {ratio:4.2f}x")
+def start_workers() -> list[Worker]:
+    unknown = set(FLAGS.implementations) - set(IMPLEMENTATIONS)
+    if unknown or "ours" not in FLAGS.implementations:
+        fail(f"--implementations must include ours and name only {', '.join(IMPLEMENTATIONS)}; got "
+             f"{','.join(FLAGS.implementations)}")
+    if not (pathlib.Path(FLAGS.official_repo) / "tdmpc2" / "tdmpc2.py").is_file():
+        fail(f"{FLAGS.official_repo} is not a checkout of nicklashansen/tdmpc2 (no tdmpc2/tdmpc2.py)")
+    pythons = dict(ours=sys.executable, official=FLAGS.official_python, official_compiled=FLAGS.official_python,
+                   peer=FLAGS.peer_python)
+    workers = []
+    for name in (n for n in IMPLEMENTATIONS if n in FLAGS.implementations):
+        if not os.access(pythons[name], os.X_OK):
+            fail(f"{name}: no interpreter at {pythons[name]} (see benchmarks/versus_official.py's docstring)")
+        argv, env = worker_argv(name, os.path.abspath(pythons[name]) if name != "ours" else pythons[name],
+                                os.path.abspath(FLAGS.official_repo))
+        workers.append(Worker(name, argv, env))
+    return workers
 
 
 def main(argv: list[str]) -> None:
     del argv
-    setup_process()  # as the command lines do: freed memory kept (malloc.py), logging at WARNING
+    workers = start_workers()
+    configs = [(s, False) for s in FLAGS.sizes] + [(s, True) for s in FLAGS.multitask_sizes]
+    print(f"{', '.join(w.name for w in workers)}; {FLAGS.rounds} rounds x {FLAGS.calls} calls, alternating; "
+          f"sizes {configs}", flush=True)
+    results: dict[str, Any] = dict(
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), machine=machine(),
+        settings=dict(batch_size=FLAGS.batch_size, rounds=FLAGS.rounds, calls=FLAGS.calls, obs_dim=24,
+                      action_dim=6, horizon=3, iterations=6, num_samples=512, num_pi_trajs=24, num_elites=64),
+        commits=dict(ours=git_commit(REPO), official=git_commit(FLAGS.official_repo),
+                     peer=git_commit(FLAGS.peer_repo)),
+        configs=[], rows=[])
     try:
-        agent_cls, presets, defaults = load_official(FLAGS.official_repo)
-    except (ValueError, ImportError) as err:
+        for size, multitask in configs:
+            measurement = measure(workers, size, multitask, FLAGS.batch_size, FLAGS.rounds, FLAGS.calls)
+            rows = summarize(measurement, size, multitask)
+            results["configs"].append(dict(size=size, multitask=multitask, info=measurement["info"],
+                                           skipped=measurement["skipped"]))
+            results["rows"] += rows
+            for row in rows:
+                print(_line(row), flush=True)
+    except WorkerError as err:
         fail(str(err))
-    import torch
-
-    print(f"device: {jax.devices()[0].device_kind} ({jax.default_backend()}); torch {torch.__version__} "
-          f"on {torch.get_num_threads()} threads; {FLAGS.rounds} rounds x {FLAGS.calls} calls, alternating")
-    for size in FLAGS.sizes:
-        compare(agent_cls, presets, defaults, size)
+    finally:
+        for worker in workers:
+            worker.request_quit()
+    results["machine"]["load_average_end"] = list(os.getloadavg())
+    write_results(results, FLAGS.out)
 
 
 if __name__ == "__main__":
