@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import datetime
+import json
 import math
 import os
 import pathlib
@@ -719,6 +720,66 @@ def readme(command: str, rows: list[dict], statics: list[dict], variant: str = "
                               for e in static["layout"]) + ".", ""]
         lines += markdown_table([d._asdict() for d in static["differences"]], DIFFERENCE_COLUMNS[1:])
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ docs
+
+
+def owner_of(source: str) -> str:
+    """Whose a difference is, from its source: "Playground", "adapter" (this project) or "MJX"."""
+    if source.startswith("Playground"):
+        return "Playground"
+    return "adapter" if source.startswith("the adapter") else "MJX"
+
+
+def read_csv(path: pathlib.Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def owners(directory: pathlib.Path) -> dict[str, str]:
+    """task -> its differences counted by owner ("Playground 5, adapter 0") from differences.csv."""
+    counts: dict[str, dict[str, int]] = {}
+    for row in read_csv(directory / "differences.csv"):
+        task = counts.setdefault(row["task"], {})
+        task[owner_of(row["source"])] = task.get(owner_of(row["source"]), 0) + 1
+    return {task: ", ".join(f"{k} {v}" for k, v in sorted(c.items())) for task, c in counts.items()}
+
+
+def docs_table(directory: pathlib.Path = OUT) -> str:
+    """The headline columns of a committed run (its summary.csv and differences.csv), one row per
+    task and action source, for the docs."""
+    link = f"../experiments/results/{directory.name}"
+    found = owners(directory)
+    lines = [f"From [{directory.name}/summary.csv]({link}/summary.csv) (every column and difference: "
+             f"[README.md]({link}/README.md)). Differences: per owner, the model, protocol and observation "
+             "differences listed; first divergent: the first agent step whose observation differs beyond "
+             "float32 noise (entry); obs and reward diff: mean / largest absolute difference over the steps; "
+             "numerics: the first agent step at which MJX's joint state differs from MuJoCo's C library "
+             "stepping the MJX side's own model (empty: none).", "",
+             "| task | actions | steps | differences | obs layout | first divergent | obs diff | reward diff | "
+             "return host | return MJX | numerics |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in read_csv(directory / "summary.csv"):
+        first = f"{r['first_divergent_step']} ({r['first_divergent_entry']})" if r["first_divergent_step"] else "none"
+        lines.append(f"| {r['task']} | {r['actions']} | {r['steps']} | {found.get(r['task'], 'none')} | "
+                     f"{r['obs_layout']}{' (' + r['obs_unmatched'] + ' missing)' if r['obs_unmatched'] else ''} | "
+                     f"{first} | {r['obs_diff_mean']} / {r['obs_diff_max']} | {r['reward_diff_mean']} / "
+                     f"{r['reward_diff_max']} | {r['host_return']} | {r['mjx_return']} | "
+                     f"{r['numerics_first_divergent_step']} |")
+    return "\n".join(lines)
+
+
+def speed_table(paths: list[pathlib.Path]) -> str:
+    """The figures of `benchmarks/mjx_exact_speed.py` results files (float32 and float64 runs), one
+    row per task, variant, precision and batch size, for the docs."""
+    lines = ["| task | model | precision | envs | physics steps per agent step | solver iterations | "
+             "env steps/s | first call (compile) s |", "|---|---|---|---|---|---|---|---|"]
+    for path in paths:
+        bench = json.loads(path.read_text())
+        lines += [f"| {r['task'].removesuffix('-exact')} | {r['variant']} | {r['dtype']} | {r['num_envs']} | "
+                  f"{r['physics_steps_per_agent_step']} | {r['solver_iterations']} | {r['env_steps_per_s']:.0f} | "
+                  f"{r['first_call_s']:.0f} |" for r in bench["rows"]]
+    return "\n".join(lines)
 
 
 def check_task(task: str, steps: int, seed: int, variant: str, agent: str | None) -> tuple[dict, list[dict]]:

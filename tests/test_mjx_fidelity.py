@@ -74,3 +74,50 @@ def test_cartpole_static_comparison_and_a_short_dynamic_check_run_from_the_same_
         assert 0 < result["host_return"] <= 3 * 2 and 0 < result["mjx_return"] <= 3 * 2
         # MJX against MuJoCo's C library on Playground's own model: float32 noise only
         assert result["numerics_first_divergent_step"] is None and result["numerics_diff_max"] < 1e-4
+
+
+def test_agent_flags_name_a_checked_task_and_an_existing_checkpoint(tmp_path):
+    checkpoint = tmp_path / "model"
+    checkpoint.mkdir()
+    assert fidelity.parse_agents([f"walker-walk={checkpoint}"], ["walker-walk"]) == {"walker-walk": str(checkpoint)}
+    with pytest.raises(ValueError, match="give TASK=CHECKPOINT"):
+        fidelity.parse_agents([f"cheetah-run={checkpoint}"], ["walker-walk"])
+    with pytest.raises(ValueError, match="no checkpoint at"):
+        fidelity.parse_agents([f"walker-walk={tmp_path / 'missing'}"], ["walker-walk"])
+
+
+def test_a_host_rollout_records_the_actions_its_policy_took_on_each_observation():
+    class Host:
+        def step(self, action):
+            self.last = np.asarray(action)
+            return type("Step", (), dict(obs=np.array([action.sum(), 1.0]), reward=float(action[0])))
+
+    seen = []
+
+    def policy(obs, t):
+        seen.append((obs.copy(), t))
+        return np.array([t, 2.0 * t], np.float32)
+
+    obs, rewards, actions = fidelity.rollout_host(Host(), np.zeros(2), policy, 3)
+    assert [t for _, t in seen] == [0, 1, 2]
+    np.testing.assert_array_equal(seen[2][0], [3.0, 1.0])  # step 1's observation: 1 + 2
+    np.testing.assert_array_equal(actions, [[0, 0], [1, 2], [2, 4]])
+    np.testing.assert_array_equal(rewards, [0, 1, 2])
+    np.testing.assert_array_equal(obs[:, 0], [0, 3, 6])
+
+
+def test_differences_are_owned_by_playground_the_adapter_or_mjx():
+    assert fidelity.owner_of("Playground's model (walker.xml)") == "Playground"
+    assert fidelity.owner_of("the adapter (tdmpc2_jax/envs/mjx.py) over ...") == "adapter"
+    assert fidelity.owner_of("MJX's support, tdmpc2_jax/envs/mjx_dmc.py load_model (cartpole.xml)") == "MJX"
+
+
+def test_the_adapter_keeps_float64_physics_only_in_a_float64_process():
+    import jax
+    import jax.numpy as jnp
+
+    from tdmpc2_jax.envs.mjx import _strong
+
+    with jax.enable_x64(True):
+        assert _strong({"q": jnp.zeros(2, jnp.float64)})["q"].dtype == jnp.float64
+    assert _strong({"q": np.zeros(2, np.float64)})["q"].dtype == jnp.float32
