@@ -236,6 +236,13 @@ def latest_step(directory: str) -> int | None:
     return max(committed_steps(directory), default=None)
 
 
+def resume_hint(directory: str) -> str:
+    """Where a stopped multi-process run resumes from, as the end of an error line."""
+    step = latest_step(directory)
+    where = f"the newest checkpoint is step {step} in {directory}" if step is not None else "no checkpoint was written"
+    return f"{where}: start every process again with --config.resume=True"
+
+
 def read_meta(directory: str, step: int | None = None) -> tuple[int, dict[str, Any]]:
     """(step, metadata) of checkpoint `step` (default: the latest); clear errors when absent.
 

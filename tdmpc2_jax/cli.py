@@ -332,19 +332,43 @@ def error_edge(run_dir: str | Callable[[], str | None] | None = None,
         from tdmpc2_jax.checkpoints import error_summary
 
         print(f"error: {error_summary(err)}", file=sys.stderr)
-        sys.exit(2)
+        _end(2)
     except Exception as err:
-        print(f"error: {_one_line(err)} ({_write_error_log(err, run_dir)})", file=sys.stderr)
-        sys.exit(1)
+        print(f"error: {_one_line(err, run_dir)} ({_write_error_log(err, run_dir)})", file=sys.stderr)
+        _end(1)
 
 
-def _one_line(err: BaseException) -> str:
+def _end(status: int) -> None:
+    """sys.exit(status); in a process of a multi-process run, `sharding.end_process`."""
+    if "jax" in sys.modules:
+        from tdmpc2_jax.sharding import end_process
+
+        end_process(status)
+    sys.exit(status)
+
+
+def _one_line(err: BaseException, run_dir: str | Callable[[], str | None] | None = None) -> str:
     """The error's message on one line; the exception's type leads it unless it is a ValueError
-    or OSError, whose messages here are sentences of their own."""
+    or OSError, whose messages here are sentences of their own. A process of a multi-process run
+    that lost another process says so, and where the run resumes from (`sharding.peer_loss_line`)."""
     from tdmpc2_jax.checkpoints import error_summary
 
+    if "jax" in sys.modules:
+        from tdmpc2_jax import sharding
+
+        if sharding.lost_a_process(err):
+            directory = _run_directory(run_dir)
+            return sharding.peer_loss_line(err, directory and os.path.join(directory, "checkpoints"))
     message = error_summary(err)
     return message if isinstance(err, (ValueError, OSError)) else f"{type(err).__name__}: {message}"
+
+
+def _run_directory(run_dir: str | Callable[[], str | None] | None) -> str | None:
+    """The run directory that `run_dir` names now (None when what names it failed)."""
+    try:
+        return run_dir() if callable(run_dir) else run_dir
+    except Exception:
+        return None
 
 
 def _write_error_log(err: BaseException, run_dir: str | Callable[[], str | None] | None) -> str:
@@ -352,10 +376,7 @@ def _write_error_log(err: BaseException, run_dir: str | Callable[[], str | None]
     file) and says where, or why nothing could be written."""
     text = (f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}: {' '.join(sys.argv)}\n"
             + "".join(traceback.format_exception(err)))
-    try:
-        directory = run_dir() if callable(run_dir) else run_dir
-    except Exception:  # the run directory is unknown when what names it failed
-        directory = None
+    directory = _run_directory(run_dir)
     reasons = []
     for path in ([os.path.join(str(directory), "error.log")] if directory else []) + [None]:
         try:

@@ -15,6 +15,8 @@ devices with one axis "data" it is split one of two ways:
 from __future__ import annotations
 
 import os
+import re
+import sys
 
 import jax
 import numpy as np
@@ -55,6 +57,39 @@ def initialize_distributed(coordinator_address: str | None, num_processes: int |
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address, num_processes, process_id)
     multihost_utils.sync_global_devices("tdmpc2_jax: every process started")
+
+
+# what a collective between processes reports when another process of the run has stopped
+_PEER_GONE = ("Connection reset by peer", "Connection closed by peer", "Connection refused", "Socket closed",
+              "heartbeat timeout", "tasks have crashed", "another task died")
+
+
+def lost_a_process(err: BaseException) -> bool:
+    """Whether `err` is what a process of a multi-process run sees when another process stops: its
+    collective (Gloo on CPU) or the coordination service reports the other side gone."""
+    return jax.process_count() > 1 and any(text in str(err) for text in _PEER_GONE)
+
+
+def peer_loss_line(err: BaseException, ckpt_dir: str | None) -> str:
+    """One line for `lost_a_process(err)`: which process saw it, the collective's own words (without
+    their source locations), and the checkpoint every process resumes from."""
+    from tdmpc2_jax import checkpoints
+
+    hint = checkpoints.resume_hint(ckpt_dir) if ckpt_dir else "start every process again with --config.resume=True"
+    words = re.sub(r"\[\S+:\d+\] ", "", checkpoints.error_summary(err, 300))
+    return (f"process {jax.process_index()} of {jax.process_count()}: another process of the run stopped "
+            f"({words}); {hint}")
+
+
+def end_process(status: int) -> None:
+    """Exits with `status`. A process of a multi-process run leaves at once (output flushed): JAX's
+    own exit handler would wait at a shutdown barrier for processes that may be gone, then abort
+    with a native stack trace."""
+    if jax.process_count() > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)
 
 
 def fetch(tree):

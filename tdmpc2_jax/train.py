@@ -10,8 +10,11 @@ Writes eval.csv, train.csv, TensorBoard scalars and orbax checkpoints under work
 """
 from __future__ import annotations
 
+import sys
+
 from absl import app, flags
 
+from tdmpc2_jax import process_guard
 from tdmpc2_jax.cli import define_config_flags, error_edge, input_errors, parse_flags, print_run_config, start_command
 
 FLAGS = flags.FLAGS
@@ -30,6 +33,8 @@ def main(argv: list[str]) -> None:
     run = None
     with error_edge(lambda: run and run.work_dir, usage_errors=input_errors()):
         run = resolve(config)
+        if config.distributed and not process_guard.is_child():
+            sys.exit(process_guard.watch(run.work_dir, config.process_id, config.num_processes))
         print_run_config(run.config)
         result = train(run, config)
     if result:
@@ -54,6 +59,7 @@ def train(run, config) -> dict:
     if config.distributed:
         from tdmpc2_jax.sharding import initialize_distributed
 
+        process_guard.die_with_parent()
         initialize_distributed(config.coordinator_address, config.num_processes, config.process_id)
     from tdmpc2_jax.loops import mjx_run
 

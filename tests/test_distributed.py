@@ -1,11 +1,16 @@
 """A run over two processes (jax.distributed with a localhost coordinator, one CPU device each)
-computes what one process with two devices computes, and resumes from the checkpoint that the two
-processes wrote together with orbax. The runs step point-mass physics (toy_physics.py): only process 0
-reads and writes JAX's compilation cache, so every run's other process compiles all its programs."""
+computes what one process with two devices computes; when one process is killed the other ends with
+one line naming the checkpoint to resume from; started again, the run falls back over a damaged
+newest checkpoint and resumes exactly from the checkpoint the two processes wrote together with
+orbax. The runs step point-mass physics (toy_physics.py): only process 0 reads and writes JAX's
+compilation cache, so every run's other process compiles all its programs."""
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import chex
 import numpy as np
@@ -15,6 +20,7 @@ from tdmpc2_jax import checkpoints
 
 import tiny
 from helpers import ROOT, rows
+from test_fault_runs import data_file
 
 
 def free_port() -> int:
@@ -31,30 +37,56 @@ def train_command(work_dir, **changes) -> list[str]:
             *tiny.flags(tiny.AGENT, tiny.MJX_RUN, dict(mpc=False, horizon=2), work_dir=work_dir, **changes)]
 
 
-def run_two_processes(work_dir, **changes) -> None:
-    """The same command in two processes that make one run together."""
+def start_two_processes(work_dir, **changes) -> list[subprocess.Popen]:
+    """The same command in two processes that make one run together (stdout and stderr apart)."""
     port, env = free_port(), dict(os.environ, JAX_PLATFORMS="cpu")
-    processes = [subprocess.Popen(train_command(work_dir, distributed=True, coordinator_address=f"localhost:{port}",
-                                                num_processes=2, process_id=i, **changes),
-                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-                 for i in range(2)]
-    outputs = [p.communicate(timeout=1200)[0] for p in processes]
-    for i, (process, output) in enumerate(zip(processes, outputs)):
-        assert process.returncode == 0, f"process {i}:\n{output[-3000:]}"
-    assert "4 envs x 1 member(s) on 2 devices split by envs" in outputs[0]
+    return [subprocess.Popen(train_command(work_dir, distributed=True, coordinator_address=f"localhost:{port}",
+                                           num_processes=2, process_id=i, **changes),
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for i in range(2)]
+
+
+def wait_for_step(ckpt_dir, step: int, processes, timeout: float = 1200) -> None:
+    """Until checkpoint `step` is committed (or a process ends, or `timeout` s pass: a failure)."""
+    start = time.time()
+    while not (ckpt_dir / str(step)).is_dir():
+        assert all(p.poll() is None for p in processes), [p.communicate()[1][-3000:] for p in processes]
+        assert time.time() - start < timeout
+        time.sleep(0.2)
 
 
 @pytest.mark.slow
-def test_two_processes_train_one_run_resume_it_and_match_one_process_with_two_devices(tmp_path):
+def test_two_processes_lose_one_resume_over_damage_and_match_one_process_with_two_devices(tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=2")
-    single = subprocess.run(train_command(one, steps=68), env=env, capture_output=True, text=True, timeout=1200)
+    single = subprocess.run(train_command(one, steps=68, checkpoint_every=20), env=env, capture_output=True,
+                            text=True, timeout=1200)
     assert single.returncode == 0, single.stderr[-3000:]
     assert "on 2 devices split by envs" in single.stdout
 
-    run_two_processes(two, steps=48)
-    assert checkpoints.latest_step(str(two / "checkpoints")) == 48
-    run_two_processes(two, steps=68, resume=True)  # continues from the checkpoint both processes wrote
+    # a longer run: process 0 (which also hosts the coordination service) is killed at step 48
+    processes = start_two_processes(two, steps=400, checkpoint_every=20)
+    wait_for_step(two / "checkpoints", 48, processes)
+    processes[0].send_signal(signal.SIGKILL)
+    out, err = processes[1].communicate(timeout=600)
+    assert processes[1].returncode == 1
+    assert "4 envs x 1 member(s) on 2 devices split by envs" in out
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    newest = checkpoints.latest_step(str(two / "checkpoints"))
+    assert len(errors) == 1 and errors[0] == err.splitlines()[-1], err[-3000:]
+    assert re.fullmatch(rf"error: process 1 of 2( stopped:|:) another process of the run stopped.*; the newest "
+                        rf"checkpoint is step {newest} in {two}/checkpoints: start every process again with "
+                        rf"--config.resume=True \(details in {two}/.*\)", errors[0]), errors[0]
+    assert not any(noise in err for noise in ("Check failure", "Fatal Python error", "Traceback", ".cc:")), err
+
+    # the newest checkpoint damaged: process 0 moves it aside and both resume from the one before
+    os.truncate(data_file(two / "checkpoints" / str(newest)), 16)
+    processes = start_two_processes(two, steps=68, checkpoint_every=20, resume=True)
+    outputs = [p.communicate(timeout=1200) for p in processes]
+    for i, (process, (out, err)) in enumerate(zip(processes, outputs)):
+        assert process.returncode == 0, f"process {i}:\n{out[-2000:]}{err[-3000:]}"
+    assert f"checkpoint step {newest} is damaged" in outputs[0][0]
+    assert (two / "checkpoints" / f"{newest}.damaged").is_dir()
 
     assert checkpoints.latest_step(str(two / "checkpoints")) == 68
     evals = {name: rows(d / "eval.csv") for name, d in (("one", one), ("two", two))}

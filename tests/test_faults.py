@@ -1,6 +1,7 @@
 """Faults lose nothing: every file of a checkpoint step damaged in turn (deleted, truncated, filled
 with garbage), a checkpoint of another run, a full disk, a read-only directory, kill -9 during a
-write, and the command lines' one-line error edge."""
+write, the command lines' one-line error edge, and a process of a multi-process run whose runtime
+aborts (process_guard)."""
 import os
 import shutil
 import signal
@@ -444,3 +445,51 @@ def test_bad_files_given_to_a_command_are_one_line(tmp_path, args, line):
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and out.stderr.startswith(line), out.stderr[-3000:]
     assert not (tmp_path / "out").exists()
+
+
+# a child that writes what JAX's runtime writes when another process of its run stops, then aborts
+NATIVE_ABORT = """
+print("eval at 48 agent steps", flush=True)
+print("a warning from Python", file=sys.stderr, flush=True)
+print("W1207 16:39:42.922277   32645 preemption_sync_manager.cc:147] Failed to retrieve preemption notice",
+      file=sys.stderr)
+print("Additional GRPC error information from remote target coordination_service", file=sys.stderr)
+print("F1207 16:28:44.088872   28997 client.h:80] Terminating process because the JAX distributed service "
+      "detected fatal errors. This most likely indicates that another task died", file=sys.stderr)
+print("*** Check failure stack trace: ***", file=sys.stderr, flush=True)
+os.abort()
+"""
+
+
+def _guarded(run_dir, child: str) -> subprocess.CompletedProcess:
+    """A command that watches itself with process_guard, `child` being what its child process does."""
+    program = textwrap.dedent(f"""
+        import os, signal, sys
+        from tdmpc2_jax import process_guard
+        if not process_guard.is_child():
+            sys.exit(process_guard.watch({str(run_dir)!r}, 1, 2))
+        process_guard.die_with_parent()
+    """) + textwrap.dedent(child)
+    return subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+def test_a_native_abort_of_a_guarded_process_is_one_line_and_its_output_is_kept(tmp_path):
+    os.makedirs(tmp_path / "checkpoints" / "48")
+    out = _guarded(tmp_path, NATIVE_ABORT)
+    assert out.returncode == 1
+    assert out.stdout == "eval at 48 agent steps\n"
+    assert out.stderr == (f"a warning from Python\nerror: process 1 of 2 stopped: another process of the run "
+                          f"stopped; the newest checkpoint is step 48 in {tmp_path}/checkpoints: start every "
+                          f"process again with --config.resume=True (details in {tmp_path}/process1.log)\n")
+    log = (tmp_path / "process1.log").read_text()
+    assert "Additional GRPC error" in log and "*** Check failure stack trace: ***" in log
+
+
+def test_a_guarded_process_passes_its_status_through_and_says_when_a_signal_ended_it(tmp_path):
+    out = _guarded(tmp_path, "print('done'); sys.exit(3)")
+    assert (out.returncode, out.stdout, out.stderr) == (3, "done\n", "")
+    out = _guarded(tmp_path, "os.kill(os.getpid(), signal.SIGKILL)")
+    assert out.returncode == 1
+    assert out.stderr == (f"error: process 1 of 2 stopped: it was ended by SIGKILL; no checkpoint was written: "
+                          f"start every process again with --config.resume=True "
+                          f"(details in {tmp_path}/process1.log)\n")

@@ -55,7 +55,7 @@ LAYERS = (
                                          "official_code", "convert", "torch_archive")),
     ("the run layer", ("run_record", "run_config", "environments", "loading", "acting", "evaluation")),
     ("the loops", ("loops", "speculative")),
-    ("the commands", ("cli", "configs", "train", "evaluate", "sweep", "parity", "plot", "speculative.collect",
+    ("the commands", ("cli", "process_guard", "configs", "train", "evaluate", "sweep", "parity", "plot", "speculative.collect",
                       "speculative.evaluate", "speculative.train_corrector")),
 )
 

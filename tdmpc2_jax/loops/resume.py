@@ -50,9 +50,10 @@ def read(run: Run, agent_cfg: Config, must_match: Iterable[str],
 
     A damaged newer checkpoint is moved aside, and `on_message` hears which step was damaged, which
     step the run resumes from and what is lost (`checkpoints.newest_whole`); with several
-    processes, each reads the latest checkpoint as it is."""
+    processes (sharing the checkpoint directory), process 0 chooses the step and says so."""
     if jax.process_count() > 1:
-        step, meta = checkpoints.read_meta(run.ckpt_dir)
+        step = newest_whole_everywhere(run, on_message)
+        _, meta = checkpoints.read_meta(run.ckpt_dir, step)
     else:
         step, meta = checkpoints.newest_whole(run.ckpt_dir, on_message, run.step_unit)
     saved = meta.get("run_config", {})
@@ -63,6 +64,25 @@ def read(run: Run, agent_cfg: Config, must_match: Iterable[str],
     if diffs:
         raise ValueError(f"cannot resume from {run.ckpt_dir}: " + "; ".join(diffs))
     return step, meta
+
+
+def newest_whole_everywhere(run: Run, on_message: Callable[[str], None]) -> int:
+    """The step of `checkpoints.newest_whole` found (and damage moved aside) by process 0 alone,
+    then given to every process; each raises the same one-line error when there is none."""
+    from jax.experimental import multihost_utils
+
+    step, failure = -1, None
+    if jax.process_index() == 0:
+        try:
+            step, _ = checkpoints.newest_whole(run.ckpt_dir, on_message, run.step_unit)
+        except (FileNotFoundError, checkpoints.NoWholeCheckpoint) as err:
+            failure = err
+    step = int(multihost_utils.broadcast_one_to_all(np.int32(step)))
+    if failure is not None:
+        raise failure
+    if step < 0:
+        raise FileNotFoundError(f"process 0 found no whole checkpoint in {run.ckpt_dir}; nothing was deleted")
+    return step
 
 
 def restore(run: Run, step: int, like: Any) -> Any:
