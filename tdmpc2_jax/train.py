@@ -33,7 +33,7 @@ def main(argv: list[str]) -> None:
     run = None
     with error_edge(lambda: run and run.work_dir, usage_errors=input_errors()):
         run = resolve(config)
-        if config.distributed and not process_guard.is_child():
+        if config.get("distributed") and not process_guard.is_child():
             sys.exit(process_guard.watch(run.work_dir, config.process_id, config.num_processes))
         print_run_config(run.config)
         result = train(run, config)
