@@ -94,10 +94,11 @@ STATE_FIELDS = ("time", "qpos", "qvel", "act", "ctrl", "qacc_warmstart", "qfrc_a
 SUMMARY_COLUMNS = ("task", "playground", "model_differences", "host_timestep", "mjx_timestep",
                    "host_physics_steps", "mjx_physics_steps", "host_agent_step_s", "mjx_agent_step_s",
                    "host_episode_s", "mjx_episode_s", "host_obs_dim", "mjx_obs_dim", "obs_layout", "obs_unmatched",
-                   "actions", "steps", "first_divergent_step", "first_divergent_entry", "step1_obs_diff_max", "obs_diff_mean",
-                   "obs_diff_max", "reward_diff_mean", "reward_diff_max", "host_return", "mjx_return",
+                   "actions", "steps", "first_divergent_step", "first_divergent_entry", "step1_obs_diff_max",
+                   "obs_diff_mean", "obs_diff_max", "reward_diff_mean", "reward_diff_max", "host_return", "mjx_return",
                    "numerics_first_divergent_step", "numerics_step1_diff_max", "numerics_diff_max")
 VARIANTS = ("playground", "exact")  # the MJX side: Playground's port, or dm_control's model (envs/mjx_dmc.py)
+TRANSFER_COLUMNS = ("task", "side", "episodes", "mean", "std", "returns")
 DIFFERENCE_COLUMNS = ("task", "kind", "what", "host", "mjx", "size", "source")
 
 
@@ -722,6 +723,65 @@ def readme(command: str, rows: list[dict], statics: list[dict], variant: str = "
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------------------------------ transfer
+
+
+class HostHeight:
+    """Playground's walker observed as on host: its entry 14 (the torso's upright component) replaced
+    by the torso's height, dm_control's entry 14. Everything else is the wrapped MJXEnv's."""
+
+    HEIGHT_ENTRY = 14
+
+    def __init__(self, env):
+        import mujoco
+
+        self.env = env
+        self.torso = mujoco.mj_name2id(env.playground_env.mj_model, mujoco.mjtObj.mjOBJ_BODY, "torso")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.env, name)
+
+    def observe(self, state) -> Any:
+        """[..., obs_dim] observations with the torso height at entry 14."""
+        height = state.inner.data.xpos[..., self.torso, 2]
+        return self.env.observe(state).at[..., self.HEIGHT_ENTRY].set(height)
+
+
+def transfer(task: str, path: str, episodes: int, seed: int) -> list[dict]:
+    """Closed-loop returns of a host-trained agent (checkpoint `path`, planner in eval mode):
+    `episodes` episodes on host dm_control, on Playground's port, on Playground's walker observed
+    as on host (`HostHeight`, walker only) and on dm_control's model on MJX (where one exists)."""
+    import jax
+
+    from tdmpc2_jax import acting, xla
+    from tdmpc2_jax.agent import Agent
+    from tdmpc2_jax.configs.dmc import get_config
+    from tdmpc2_jax.envs.dmc import DMCEnv
+    from tdmpc2_jax.loading import load_for_task
+    from tdmpc2_jax.run_record import resolve
+
+    host = DMCEnv(task, seed)
+    agent_cfg, params = load_for_task(path, resolve(get_config(task)), host.obs_dim, host.action_dim)
+    agent = Agent(agent_cfg)
+    host_returns = acting.evaluate(host, acting.Planners(agent), params, jax.random.key(seed), episodes)["returns"]
+    sides = {"host": None, "mjx playground": load_pair(task, seed)[1]}
+    if task.startswith("walker-"):
+        sides["mjx playground, entry 14 = torso height"] = HostHeight(sides["mjx playground"])
+    if task in exact_tasks():
+        sides["mjx exact"] = load_pair(task, seed, "exact")[1]
+    rows = []
+    for side, env in sides.items():
+        if env is None:
+            returns = np.asarray(host_returns, np.float64)
+        else:
+            evaluate = xla.jit(lambda p, k: acting.evaluate_batched(agent.model, env, p, k, episodes))
+            returns = np.asarray(evaluate(params, jax.random.key(seed)).returns, np.float64)
+        rows.append(dict(task=task, side=side, episodes=episodes, mean=float(returns.mean()),
+                         std=float(returns.std()), returns=" ".join(f"{r:.1f}" for r in returns)))
+        print(f"{task} agent on {side}: {returns.mean():.1f} +- {returns.std():.1f}", flush=True)
+    return rows
+
+
 # ------------------------------------------------------------------------------------------ docs
 
 
@@ -749,9 +809,10 @@ def owners(directory: pathlib.Path) -> dict[str, str]:
 def docs_table(directory: pathlib.Path = OUT) -> str:
     """The headline columns of a committed run (its summary.csv and differences.csv), one row per
     task and action source, for the docs."""
-    link = f"../experiments/results/{directory.name}"
+    name = directory.relative_to(OUT.parent).as_posix()
+    link = f"../experiments/results/{name}"
     found = owners(directory)
-    lines = [f"From [{directory.name}/summary.csv]({link}/summary.csv) (every column and difference: "
+    lines = [f"From [{name}/summary.csv]({link}/summary.csv) (every column and difference: "
              f"[README.md]({link}/README.md)). Differences: per owner, the model, protocol and observation "
              "differences listed; first divergent: the first agent step whose observation differs beyond "
              "float32 noise (entry); obs and reward diff: mean / largest absolute difference over the steps; "
@@ -766,6 +827,14 @@ def docs_table(directory: pathlib.Path = OUT) -> str:
                      f"{first} | {r['obs_diff_mean']} / {r['obs_diff_max']} | {r['reward_diff_mean']} / "
                      f"{r['reward_diff_max']} | {r['host_return']} | {r['mjx_return']} | "
                      f"{r['numerics_first_divergent_step']} |")
+    return "\n".join(lines)
+
+
+def transfer_table(path: pathlib.Path = OUT / "transfer.csv") -> str:
+    """The closed-loop returns of `transfer` (transfer.csv), one row per task and side, for the docs."""
+    lines = ["| task | evaluated on | episodes | return, mean +- std | returns |", "|---|---|---|---|---|"]
+    lines += [f"| {r['task']} | {r['side']} | {r['episodes']} | {float(r['mean']):.1f} +- {float(r['std']):.1f} | "
+              f"{r['returns']} |" for r in read_csv(path)]
     return "\n".join(lines)
 
 
@@ -799,12 +868,17 @@ def check_task(task: str, steps: int, seed: int, variant: str, agent: str | None
 
 
 def run(tasks: list[str], steps: int, seed: int, out: pathlib.Path, command: str, variant: str = "playground",
-        agents: dict[str, str] | None = None) -> list[dict]:
+        agents: dict[str, str] | None = None, transfer_episodes: int = 0) -> list[dict]:
     """Compares every task, prints one line per summary row, and writes summary.csv,
     differences.csv and README.md after each task. `agents`: task -> checkpoint whose actions are
-    checked too."""
-    rows, statics, differences = [], [], []
+    checked too; with `transfer_episodes` only their closed-loop returns on each side
+    (`transfer`), to transfer.csv."""
     out.mkdir(parents=True, exist_ok=True)
+    if transfer_episodes:
+        found = [row for task, path in (agents or {}).items() for row in transfer(task, path, transfer_episodes, seed)]
+        write_csv(out / "transfer.csv", found, TRANSFER_COLUMNS)
+        return found
+    rows, statics, differences = [], [], []
     for task in tasks:
         began = time.monotonic()
         static, task_rows = check_task(task, steps, seed, variant, (agents or {}).get(task))
@@ -833,8 +907,10 @@ def define_flags() -> None:
     flags.DEFINE_multi_string("agent", [], "TASK=CHECKPOINT: also check that task with the actions this host-trained "
                               "agent takes on the host observations (repeatable)")
     flags.DEFINE_bool("x64", False, "MJX in float64 (jax_enable_x64)")
+    flags.DEFINE_integer("transfer_episodes", 0, "instead of the check: each --agent's closed-loop returns over this "
+                         "many episodes on host, Playground's port and dm_control's model on MJX (transfer.csv)")
     flags.DEFINE_string("out", None, "directory for summary.csv, differences.csv and README.md (default: "
-                        "results/mjx_fidelity, results/mjx_exact with --variant=exact; a _x64 suffix with --x64)")
+                        "results/mjx_fidelity, results/mjx_exact with --variant=exact; their x64/ with --x64)")
 
 
 def parse_agents(values: list[str], tasks: list[str]) -> dict[str, str]:
@@ -871,10 +947,11 @@ def main(argv: list[str]) -> None:
         agents = parse_agents(FLAGS.agent, tasks)
     except ValueError as err:
         fail(str(err))
-    out = FLAGS.out or str(OUT.parent / ("mjx_exact" if FLAGS.variant == "exact" else "mjx_fidelity")) + (
-        "_x64" if FLAGS.x64 else "")
+    out = pathlib.Path(FLAGS.out or OUT.parent / ("mjx_exact" if FLAGS.variant == "exact" else "mjx_fidelity"))
+    out = out / "x64" if FLAGS.x64 and not FLAGS.out else out
     command = "python -m experiments.mjx_fidelity " + " ".join(sys.argv[1:])
-    run(tasks, FLAGS.steps, FLAGS.seed, pathlib.Path(out), command.strip(), FLAGS.variant, agents)
+    run(tasks, FLAGS.steps, FLAGS.seed, out, command.strip(), FLAGS.variant, agents,
+        FLAGS.transfer_episodes)
 
 
 if __name__ == "__main__":
