@@ -6,8 +6,9 @@ Playground's ports of the same tasks, on batched environments.
 
 Per task, variant and N: one jitted program of --steps batched agent steps (`MJXEnv.step_batch`,
 uniform random actions) on N environments; the median of --repeats warm calls (the first call,
-which compiles, apart). Env steps are agent steps x the action repeat (2), as everywhere in this
-project; physics steps per agent step are each variant's own.
+which compiles, apart). The results file is written after each row. Env steps are agent steps x
+the action repeat (2), as everywhere in this project; physics steps per agent step are each
+variant's own.
 """
 from __future__ import annotations
 
@@ -53,8 +54,8 @@ def main(argv: list[str]) -> None:
                 rows.append(row)
                 print(report(f"{task} {variant} N={n}", row) + f"   {row['env_steps_per_s']:9.1f} env steps/s",
                       flush=True)
-    write_results(dict(backend=jax.default_backend(), devices=str(jax.devices()), x64=FLAGS.x64,
-                       jax=jax.__version__, rows=rows), FLAGS.out)
+                write_results(dict(backend=jax.default_backend(), devices=str(jax.devices()), x64=FLAGS.x64,
+                                   jax=jax.__version__, rows=rows), FLAGS.out)
 
 
 if __name__ == "__main__":

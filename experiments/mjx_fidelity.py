@@ -96,7 +96,8 @@ SUMMARY_COLUMNS = ("task", "playground", "model_differences", "host_timestep", "
                    "host_episode_s", "mjx_episode_s", "host_obs_dim", "mjx_obs_dim", "obs_layout", "obs_unmatched",
                    "actions", "steps", "first_divergent_step", "first_divergent_entry", "step1_obs_diff_max",
                    "obs_diff_mean", "obs_diff_max", "reward_diff_mean", "reward_diff_max", "host_return", "mjx_return",
-                   "numerics_first_divergent_step", "numerics_step1_diff_max", "numerics_diff_max")
+                   "numerics_first_divergent_step", "numerics_step1_diff_max", "numerics_diff_max",
+                   "onestep_obs_diff_max", "onestep_reward_diff_max", "onestep_steps_beyond")
 VARIANTS = ("playground", "exact")  # the MJX side: Playground's port, or dm_control's model (envs/mjx_dmc.py)
 TRANSFER_COLUMNS = ("task", "side", "episodes", "mean", "std", "returns")
 DIFFERENCE_COLUMNS = ("task", "kind", "what", "host", "mjx", "size", "source")
@@ -372,9 +373,20 @@ def transplant(mjx, state: dict[str, np.ndarray], key) -> Any:
     env = blank_state(mjx, key)
     data = mjx_lib.make_data(mjx.playground_env.mjx_model)
     data = data.replace(**{name: jnp.asarray(value, getattr(data, name).dtype).reshape(getattr(data, name).shape)
-                           for name, value in state.items()})
+                           for name, value in state.items() if copied(name, value, getattr(data, name).shape)})
     data = jax.jit(mjx_lib.forward)(mjx.playground_env.mjx_model, data)
     return env._replace(inner=env.inner.replace(data=data, obs=observe_data(mjx, data, env.inner.info)))
+
+
+def copied(name: str, value: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Whether a host state field is copied into MJX data of `shape`: always where the sizes agree;
+    a zero field (no applied force, no mocap body) of a model with other element counts is left
+    at MJX's zeros; anything else cannot be carried over and is an error."""
+    if value.size == int(np.prod(shape)):
+        return True
+    if not np.any(value):
+        return False
+    raise ValueError(f"host {name} {value.shape} is nonzero and does not fit MJX's {shape}")
 
 
 def observe_data(mjx, data, info) -> Any:
@@ -602,15 +614,50 @@ def agent_policy(task: str, path: str, obs_dim: int, action_dim: int, seed: int)
     return policy
 
 
+def make_onestep(mjx) -> Callable:
+    """A jitted function of (host physics states, STATE_FIELDS leaves [T, ...]; actions [T, A]) ->
+    (observations [T, mjx_obs_dim], rewards [T]): one agent step of MJX from each host state, so
+    that every step of an episode is compared from the same state, apart from chaos."""
+    import jax
+    import jax.numpy as jnp
+    from mujoco import mjx as mjx_lib
+
+    template = blank_state(mjx, _key(0))
+    model = mjx.playground_env.mjx_model
+    base = mjx_lib.make_data(model)
+
+    def one(fields, action):
+        data = base.replace(**{name: jnp.asarray(value, getattr(base, name).dtype).reshape(getattr(base, name).shape)
+                               for name, value in fields.items()})
+        data = mjx_lib.forward(model, data)
+        inner = template.inner.replace(data=data, obs=observe_data(mjx, data, template.inner.info))
+        _, out = mjx.advance(template._replace(inner=inner), action)
+        return out.final_obs, out.reward
+
+    return jax.jit(jax.vmap(one))
+
+
+def onestep_check(onestep: Callable, states: list[dict], actions: np.ndarray, host_obs: np.ndarray,
+                  host_rewards: np.ndarray, h: np.ndarray, m: np.ndarray) -> dict[str, Any]:
+    """One agent step from each host state (`make_onestep`) against the host's next observation
+    [T, host_obs_dim] and reward [T]: the largest differences and the steps beyond TOLERANCE."""
+    fields = {name: np.stack([state[name] for state in states]) for name in STATE_FIELDS}
+    obs, rewards = (np.asarray(x, np.float64) for x in onestep(fields, actions))
+    return dict(onestep_obs_diff_max=float(np.abs(obs[:, m] - host_obs[:, h]).max()),
+                onestep_reward_diff_max=float(np.abs(rewards - host_rewards).max()),
+                onestep_steps_beyond=int((~close(obs[:, m], host_obs[:, h], TOLERANCE)).any(axis=1).sum()))
+
+
 def dynamic_check(host, mjx, layout: list[dict], steps: int, seed: int = 0, policy: Policy | None = None,
-                  rollout: Callable | None = None) -> dict[str, Any]:
+                  rollout: Callable | None = None, onestep: Callable | None = None) -> dict[str, Any]:
     """Both sides from the host's reset state through the same `steps` actions (`policy` acting on
     the host's observations, by default uniform random ones; MJX replays them): the first
     agent step (0: the copied start state) whose matched observation differs beyond TOLERANCE and
     its entry, the largest absolute observation difference after one agent step, the mean and largest
     over all steps, the same for rewards, each side's return; and, to tell Playground's model from
     MJX's numerics, MJX's physics states against MuJoCo's C library stepping Playground's model
-    (`rollout_reference`): the first step beyond TOLERANCE and the largest difference."""
+    (`rollout_reference`): the first step beyond TOLERANCE and the largest difference. With
+    `onestep` (`make_onestep`), also one MJX step from each host state (`onestep_check`)."""
     if not 0 < steps <= min(mjx.episode_length, host.episode_length):
         raise ValueError(f"steps={steps}: give 1 to {min(mjx.episode_length, host.episode_length)} (an episode)")
     start_obs = host.reset()
@@ -618,7 +665,13 @@ def dynamic_check(host, mjx, layout: list[dict], steps: int, seed: int = 0, poli
     state = transplant(mjx, start, _key(seed))
     start_host = np.concatenate(list(host_observation(host).values()))
     start_mjx = np.asarray(mjx.observe(state), np.float64)
-    policy = policy or random_policy(steps, host.action_dim, seed)
+    chosen, states = policy or random_policy(steps, host.action_dim, seed), []
+
+    def policy(obs: np.ndarray, t: int) -> np.ndarray:
+        if onestep is not None:
+            states.append(host_state(host))
+        return chosen(obs, t)
+
     host_obs, host_rewards, actions = rollout_host(host, start_obs, policy, steps)
     mjx_obs, mjx_rewards, mjx_physics = rollout_mjx(mjx, state, actions, rollout)
     reference = rollout_reference(mjx, start, actions)
@@ -637,7 +690,8 @@ def dynamic_check(host, mjx, layout: list[dict], steps: int, seed: int = 0, poli
                 host_return=float(host_rewards.sum()), mjx_return=float(mjx_rewards.sum()),
                 numerics_first_divergent_step=None if numerics_first is None else numerics_first + 1,
                 numerics_step1_diff_max=float(np.abs(reference[0] - mjx_physics[0]).max()),
-                numerics_diff_max=float(np.abs(reference - mjx_physics).max()))
+                numerics_diff_max=float(np.abs(reference - mjx_physics).max()),
+                **(onestep_check(onestep, states, actions, host_obs, host_rewards, h, m) if onestep else {}))
 
 
 # ------------------------------------------------------------------------------------------ output
@@ -838,6 +892,16 @@ def transfer_table(path: pathlib.Path = OUT / "transfer.csv") -> str:
     return "\n".join(lines)
 
 
+def onestep_table(directory: pathlib.Path) -> str:
+    """The one-step columns of a run made with --onestep, one row per task and action source."""
+    lines = ["| task | actions | steps | largest obs diff after one step | largest reward diff | "
+             "steps beyond float32 noise |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['task']} | {r['actions']} | {r['steps']} | {r['onestep_obs_diff_max']} | "
+              f"{r['onestep_reward_diff_max']} | {r['onestep_steps_beyond']} |"
+              for r in read_csv(directory / "summary.csv")]
+    return "\n".join(lines)
+
+
 def speed_table(paths: list[pathlib.Path]) -> str:
     """The figures of `benchmarks/mjx_exact_speed.py` results files (float32 and float64 runs), one
     row per task, variant, precision and batch size, for the docs."""
@@ -851,37 +915,47 @@ def speed_table(paths: list[pathlib.Path]) -> str:
     return "\n".join(lines)
 
 
-def check_task(task: str, steps: int, seed: int, variant: str, agent: str | None) -> tuple[dict, list[dict]]:
+def check_task(task: str, steps: int, seed: int, variant: str, agent: str | None, onestep: bool = False
+               ) -> tuple[dict, list[dict]]:
     """One task's static comparison and its summary rows: random actions, and the agent's at
-    checkpoint `agent` (None: none)."""
+    checkpoint `agent` (None: none); with `onestep`, one MJX step from every host state too."""
     host, mjx = load_pair(task, seed, variant)
     static = static_comparison(host, mjx, seed)
     if not steps:
         return static, [summary_row(static, None, "")]
-    rollout = make_rollout(mjx)
-    rows = [summary_row(static, dynamic_check(host, mjx, static["layout"], steps, seed, rollout=rollout), "random")]
+    rollout, one = make_rollout(mjx), make_onestep(mjx) if onestep else None
+    rows = [summary_row(static, dynamic_check(host, mjx, static["layout"], steps, seed, None, rollout, one), "random")]
     if agent:
         policy = agent_policy(task, agent, host.obs_dim, host.action_dim, seed)
-        dynamic = dynamic_check(host, mjx, static["layout"], steps, seed, policy, rollout)
+        dynamic = dynamic_check(host, mjx, static["layout"], steps, seed, policy, rollout, one)
         rows.append(summary_row(static, dynamic, "agent"))
     return static, rows
 
 
 def run(tasks: list[str], steps: int, seed: int, out: pathlib.Path, command: str, variant: str = "playground",
-        agents: dict[str, str] | None = None, transfer_episodes: int = 0) -> list[dict]:
+        agents: dict[str, str] | None = None, transfer_episodes: int = 0, onestep: bool = False,
+        resume: bool = False) -> list[dict]:
     """Compares every task, prints one line per summary row, and writes summary.csv,
     differences.csv and README.md after each task. `agents`: task -> checkpoint whose actions are
     checked too; with `transfer_episodes` only their closed-loop returns on each side
-    (`transfer`), to transfer.csv."""
+    (`transfer`), to transfer.csv. `resume`: the tasks already in out's summary.csv keep their rows
+    (only their static comparison, for README.md, is made again)."""
     out.mkdir(parents=True, exist_ok=True)
     if transfer_episodes:
         found = [row for task, path in (agents or {}).items() for row in transfer(task, path, transfer_episodes, seed)]
         write_csv(out / "transfer.csv", found, TRANSFER_COLUMNS)
         return found
     rows, statics, differences = [], [], []
+    kept = read_csv(out / "summary.csv") if resume and (out / "summary.csv").exists() else []
+    kept_differences = read_csv(out / "differences.csv") if kept else []
     for task in tasks:
+        if task in {row["task"] for row in kept}:
+            rows += [{c: row.get(c, "") for c in SUMMARY_COLUMNS} for row in kept if row["task"] == task]
+            statics.append(static_comparison(*load_pair(task, seed, variant), seed))
+            differences += [row for row in kept_differences if row["task"] == task]
+            continue
         began = time.monotonic()
-        static, task_rows = check_task(task, steps, seed, variant, (agents or {}).get(task))
+        static, task_rows = check_task(task, steps, seed, variant, (agents or {}).get(task), onestep)
         rows += task_rows
         statics.append(static)
         differences += [dict(task=task, **d._asdict()) for d in static["differences"]]
@@ -907,6 +981,9 @@ def define_flags() -> None:
     flags.DEFINE_multi_string("agent", [], "TASK=CHECKPOINT: also check that task with the actions this host-trained "
                               "agent takes on the host observations (repeatable)")
     flags.DEFINE_bool("x64", False, "MJX in float64 (jax_enable_x64)")
+    flags.DEFINE_bool("resume", False, "keep the rows of the tasks already in --out's summary.csv")
+    flags.DEFINE_bool("onestep", False, "also step MJX one agent step from every host state of the episode "
+                      "(onestep_* columns: each step's difference without the divergence of earlier steps)")
     flags.DEFINE_integer("transfer_episodes", 0, "instead of the check: each --agent's closed-loop returns over this "
                          "many episodes on host, Playground's port and dm_control's model on MJX (transfer.csv)")
     flags.DEFINE_string("out", None, "directory for summary.csv, differences.csv and README.md (default: "
@@ -951,7 +1028,7 @@ def main(argv: list[str]) -> None:
     out = out / "x64" if FLAGS.x64 and not FLAGS.out else out
     command = "python -m experiments.mjx_fidelity " + " ".join(sys.argv[1:])
     run(tasks, FLAGS.steps, FLAGS.seed, out, command.strip(), FLAGS.variant, agents,
-        FLAGS.transfer_episodes)
+        FLAGS.transfer_episodes, FLAGS.onestep, FLAGS.resume)
 
 
 if __name__ == "__main__":

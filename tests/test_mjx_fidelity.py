@@ -121,3 +121,10 @@ def test_the_adapter_keeps_float64_physics_only_in_a_float64_process():
     with jax.enable_x64(True):
         assert _strong({"q": jnp.zeros(2, jnp.float64)})["q"].dtype == jnp.float64
     assert _strong({"q": np.zeros(2, np.float64)})["q"].dtype == jnp.float32
+
+
+def test_a_host_field_of_another_size_is_copied_only_when_it_holds_nothing():
+    assert fidelity.copied("qpos", np.ones(3), (3,))
+    assert not fidelity.copied("xfrc_applied", np.zeros((4, 6)), (5, 6))
+    with pytest.raises(ValueError, match=r"host xfrc_applied \(4, 6\) is nonzero and does not fit MJX's \(5, 6\)"):
+        fidelity.copied("xfrc_applied", np.ones((4, 6)), (5, 6))
