@@ -7,8 +7,9 @@ benchmarks/multitask.py's (30 tasks, the official task-embedding width, each tas
 discount). For each of the plan call (train mode, one observation) and the update call the command
 prints and records:
 
-- XLA's cost analysis of the compiled program (FLOPs, bytes accessed), so that the time ratio can be
-  set against the work ratio: what the larger inputs (latent + task embedding) cost by themselves;
+- the matrix-product FLOPs of one call (benchmarks/_flops.py, loops counted as often as they run),
+  so that the time ratio can be set against the work ratio: what the larger inputs (the task
+  embedding concatenated to every network's input) cost by themselves;
 - the compiled program's gathers, dynamic slices and concatenations (the task-embedding lookups and
   the padding of inputs), counted in its HLO text;
 - how many programs each jitted function holds after all the warm calls (1: no recompiles, one
@@ -17,6 +18,7 @@ prints and records:
 """
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -24,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags
 
+from benchmarks._flops import flops
 from benchmarks._timing import first_call, random_batch, spread, warm_times, write_results
 from benchmarks.multitask import agent_config, machine
 from tdmpc2_jax import xla
@@ -31,21 +34,19 @@ from tdmpc2_jax.agent import Agent
 from tdmpc2_jax.cli import parse_flags, setup_process
 from tdmpc2_jax.config import make_config
 from tdmpc2_jax.planner import init_plan_state, make_planner
+from tdmpc2_jax.planner import plan as plan_fn
 
 BATCH, OBS_DIM, ACTION_DIM = 256, 24, 6
 HLO_OPS = ("gather", "dynamic-slice", "concatenate", "dot", "fusion")
 FLAGS = flags.FLAGS
 
 
-def program_stats(jitted, *args) -> dict[str, Any]:
-    """FLOPs, bytes accessed and counts of HLO_OPS of the compiled program of jitted(*args)."""
-    compiled = jitted.lower(*args).compile()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    text = compiled.as_text()
+def program_stats(fn, jitted, *args) -> dict[str, Any]:
+    """Matrix-product GFLOP of one call of fn(*args) (loops counted as often as they run) and the
+    counts of HLO_OPS in the text of jitted(*args)'s compiled program (jitted: fn under xla.jit)."""
+    text = jitted.lower(*args).compile().as_text()
     counts = {op: len(re.findall(rf"= \S+ {op}\(", text)) for op in HLO_OPS}
-    return dict(gflop=cost.get("flops", 0.0) / 1e9, mbytes_accessed=cost.get("bytes accessed", 0.0) / 1e6,
-                hlo_ops=counts)
+    return dict(gflop=flops(fn, *args) / 1e9, hlo_ops=counts)
 
 
 def build(multitask: bool, size: int) -> dict[str, Any]:
@@ -64,8 +65,8 @@ def build(multitask: bool, size: int) -> dict[str, Any]:
     if multitask:
         batch = batch._replace(task=jnp.arange(BATCH, dtype=jnp.int32) % len(cfg.action_dims))
     holder = {"state": agent.init(jax.random.key(3))}
-    stats = dict(plan=program_stats(planner, *plan_args), update=program_stats(update, holder["state"], batch,
-                                                                                next(keys)))
+    stats = dict(plan=program_stats(functools.partial(plan_fn, agent.model, eval_mode=False), planner, *plan_args),
+                 update=program_stats(agent.update, update, holder["state"], batch, next(keys)))
 
     def plan():
         return planner(params, plan_args[1], plan_args[2], next(keys), plan_args[4], *task)[0].action

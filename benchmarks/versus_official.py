@@ -3,12 +3,14 @@
     python -m benchmarks.versus_official --official_repo=PATH [--peer_repo=PATH] [--sizes=1,5,19]
         [--multitask_sizes=1,5] [--rounds=6] [--calls=5] [--out=experiments/results/speed/versus.json]
 
-Four implementations, each in its own long-lived worker process (benchmarks/versus_worker.py):
+Five implementations, each in its own long-lived worker process (benchmarks/versus_worker.py):
 
 - ours: this project (JAX), with this interpreter;
 - official: the official PyTorch TD-MPC2 (PATH, a checkout of github.com/nicklashansen/tdmpc2), eager,
   loaded by tdmpc2_jax/official_code.py with the CPU patches of the parity fixtures, run by
   --official_python (torch 2.13 + tensordict: experiments/official_env.sh);
+- official_1thread: the same on one torch thread (torch.set_num_threads(1)); on a machine whose
+  cores other jobs share, torch's threads wait on each other in every operator;
 - official_compiled: the same with its `compile=True` path (torch.compile(mode="reduce-overhead") of
   `_update` and `_plan`, which on CPU has no CUDA graphs and compiles with inductor);
 - peer: ShaneFlandermeyer/tdmpc2-jax, run by --peer_python (benchmarks/peer_env.sh); single-task only.
@@ -41,7 +43,7 @@ from tdmpc2_jax.cli import fail, parse_flags
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 WORKER = REPO / "benchmarks" / "versus_worker.py"
-IMPLEMENTATIONS = ("ours", "official", "official_compiled", "peer")
+IMPLEMENTATIONS = ("ours", "official", "official_1thread", "official_compiled", "peer")
 CALLS = ("plan", "update")
 FLAGS = flags.FLAGS
 
@@ -170,7 +172,7 @@ def define_flags() -> None:
     flags.DEFINE_string("peer_python", ".venv-peer/bin/python",
                         "interpreter with ShaneFlandermeyer/tdmpc2-jax installed (benchmarks/peer_env.sh)")
     flags.DEFINE_string("peer_repo", None, "the peer checkout installed there (its commit is recorded)")
-    flags.DEFINE_list("implementations", list(IMPLEMENTATIONS), "which of ours, official, official_compiled, peer")
+    flags.DEFINE_list("implementations", list(IMPLEMENTATIONS), f"which of {', '.join(IMPLEMENTATIONS)}")
     define_int_list("sizes", [1, 5, 19], "single-task model-size presets")
     define_int_list("multitask_sizes", [1], "mt30 model sizes (empty: none)")
     flags.DEFINE_integer("batch_size", 256, "update batch size")
@@ -186,8 +188,8 @@ def start_workers() -> list[Worker]:
              f"{','.join(FLAGS.implementations)}")
     if not (pathlib.Path(FLAGS.official_repo) / "tdmpc2" / "tdmpc2.py").is_file():
         fail(f"{FLAGS.official_repo} is not a checkout of nicklashansen/tdmpc2 (no tdmpc2/tdmpc2.py)")
-    pythons = dict(ours=sys.executable, official=FLAGS.official_python, official_compiled=FLAGS.official_python,
-                   peer=FLAGS.peer_python)
+    pythons = dict(ours=sys.executable, official=FLAGS.official_python, official_1thread=FLAGS.official_python,
+                   official_compiled=FLAGS.official_python, peer=FLAGS.peer_python)
     workers = []
     for name in (n for n in IMPLEMENTATIONS if n in FLAGS.implementations):
         if not os.access(pythons[name], os.X_OK):
@@ -220,13 +222,13 @@ def main(argv: list[str]) -> None:
             results["rows"] += rows
             for row in rows:
                 print(_line(row), flush=True)
+            results["machine"]["load_average_end"] = list(os.getloadavg())
+            write_results(results, FLAGS.out)  # after every configuration: a run cut short keeps what it measured
     except WorkerError as err:
         fail(str(err))
     finally:
         for worker in workers:
             worker.request_quit()
-    results["machine"]["load_average_end"] = list(os.getloadavg())
-    write_results(results, FLAGS.out)
 
 
 if __name__ == "__main__":

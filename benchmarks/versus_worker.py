@@ -3,11 +3,14 @@
     python benchmarks/versus_worker.py IMPLEMENTATION [OFFICIAL_REPO]
 
 IMPLEMENTATION is `ours` (this project, JAX), `official` (the official PyTorch code in eager mode),
-`official_compiled` (the same with its `compile=True` path, torch.compile) or `peer` (the JAX
+`official_1thread` (the same on one torch thread: torch.set_num_threads(1)), `official_compiled`
+(the same with its `compile=True` path, torch.compile) or `peer` (the JAX
 reimplementation ShaneFlandermeyer/tdmpc2-jax, imported from the environment the worker runs in).
 The worker is started as a script, never with `-m`, so that its directory and not this repository
 is first on sys.path: the peer's package is also named `tdmpc2_jax`. It imports nothing of this
-repository at module level; the driver puts the repository on PYTHONPATH for `ours` and `official`.
+repository at module level (the JAX builders import benchmarks/_flops.py as a sibling); the driver puts the
+repository on PYTHONPATH for `ours` and `official`. The JAX workers report the matrix-product
+FLOPs of each call (benchmarks/_flops.py, loops counted as often as they run) with their build.
 
 Requests and replies are JSON lines on stdin and on the worker's original stdout; everything the
 implementations print goes to stderr. Requests:
@@ -24,6 +27,7 @@ A failure replies {"error": one line} and the worker carries on.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -31,7 +35,7 @@ import time
 from typing import Any, Callable
 
 OBS_DIM, ACTION_DIM = 24, 6
-IMPLEMENTATIONS = ("ours", "official", "official_compiled", "peer")
+IMPLEMENTATIONS = ("ours", "official", "official_1thread", "official_compiled", "peer")
 
 
 def _seconds(call: Callable[[], Any]) -> float:
@@ -49,6 +53,7 @@ def build_ours(size: int | str, multitask: bool, batch_size: int) -> tuple[Calla
     """This project: the jitted planner (train mode) and the jitted update with its state donated."""
     import jax
     import jax.numpy as jnp
+    from _flops import flops  # benchmarks/_flops.py: this script's directory leads sys.path
 
     from benchmarks._timing import random_batch
     from benchmarks.multitask import TINY, agent_config
@@ -56,6 +61,7 @@ def build_ours(size: int | str, multitask: bool, batch_size: int) -> tuple[Calla
     from tdmpc2_jax.agent import Agent
     from tdmpc2_jax.config import make_config
     from tdmpc2_jax.planner import init_plan_state, make_planner
+    from tdmpc2_jax.planner import plan as plan_fn
 
     if multitask:
         cfg = agent_config(size, batch_size, 3)
@@ -83,7 +89,10 @@ def build_ours(size: int | str, multitask: bool, batch_size: int) -> tuple[Calla
         jax.block_until_ready(metrics["total_loss"])
 
     info = dict(framework=f"jax {jax.__version__}", latent_dim=cfg.latent_dim, task_dim=cfg.task_dim,
-                params=sum(x.size for x in jax.tree.leaves(params)))
+                params=sum(x.size for x in jax.tree.leaves(params)),
+                plan_gflop=flops(functools.partial(plan_fn, agent.model, eval_mode=False), params, obs, plan_state,
+                                 jax.random.key(0), t0, *task_args) / 1e9,
+                update_gflop=flops(agent.update, holder["state"], batch, jax.random.key(0)) / 1e9)
     return plan, step, info
 
 
@@ -155,6 +164,7 @@ def build_peer(size: int, multitask: bool, batch_size: int) -> tuple[Callable, C
     import jax.numpy as jnp
     import numpy as np
     import optax
+    from _flops import flops  # benchmarks/_flops.py: this script's directory leads sys.path
     from flax.training.train_state import TrainState
     from tdmpc2_jax import TDMPC2, WorldModel
     from tdmpc2_jax.common.activations import mish, simnorm
@@ -197,8 +207,14 @@ def build_peer(size: int, multitask: bool, batch_size: int) -> tuple[Callable, C
 
     trained = [getattr(model, name).params for name in ("encoder", "dynamics_model", "reward_model",
                                                         "policy_model", "value_model")]
+    agent, key = holder["agent"], jax.random.key(0)
+    z = model.encode(jnp.asarray(plan_obs), model.encoder.params, key=key)
     info = dict(framework=f"jax {jax.__version__}", latent_dim=latent_dim, hidden_width=latent_dim,
-                params=sum(x.size for x in jax.tree.leaves(trained)))
+                params=sum(x.size for x in jax.tree.leaves(trained)),
+                plan_gflop=(flops(lambda o: model.encode(o, model.encoder.params, key=key), jnp.asarray(plan_obs))
+                            + flops(lambda z: agent.plan(z, None, train=True, key=key)[0], z)) / 1e9,
+                update_gflop=flops(lambda a: a.update(obs[:-1], actions, rewards, obs[1:], done, done, key=key)[1]
+                                   ["total_loss"], agent) / 1e9)
     return plan, update, info
 
 
@@ -206,7 +222,11 @@ def build(implementation: str, request: dict, repo: str | None) -> tuple[Callabl
     size, multitask, batch_size = request["size"], bool(request["multitask"]), int(request["batch_size"])
     if implementation == "ours":
         return build_ours(size, multitask, batch_size)
-    if implementation in ("official", "official_compiled"):
+    if implementation.startswith("official"):
+        if implementation == "official_1thread":
+            import torch
+
+            torch.set_num_threads(1)
         return build_official(size, multitask, batch_size, implementation == "official_compiled", repo)
     return build_peer(size, multitask, batch_size)
 

@@ -98,3 +98,21 @@ def test_the_peer_worker_is_never_given_this_repository_on_its_path():
     assert "PYTHONPATH" not in env and argv[1].endswith("benchmarks/versus_worker.py") and "-m" not in argv
     _, env = versus.worker_argv("official", "/official/bin/python", "/official")
     assert env["PYTHONPATH"].split(":")[0] == str(versus.REPO)
+
+
+def test_the_official_console_lines_give_agent_steps_and_elapsed_seconds():
+    from benchmarks.versus_loop import official_points
+
+    console = ("\x1b[34meval\x1b[0m   E: 0   I: 0   R: 1.0   T: 0:00:03\n"
+               " \x1b[32mtrain\x1b[0m        \x1b[34mE:\x1b[0m 6   \x1b[34mI:\x1b[0m 3,000   R: 12.5   "
+               "\x1b[34mT:\x1b[0m 0:01:05\n noise\n train   E: 7   I: 3,500   R: 13.0   T: 1:00:00\n")
+    assert official_points(console) == [(3000, 65.0), (3500, 3600.0)]
+
+
+def test_loop_throughput_counts_from_the_first_episode_end_past_the_seed_phase():
+    from benchmarks.versus_loop import steps_per_second
+
+    points = [(500, 5.0), (2500, 20.0), (3000, 80.0), (3500, 90.0), (4000, 100.0)]
+    assert steps_per_second(points, after=2500) == (1000 / 20.0, 1000)
+    with pytest.raises(ValueError, match="fewer than two episode ends after agent step 3500"):
+        steps_per_second(points, after=3500)
