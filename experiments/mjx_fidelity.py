@@ -3,7 +3,8 @@
 task (`envs/dmc.py`).
 
     python -m experiments.mjx_fidelity [--tasks=walker-walk,cheetah-run] [--steps=500] [--seed=0]
-        [--variant=playground|exact] [--agent=walker-walk=CHECKPOINT ...] [--x64] [--out=DIR]
+        [--variant=playground|exact] [--agent=walker-walk=CHECKPOINT ...] [--x64] [--onestep]
+        [--resume] [--out=DIR]
 
 A step is an agent step (2 control steps of the task, the TD-MPC2 action repeat): 500 are an
 episode.
@@ -24,12 +25,15 @@ agent step at which a matched observation entry differs beyond float32 noise (`T
 and largest absolute observation and reward differences, and each side's return over the steps.
 MuJoCo's C library also steps the MJX side's own model in float64 from the same state with the same
 controls: MJX's physics states against it (`numerics_*`) measure MJX's numerics (float32, its
-solver) apart from the differences between the two models. Each task's MJX rollout is compiled
+solver) apart from the differences between the two models. `--onestep` also steps MJX one agent
+step from the host's own state at every step (`onestep_*` columns): each step's difference without
+the growth of earlier ones, which chaotic dynamics amplify. Each task's MJX rollout is compiled
 once and never resets (the time limit is compared statically), so nothing but the physics and one
 forward pass is compiled.
 
 Writes summary.csv (one row per task and action source), differences.csv (one row per difference,
-with its source) and README.md (the command, the machine, both tables) under --out, after each task.
+with its source) and README.md (the command, the machine, both tables) under --out, after each task;
+`--resume` keeps the rows of the tasks a stopped run already wrote there.
 """
 from __future__ import annotations
 
@@ -99,7 +103,6 @@ SUMMARY_COLUMNS = ("task", "playground", "model_differences", "host_timestep", "
                    "numerics_first_divergent_step", "numerics_step1_diff_max", "numerics_diff_max",
                    "onestep_obs_diff_max", "onestep_reward_diff_max", "onestep_steps_beyond")
 VARIANTS = ("playground", "exact")  # the MJX side: Playground's port, or dm_control's model (envs/mjx_dmc.py)
-TRANSFER_COLUMNS = ("task", "side", "episodes", "mean", "std", "returns")
 DIFFERENCE_COLUMNS = ("task", "kind", "what", "host", "mjx", "size", "source")
 
 
@@ -777,65 +780,6 @@ def readme(command: str, rows: list[dict], statics: list[dict], variant: str = "
     return "\n".join(lines) + "\n"
 
 
-# ------------------------------------------------------------------------------------------ transfer
-
-
-class HostHeight:
-    """Playground's walker observed as on host: its entry 14 (the torso's upright component) replaced
-    by the torso's height, dm_control's entry 14. Everything else is the wrapped MJXEnv's."""
-
-    HEIGHT_ENTRY = 14
-
-    def __init__(self, env):
-        import mujoco
-
-        self.env = env
-        self.torso = mujoco.mj_name2id(env.playground_env.mj_model, mujoco.mjtObj.mjOBJ_BODY, "torso")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.env, name)
-
-    def observe(self, state) -> Any:
-        """[..., obs_dim] observations with the torso height at entry 14."""
-        height = state.inner.data.xpos[..., self.torso, 2]
-        return self.env.observe(state).at[..., self.HEIGHT_ENTRY].set(height)
-
-
-def transfer(task: str, path: str, episodes: int, seed: int) -> list[dict]:
-    """Closed-loop returns of a host-trained agent (checkpoint `path`, planner in eval mode):
-    `episodes` episodes on host dm_control, on Playground's port, on Playground's walker observed
-    as on host (`HostHeight`, walker only) and on dm_control's model on MJX (where one exists)."""
-    import jax
-
-    from tdmpc2_jax import acting, xla
-    from tdmpc2_jax.agent import Agent
-    from tdmpc2_jax.configs.dmc import get_config
-    from tdmpc2_jax.envs.dmc import DMCEnv
-    from tdmpc2_jax.loading import load_for_task
-    from tdmpc2_jax.run_record import resolve
-
-    host = DMCEnv(task, seed)
-    agent_cfg, params = load_for_task(path, resolve(get_config(task)), host.obs_dim, host.action_dim)
-    agent = Agent(agent_cfg)
-    host_returns = acting.evaluate(host, acting.Planners(agent), params, jax.random.key(seed), episodes)["returns"]
-    sides = {"host": None, "mjx playground": load_pair(task, seed)[1]}
-    if task.startswith("walker-"):
-        sides["mjx playground, entry 14 = torso height"] = HostHeight(sides["mjx playground"])
-    if task in exact_tasks():
-        sides["mjx exact"] = load_pair(task, seed, "exact")[1]
-    rows = []
-    for side, env in sides.items():
-        if env is None:
-            returns = np.asarray(host_returns, np.float64)
-        else:
-            evaluate = xla.jit(lambda p, k: acting.evaluate_batched(agent.model, env, p, k, episodes))
-            returns = np.asarray(evaluate(params, jax.random.key(seed)).returns, np.float64)
-        rows.append(dict(task=task, side=side, episodes=episodes, mean=float(returns.mean()),
-                         std=float(returns.std()), returns=" ".join(f"{r:.1f}" for r in returns)))
-        print(f"{task} agent on {side}: {returns.mean():.1f} +- {returns.std():.1f}", flush=True)
-    return rows
-
-
 # ------------------------------------------------------------------------------------------ docs
 
 
@@ -884,24 +828,6 @@ def docs_table(directory: pathlib.Path = OUT) -> str:
     return "\n".join(lines)
 
 
-def transfer_table(path: pathlib.Path = OUT / "transfer.csv") -> str:
-    """The closed-loop returns of `transfer` (transfer.csv), one row per task and side, for the docs."""
-    lines = ["| task | evaluated on | episodes | return, mean +- std | returns |", "|---|---|---|---|---|"]
-    lines += [f"| {r['task']} | {r['side']} | {r['episodes']} | {float(r['mean']):.1f} +- {float(r['std']):.1f} | "
-              f"{r['returns']} |" for r in read_csv(path)]
-    return "\n".join(lines)
-
-
-def onestep_table(directory: pathlib.Path) -> str:
-    """The one-step columns of a run made with --onestep, one row per task and action source."""
-    lines = ["| task | actions | steps | largest obs diff after one step | largest reward diff | "
-             "steps beyond float32 noise |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['task']} | {r['actions']} | {r['steps']} | {r['onestep_obs_diff_max']} | "
-              f"{r['onestep_reward_diff_max']} | {r['onestep_steps_beyond']} |"
-              for r in read_csv(directory / "summary.csv")]
-    return "\n".join(lines)
-
-
 def speed_table(paths: list[pathlib.Path]) -> str:
     """The figures of `benchmarks/mjx_exact_speed.py` results files (float32 and float64 runs), one
     row per task, variant, precision and batch size, for the docs."""
@@ -933,18 +859,12 @@ def check_task(task: str, steps: int, seed: int, variant: str, agent: str | None
 
 
 def run(tasks: list[str], steps: int, seed: int, out: pathlib.Path, command: str, variant: str = "playground",
-        agents: dict[str, str] | None = None, transfer_episodes: int = 0, onestep: bool = False,
-        resume: bool = False) -> list[dict]:
+        agents: dict[str, str] | None = None, onestep: bool = False, resume: bool = False) -> list[dict]:
     """Compares every task, prints one line per summary row, and writes summary.csv,
     differences.csv and README.md after each task. `agents`: task -> checkpoint whose actions are
-    checked too; with `transfer_episodes` only their closed-loop returns on each side
-    (`transfer`), to transfer.csv. `resume`: the tasks already in out's summary.csv keep their rows
+    checked too; `onestep`: one MJX step from every host state too (`make_onestep`). `resume`: the tasks already in out's summary.csv keep their rows
     (only their static comparison, for README.md, is made again)."""
     out.mkdir(parents=True, exist_ok=True)
-    if transfer_episodes:
-        found = [row for task, path in (agents or {}).items() for row in transfer(task, path, transfer_episodes, seed)]
-        write_csv(out / "transfer.csv", found, TRANSFER_COLUMNS)
-        return found
     rows, statics, differences = [], [], []
     kept = read_csv(out / "summary.csv") if resume and (out / "summary.csv").exists() else []
     kept_differences = read_csv(out / "differences.csv") if kept else []
@@ -984,8 +904,6 @@ def define_flags() -> None:
     flags.DEFINE_bool("resume", False, "keep the rows of the tasks already in --out's summary.csv")
     flags.DEFINE_bool("onestep", False, "also step MJX one agent step from every host state of the episode "
                       "(onestep_* columns: each step's difference without the divergence of earlier steps)")
-    flags.DEFINE_integer("transfer_episodes", 0, "instead of the check: each --agent's closed-loop returns over this "
-                         "many episodes on host, Playground's port and dm_control's model on MJX (transfer.csv)")
     flags.DEFINE_string("out", None, "directory for summary.csv, differences.csv and README.md (default: "
                         "results/mjx_fidelity, results/mjx_exact with --variant=exact; their x64/ with --x64)")
 
@@ -1028,7 +946,7 @@ def main(argv: list[str]) -> None:
     out = out / "x64" if FLAGS.x64 and not FLAGS.out else out
     command = "python -m experiments.mjx_fidelity " + " ".join(sys.argv[1:])
     run(tasks, FLAGS.steps, FLAGS.seed, out, command.strip(), FLAGS.variant, agents,
-        FLAGS.transfer_episodes, FLAGS.onestep, FLAGS.resume)
+        FLAGS.onestep, FLAGS.resume)
 
 
 if __name__ == "__main__":

@@ -128,3 +128,12 @@ def test_a_host_field_of_another_size_is_copied_only_when_it_holds_nothing():
     assert not fidelity.copied("xfrc_applied", np.zeros((4, 6)), (5, 6))
     with pytest.raises(ValueError, match=r"host xfrc_applied \(4, 6\) is nonzero and does not fit MJX's \(5, 6\)"):
         fidelity.copied("xfrc_applied", np.ones((4, 6)), (5, 6))
+
+
+@pytest.mark.slow
+def test_one_step_from_every_host_state_of_dm_controls_cartpole_stays_within_float32_noise():
+    host, mjx = fidelity.load_pair("cartpole-swingup", variant="exact")
+    layout = fidelity.measure_layout(host, mjx, seed=0)[0]
+    result = fidelity.dynamic_check(host, mjx, layout, steps=5, onestep=fidelity.make_onestep(mjx))
+    assert result["onestep_steps_beyond"] == 0 and 0 < result["onestep_obs_diff_max"] < 1e-4
+    assert result["onestep_reward_diff_max"] < 1e-5
