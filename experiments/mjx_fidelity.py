@@ -553,7 +553,7 @@ def rollout_reference(mjx, state: dict[str, np.ndarray], actions: np.ndarray) ->
     data = mujoco.MjData(model)
     data.time = float(state["time"])
     for name, value in state.items():
-        if name != "time":
+        if name != "time" and copied(name, value, getattr(data, name).shape):
             getattr(data, name)[...] = value
     mujoco.mj_forward(model, data)
     low, high = model.actuator_ctrlrange[:, 0], model.actuator_ctrlrange[:, 1]
@@ -890,6 +890,31 @@ def run(tasks: list[str], steps: int, seed: int, out: pathlib.Path, command: str
     return rows
 
 
+def merge(parts: list[pathlib.Path], out: pathlib.Path, command: str) -> None:
+    """One result folder from runs made in parts (each a folder this command wrote, on other
+    tasks): their summary.csv and differences.csv rows in order, and a README.md with every part's
+    command and its per-task sections under the merged tables."""
+    rows = [{c: row.get(c, "") for c in SUMMARY_COLUMNS} for part in parts for row in read_csv(part / "summary.csv")]
+    differences = [row for part in parts for row in read_csv(part / "differences.csv")]
+    texts = [(part / "README.md").read_text() for part in parts]
+    commands = [line.strip() for text in texts for line in text.splitlines() if line.startswith("    python -m")]
+    head = texts[0].split("\n\n[summary.csv]")[0].split("\n\nMade by")
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "summary.csv", rows, SUMMARY_COLUMNS)
+    write_csv(out / "differences.csv", differences, DIFFERENCE_COLUMNS)
+    static_end = SUMMARY_COLUMNS.index("actions")
+    first_rows = list({row["task"]: row for row in reversed(rows)}.values())[::-1]
+    machine_line = head[1].split("\n\n", 2)[2]
+    lines = [head[0], "", "Made by `experiments/mjx_fidelity.py` (its docstring says what is measured) in parts, one "
+             "command each, on a scratch --out:", "", *[f"    {c}" for c in commands], "",
+             f"and merged by `{command}`.", "", machine_line, "",
+             "[summary.csv](summary.csv), [differences.csv](differences.csv).", ""]
+    lines += markdown_table(first_rows, SUMMARY_COLUMNS[:static_end])
+    lines += [""] + markdown_table(rows, ("task",) + SUMMARY_COLUMNS[static_end:])
+    sections = ["## " + text.split("\n## ", 1)[1] if "\n## " in text else "" for text in texts]
+    (out / "README.md").write_text("\n".join(lines) + "\n\n" + "\n".join(x.rstrip("\n") + "\n" for x in sections))
+
+
 def define_flags() -> None:
     """This command line's flags; defined when it runs, so that importing the module defines none."""
     flags.DEFINE_list("tasks", None, "dash task names (default: every DM Control task with an MJX version, or "
@@ -902,6 +927,7 @@ def define_flags() -> None:
                               "agent takes on the host observations (repeatable)")
     flags.DEFINE_bool("x64", False, "MJX in float64 (jax_enable_x64)")
     flags.DEFINE_bool("resume", False, "keep the rows of the tasks already in --out's summary.csv")
+    flags.DEFINE_list("merge", [], "instead of a check: merge these result folders (runs on other tasks) into --out")
     flags.DEFINE_bool("onestep", False, "also step MJX one agent step from every host state of the episode "
                       "(onestep_* columns: each step's difference without the divergence of earlier steps)")
     flags.DEFINE_string("out", None, "directory for summary.csv, differences.csv and README.md (default: "
@@ -929,6 +955,10 @@ def main(argv: list[str]) -> None:
     from tdmpc2_jax.envs.dmc import EPISODE_LENGTH
 
     setup_process()
+    command = "python -m experiments.mjx_fidelity " + " ".join(sys.argv[1:])
+    if FLAGS.merge:
+        merge([pathlib.Path(part) for part in FLAGS.merge], pathlib.Path(FLAGS.out or OUT), command.strip())
+        return
     if FLAGS.x64:
         jax.config.update("jax_enable_x64", True)
     if not 0 <= FLAGS.steps <= EPISODE_LENGTH:
@@ -944,7 +974,6 @@ def main(argv: list[str]) -> None:
         fail(str(err))
     out = pathlib.Path(FLAGS.out or OUT.parent / ("mjx_exact" if FLAGS.variant == "exact" else "mjx_fidelity"))
     out = out / "x64" if FLAGS.x64 and not FLAGS.out else out
-    command = "python -m experiments.mjx_fidelity " + " ".join(sys.argv[1:])
     run(tasks, FLAGS.steps, FLAGS.seed, out, command.strip(), FLAGS.variant, agents,
         FLAGS.onestep, FLAGS.resume)
 
