@@ -132,6 +132,7 @@ def main(argv: list[str]) -> None:
     setup_process()
     lvo.check_official_python(FLAGS.official_python)
     results = dict(machine=machine(), host=host_loops(FLAGS.task, FLAGS.episodes))
+    write_results(results, FLAGS.out)  # the host figures kept if the MJX part is cut short
     results["mjx"] = dict(task=FLAGS.mjx_task, model_size=FLAGS.model_size, steps=FLAGS.steps,
                           updates=FLAGS.updates, repeats=FLAGS.repeats, rows=mjx_loop())
     results["machine"]["load_average_end"] = list(os.getloadavg())
