@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple
 
 from absl import app, flags
 
-from experiments import learning_vs_official
+from experiments import learning_vs_official, mjx_fidelity
 from tdmpc2_jax import cli
 from tdmpc2_jax.speculative import report as speculative_report
 
@@ -217,6 +217,12 @@ BLOCKS: dict[str, Block] = {
     "speculative_speed": Block("docs/benchmarks.md", speculative_speed),
     "pixels_speed": Block("docs/benchmarks.md", pixels_speed),
     "multitask_speed": Block("docs/benchmarks.md", multitask_speed),
+    "mjx_fidelity": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_fidelity")),
+    "mjx_exact": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_exact")),
+    "mjx_exact_speed": Block("docs/mjx.md", lambda: mjx_fidelity.speed_table(
+        sorted((RESULTS / "mjx_exact").glob("speed*.json")))),
+    "mjx_exact_x64": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_exact" / "x64")),
+    "mjx_fidelity_x64": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_fidelity" / "x64")),
 }
 
 
