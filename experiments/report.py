@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple
 
 from absl import app, flags
 
-from experiments import learning_vs_official, mjx_fidelity
+from experiments import learning_vs_official
 from tdmpc2_jax import cli
 from tdmpc2_jax.speculative import report as speculative_report
 
@@ -206,6 +206,99 @@ def multitask_speed() -> str:
               f"{m['published_bytes'] / 2**30:.1f} GiB for {m['published_transitions'] / 1e6:.2f}M |" for m in bench["memory"]]
     return "\n".join(lines)
 
+SPEED = RESULTS / "speed"
+IMPLEMENTATION_NAMES = {"ours": "tdmpc2_jax", "official": "official, eager",
+                        "official_1thread": "official, eager, 1 thread", "official_compiled": "official, torch.compile",
+                        "peer": "peer (ShaneFlandermeyer)"}
+
+
+def _cell(row: dict | None) -> str:
+    """median ms (10th-90th), first call s, and the ratio to ours, of one row of versus*.json."""
+    if row is None:
+        return "-"
+    ratio = "" if row["implementation"] == "ours" else f"; **{row['ratio_to_ours']:.2f}x**"
+    return (f"{1e3 * row['median_s']:.0f} ms ({1e3 * row['p10_s']:.0f}-{1e3 * row['p90_s']:.0f}); "
+            f"first {row['first_call_s']:.0f} s{ratio}")
+
+
+def versus_speed() -> str:
+    """Per-call figures of every implementation, from experiments/results/speed/versus*.json."""
+    paths = sorted(SPEED.glob("versus*.json"))
+    runs = [json.loads(path.read_text()) for path in paths]
+    m, s, commits = runs[0]["machine"], runs[0]["settings"], runs[0]["commits"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, JAX {m['jax']}, shared with other jobs. Batch {s['batch_size']}, "
+             f"obs {s['obs_dim']}, action {s['action_dim']}, horizon {s['horizon']}, {s['iterations']} x "
+             f"{s['num_samples']} samples ({s['num_pi_trajs']} from the policy), {s['num_elites']} elites. Commits: "
+             f"official {commits['official'][:7]}, peer {commits['peer'][:7]}. Runs: "
+             + "; ".join(f"[{p.name}](../experiments/results/speed/{p.name}) {r['settings']['rounds']} rounds x "
+                         f"{r['settings']['calls']} calls, load average {r['machine']['load_average_start'][0]:.1f}"
+                         for p, r in zip(paths, runs))
+             + ". Cells: median (10th-90th percentile); first call (compile + run); theirs / ours from the same "
+             "rounds (above 1: this project is faster).", "",
+             "| model | call | " + " | ".join(IMPLEMENTATION_NAMES.values()) + " |",
+             "|---" * (2 + len(IMPLEMENTATION_NAMES)) + "|"]
+    flop_lines = ["| model | call | tdmpc2_jax GFLOP per call (GFLOP/s) | peer GFLOP per call (GFLOP/s) | hidden width, peer / ours |",
+                  "|---|---|---|---|---|"]
+    for run in runs:
+        rows = {(r["size"], r["multitask"], r["call"], r["implementation"]): r for r in run["rows"]}
+        for config in run["configs"]:
+            label = f"{config['size']}M{' mt30' if config['multitask'] else ''}"
+            for call in ("plan", "update"):
+                cells = [_cell(rows.get((config["size"], config["multitask"], call, name)))
+                         for name in IMPLEMENTATION_NAMES]
+                lines.append(f"| {label} | {call} | " + " | ".join(cells) + " |")
+                info = config["info"]
+                if "peer" in info:
+                    gflop = {name: info[name][call + "_gflop"] for name in ("ours", "peer")}
+                    seconds = {name: rows[(config["size"], False, call, name)]["median_s"] for name in gflop}
+                    work = [f"{gflop[name]:.2f} ({gflop[name] / seconds[name]:.0f})" for name in gflop]
+                    flop_lines.append(f"| {label} | {call} | {work[0]} | {work[1]} | {info['peer']['hidden_width']} / "
+                                      f"{PRESET_MLP_DIM[config['size']]} |")
+            for name, why in config["skipped"].items():
+                lines.append(f"| {label} | - | {IMPLEMENTATION_NAMES[name]} not run: {why} |"
+                             + " |" * (len(IMPLEMENTATION_NAMES) - 1))
+    return "\n".join(lines + ["", "Matrix-product work per call of the two JAX programs (benchmarks/_flops.py):", ""]
+                     + flop_lines)
+
+
+PRESET_MLP_DIM = {1: 384, 5: 512, 19: 1024}  # the official MODEL_SIZE presets' hidden width
+
+
+def multitask_overhead() -> str:
+    """mt30 against single-task at one size, from experiments/results/speed/multitask_overhead.json."""
+    r = json.loads((SPEED / "multitask_overhead.json").read_text())
+    lines = [f"{r['size']}M, {r['rounds']} rounds x {r['calls']} calls each, alternating "
+             f"(load average {r['machine']['load_average_start'][0]:.1f} at start).", "",
+             "| call | single-task | mt30 | time mt30 / single | work mt30 / single | programs (mt30) | "
+             "gathers, concatenations (single -> mt30) |", "|---|---|---|---|---|---|---|"]
+    for call in ("plan", "update"):
+        one, mt = r["single"][call], r["mt30"][call]
+        lines.append(f"| {call} | {1e3 * one['median_s']:.0f} ms | {1e3 * mt['median_s']:.0f} ms | "
+                     f"{r[call + '_time_ratio']:.2f} | {r[call + '_flop_ratio']:.2f} | {mt['programs']} | "
+                     f"{one['hlo_ops']['gather']} -> {mt['hlo_ops']['gather']}, "
+                     f"{one['hlo_ops']['concatenate']} -> {mt['hlo_ops']['concatenate']} |")
+    return "\n".join(lines)
+
+
+def whole_loop() -> str:
+    """The host loops' agent steps/s and the MJX loop's transitions/s, from experiments/results/speed/loop.json."""
+    r = json.loads((SPEED / "loop.json").read_text())
+    h, m, mjx = r["host"], r["machine"], r.get("mjx")
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores (load average {m['load_average_start'][0]:.1f} at start). "
+             f"Host loops: {h['task']}, {h['agent_steps']} agent steps each ({h['seed_steps']} seed steps), side by "
+             f"side, one thread each; model and planner: mlp {h['overrides']['mlp_dim']}, latent "
+             f"{h['overrides']['latent_dim']}, {h['overrides']['iterations']} x {h['overrides']['num_samples']} samples.",
+             "", "| loop | agent steps/s after the seed phase | steps counted |", "|---|---|---|"]
+    for impl, name in (("tdmpc2_jax", "tdmpc2_jax host loop"), ("official", "official training loop, eager")):
+        lines.append(f"| {name} | {h[impl]['steps_per_s']:.1f} | {h[impl]['steps_counted']} |")
+    lines.append(f"| tdmpc2_jax / official | **{h['ratio']:.2f}x** | |")
+    if mjx is None:  # a run cut short after the host loops
+        return "\n".join(lines + ["", "MJX loop: not in this run."])
+    lines += ["", f"MJX loop, {mjx['task']}, {mjx['model_size']}M model (medians of {mjx['repeats']} warm calls):", "",
+              "| environments | transitions/s acting | updates/s (batch 256) |", "|---|---|---|"]
+    lines += [f"| {row['num_envs']} | {row['transitions_per_s']:.1f} | {row['updates_per_s']:.2f} |" for row in mjx["rows"]]
+    return "\n".join(lines)
+
 
 BLOCKS: dict[str, Block] = {
     "learning_vs_official": Block("experiments/results/learning_vs_official/README.md", learning_vs_official.markdown),
@@ -217,12 +310,8 @@ BLOCKS: dict[str, Block] = {
     "speculative_speed": Block("docs/benchmarks.md", speculative_speed),
     "pixels_speed": Block("docs/benchmarks.md", pixels_speed),
     "multitask_speed": Block("docs/benchmarks.md", multitask_speed),
-    "mjx_fidelity": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_fidelity")),
-    "mjx_exact": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_exact")),
-    "mjx_exact_speed": Block("docs/mjx.md", lambda: mjx_fidelity.speed_table(
-        sorted((RESULTS / "mjx_exact").glob("speed*.json")))),
-    "mjx_exact_x64": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_exact" / "x64")),
-    "mjx_fidelity_x64": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_fidelity" / "x64")),
+    "versus_speed": Block("docs/benchmarks.md", versus_speed),
+    "multitask_overhead": Block("docs/benchmarks.md", multitask_overhead),
 }
 
 
