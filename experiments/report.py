@@ -21,7 +21,7 @@ from typing import Callable, NamedTuple
 
 from absl import app, flags
 
-from experiments import learning_vs_official
+from experiments import learning_vs_official, mjx_fidelity
 from tdmpc2_jax import cli
 from tdmpc2_jax.speculative import report as speculative_report
 
@@ -312,6 +312,12 @@ BLOCKS: dict[str, Block] = {
     "multitask_speed": Block("docs/benchmarks.md", multitask_speed),
     "versus_speed": Block("docs/benchmarks.md", versus_speed),
     "multitask_overhead": Block("docs/benchmarks.md", multitask_overhead),
+    "mjx_fidelity": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_fidelity")),
+    "mjx_exact": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_exact")),
+    "mjx_exact_speed": Block("docs/mjx.md", lambda: mjx_fidelity.speed_table(
+        sorted((RESULTS / "mjx_exact").glob("speed*.json")))),
+    "mjx_exact_x64": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_exact" / "x64")),
+    "mjx_fidelity_x64": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_fidelity" / "x64")),
 }
 
 
