@@ -312,6 +312,7 @@ BLOCKS: dict[str, Block] = {
     "multitask_speed": Block("docs/benchmarks.md", multitask_speed),
     "versus_speed": Block("docs/benchmarks.md", versus_speed),
     "multitask_overhead": Block("docs/benchmarks.md", multitask_overhead),
+    "whole_loop": Block("docs/benchmarks.md", whole_loop),
     "mjx_fidelity": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_fidelity")),
     "mjx_exact": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_exact")),
     "mjx_exact_speed": Block("docs/mjx.md", lambda: mjx_fidelity.speed_table(
