@@ -303,7 +303,9 @@ class MJXEnv:
             ctrl = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
         else:  # the task scales its actions itself
             ctrl = action
-        ctrl = ctrl.astype(state.inner.data.ctrl.dtype)  # float64 physics under jax_enable_x64
+        data = getattr(state.inner, "data", None)  # a Playground state's mjx.Data (stand-in physics have none)
+        if data is not None:
+            ctrl = ctrl.astype(data.ctrl.dtype)  # float64 physics under jax_enable_x64
 
         def physics_step(inner, _):
             inner = self._physics_step(inner, ctrl)
