@@ -484,8 +484,11 @@ class Sweep:
 
 
 def relative_to_root(part: str) -> str:
-    """A command-line word with this checkout's absolute paths written relative to it."""
-    return part.replace(f"{ROOT}{os.sep}", "")
+    """A command-line word with this checkout's absolute paths written relative to it (and those of
+    the checkout holding the Python environment, `.venv/...`, when it runs from another worktree)."""
+    for root in (ROOT, pathlib.Path(sys.prefix).parent):
+        part = part.replace(f"{root}{os.sep}", "")
+    return part
 
 
 def git_head(repo: pathlib.Path) -> str:
