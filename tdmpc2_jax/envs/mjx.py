@@ -123,6 +123,7 @@ def _load(task: str, impl: str) -> Any:
         return mjx_dmc.ExactTask(task, impl)
     name = playground_name(task)
     if not robot_suite_of(name):
+        _spec_find_body()
         return registry.load(name, config_overrides={"impl": impl})
     import os
     import subprocess
@@ -143,6 +144,18 @@ def _load(task: str, impl: str) -> Any:
                          f"into {mjx_env.MENAGERIE_PATH} on first use, and that failed ({str(err).rstrip('.')}): clone "
                          f"https://github.com/google-deepmind/mujoco_menagerie (commit "
                          f"{mjx_env.MENAGERIE_COMMIT_SHA}) there, or anywhere and set {MENAGERIE_DIR} to it") from err
+
+
+def _spec_find_body() -> None:
+    """Gives `mujoco.MjSpec` the `find_body(name)` of MuJoCo before 3.3 where it lacks it.
+
+    Playground's reacher picks its spec API by comparing version strings as text, and "3.17.0" sorts
+    before "3.3.0", so on MuJoCo 3.10 and later it calls `find_body`, which newer releases renamed
+    `MjSpec.body(name)`. The alias is that method; it is set only where the attribute is missing."""
+    import mujoco
+
+    if not hasattr(mujoco.MjSpec, "find_body"):
+        mujoco.MjSpec.find_body = mujoco.MjSpec.body
 
 
 def _split_camel(name: str) -> list[str]:
