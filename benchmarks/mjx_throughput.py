@@ -28,12 +28,14 @@ from tdmpc2_jax.loops.device import DeviceLoop
 
 
 def device_figures(task: str, model_size: int | dict, num_envs: int, steps: int, updates: int, repeats: int,
-                   impl: str = "jax") -> dict:
+                   impl: str = "jax", whole_loop: bool = False) -> dict:
     """Acting and update figures of the on-device loop at `num_envs` environments.
 
     `model_size` is a preset or a dict of Config overrides. Returns the timing statistics of both
     programs (`acting`, `updates`), transitions/s, updates/s and the device's memory in bytes
-    (`None` where the backend does not report it).
+    (`None` where the backend does not report it). With `whole_loop`, also the loop as it trains at
+    the official ratio (`loop`: a chunk of `steps` batched steps, each followed by `num_envs`
+    updates, one per transition) and its transitions/s (`loop_transitions_per_s`).
     """
     env = MJXEnv(task, impl=impl)
     sizes = model_size if isinstance(model_size, dict) else dict(model_size=model_size)
@@ -47,9 +49,15 @@ def device_figures(task: str, model_size: int | dict, num_envs: int, steps: int,
     learning = time_calls(lambda: update(carry.train_state, carry.buffer, jax.random.key(1), updates)[0].step,
                           repeats)
     memory = jax.devices()[0].memory_stats() or {}
-    return dict(num_envs=num_envs, acting=acting, transitions_per_s=num_envs * steps / acting["median_s"],
-                updates=learning, updates_per_s=updates / learning["median_s"], batch_size=cfg.batch_size,
-                bytes_in_use=memory.get("bytes_in_use"), peak_bytes_in_use=memory.get("peak_bytes_in_use"))
+    figures = dict(num_envs=num_envs, acting=acting, transitions_per_s=num_envs * steps / acting["median_s"],
+                   updates=learning, updates_per_s=updates / learning["median_s"], batch_size=cfg.batch_size,
+                   bytes_in_use=memory.get("bytes_in_use"), peak_bytes_in_use=memory.get("peak_bytes_in_use"))
+    if whole_loop:
+        training = DeviceLoop(Agent(cfg), env, num_envs, seed_steps=0, updates_per_step=num_envs)
+        train_chunk = xla.jit(training.chunk, static_argnums=1)
+        figures["loop"] = time_calls(lambda: train_chunk(carry, steps)[0].obs, repeats)
+        figures["loop_transitions_per_s"] = num_envs * steps / figures["loop"]["median_s"]
+    return figures
 
 
 def host_figures(task: str, model_size: int, steps: int) -> None:

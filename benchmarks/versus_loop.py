@@ -1,5 +1,6 @@
 """Whole-loop throughput: this project's host training loop beside the official one, and the MJX loop.
 
+    XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
     python -m benchmarks.versus_loop --official_repo=PATH [--task=cartpole-swingup] [--episodes=3]
         [--num_envs=1,16,64] [--out=experiments/results/speed/loop.json]
 
@@ -12,9 +13,13 @@
   0. The figure is agent steps per second from the end of the first episode after the burst to the
   end of the last, read from each loop's own per-episode log (ours: train.csv's elapsed_time; the
   official: its console's elapsed time, whole seconds).
-- MJX loop: benchmarks/mjx_throughput.py's transitions/s while acting (batched MPPI + MJX step +
-  buffer insert, one compiled chunk of --steps batched steps) and updates/s from the device buffer
-  at each --num_envs, --model_size model, medians of --repeats warm calls.
+- MJX loop, after the host loops, on the same task with the same model and planner: at each
+  --num_envs, transitions/s of the loop as it trains at the official ratio (one compiled chunk of
+  --steps batched steps, each batched MPPI + MJX step + buffer insert + one update per transition),
+  and apart, transitions/s while only acting and updates/s from the device buffer
+  (benchmarks/mjx_throughput.py), medians of --repeats warm calls. Each figure is set beside the
+  official loop's agent steps/s (one transition and one update each). The XLA_FLAGS above keep
+  this process, like the host loops, on one thread (recorded in the results as `mjx.threads`).
 """
 from __future__ import annotations
 
@@ -99,16 +104,27 @@ def host_loops(task: str, episodes: int) -> dict[str, Any]:
     return record
 
 
-def mjx_loop() -> list[dict[str, Any]]:
+def mjx_loop(task: str, overrides: dict[str, str], official_steps_per_s: float) -> list[dict[str, Any]]:
+    """The MJX loop's figures at each --num_envs, with `task` and the host loops' model and planner."""
+    sizes = {k: int(v) for k, v in overrides.items() if k in ("mlp_dim", "latent_dim", "enc_dim", "num_q",
+                                                              "num_samples", "iterations")}
     rows = []
     for n in FLAGS.num_envs:
-        figures = device_figures(FLAGS.mjx_task, FLAGS.model_size, n, FLAGS.steps, FLAGS.updates, FLAGS.repeats)
-        rows.append(dict(num_envs=n, transitions_per_s=figures["transitions_per_s"],
-                         updates_per_s=figures["updates_per_s"], acting=figures["acting"],
-                         updates=figures["updates"], batch_size=figures["batch_size"]))
-        print(f"MJX N={n:<4} {figures['transitions_per_s']:8.1f} transitions/s acting, "
-              f"{figures['updates_per_s']:6.2f} updates/s", flush=True)
+        figures = device_figures(task, sizes, n, FLAGS.steps, FLAGS.updates, FLAGS.repeats, whole_loop=True)
+        rows.append(dict(num_envs=n, loop_transitions_per_s=figures["loop_transitions_per_s"],
+                         ratio_to_official=figures["loop_transitions_per_s"] / official_steps_per_s,
+                         transitions_per_s=figures["transitions_per_s"], updates_per_s=figures["updates_per_s"],
+                         loop=figures["loop"], acting=figures["acting"], updates=figures["updates"],
+                         batch_size=figures["batch_size"]))
+        print(f"MJX N={n:<4} {figures['loop_transitions_per_s']:8.1f} transitions/s training at the official ratio "
+              f"({rows[-1]['ratio_to_official']:.2f}x the official loop), {figures['transitions_per_s']:8.1f} acting "
+              f"only, {figures['updates_per_s']:6.2f} updates/s", flush=True)
     return rows
+
+
+def one_thread() -> bool:
+    """Whether XLA_FLAGS keep this process's XLA on one thread."""
+    return "intra_op_parallelism_threads=1" in os.environ.get("XLA_FLAGS", "")
 
 
 def define_flags() -> None:
@@ -118,8 +134,6 @@ def define_flags() -> None:
                         "interpreter of the official training code (experiments/official_env.sh)")
     flags.DEFINE_string("task", "cartpole-swingup", "DMControl task of the host loops")
     flags.DEFINE_integer("episodes", 3, "episodes timed after the seed phase")
-    flags.DEFINE_string("mjx_task", "cheetah-run", "MJX task")
-    flags.DEFINE_integer("model_size", 1, "model-size preset of the MJX loop")
     define_int_list("num_envs", [1, 16, 64], "MJX environment counts (empty: skip)")
     flags.DEFINE_integer("steps", 3, "batched MJX steps per timed chunk")
     flags.DEFINE_integer("updates", 5, "updates per timed MJX call")
@@ -133,8 +147,10 @@ def main(argv: list[str]) -> None:
     lvo.check_official_python(FLAGS.official_python)
     results = dict(machine=machine(), host=host_loops(FLAGS.task, FLAGS.episodes))
     write_results(results, FLAGS.out)  # the host figures kept if the MJX part is cut short
-    results["mjx"] = dict(task=FLAGS.mjx_task, model_size=FLAGS.model_size, steps=FLAGS.steps,
-                          updates=FLAGS.updates, repeats=FLAGS.repeats, rows=mjx_loop())
+    host = results["host"]
+    results["mjx"] = dict(task=FLAGS.task, overrides=host["overrides"], steps=FLAGS.steps, updates=FLAGS.updates,
+                          repeats=FLAGS.repeats, threads=1 if one_thread() else "all",
+                          rows=mjx_loop(FLAGS.task, host["overrides"], host["official"]["steps_per_s"]))
     results["machine"]["load_average_end"] = list(os.getloadavg())
     write_results(results, FLAGS.out)
 

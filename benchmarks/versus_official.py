@@ -3,7 +3,7 @@
     python -m benchmarks.versus_official --official_repo=PATH [--peer_repo=PATH] [--sizes=1,5,19]
         [--multitask_sizes=1,5] [--rounds=6] [--calls=5] [--out=experiments/results/speed/versus.json]
 
-Five implementations, each in its own long-lived worker process (benchmarks/versus_worker.py):
+Six implementations, each in its own long-lived worker process (benchmarks/versus_worker.py):
 
 - ours: this project (JAX), with this interpreter;
 - official: the official PyTorch TD-MPC2 (PATH, a checkout of github.com/nicklashansen/tdmpc2), eager,
@@ -13,7 +13,9 @@ Five implementations, each in its own long-lived worker process (benchmarks/vers
   cores other jobs share, torch's threads wait on each other in every operator;
 - official_compiled: the same with its `compile=True` path (torch.compile(mode="reduce-overhead") of
   `_update` and `_plan`, which on CPU has no CUDA graphs and compiles with inductor);
-- peer: ShaneFlandermeyer/tdmpc2-jax, run by --peer_python (benchmarks/peer_env.sh); single-task only.
+- peer: ShaneFlandermeyer/tdmpc2-jax, run by --peer_python (benchmarks/peer_env.sh); single-task only;
+- peer_wide: the same with its hidden layers as wide as the preset's mlp_dim (the peer makes them
+  latent_dim wide), so that its calls do the work of ours.
 
 Every implementation gets obs 24, action 6, batch 256, horizon 3, 6 MPPI iterations of 512 samples
 (24 from the policy), 64 elites, and the preset's widths. The plan call is one MPPI plan of one
@@ -43,7 +45,7 @@ from tdmpc2_jax.cli import fail, parse_flags
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 WORKER = REPO / "benchmarks" / "versus_worker.py"
-IMPLEMENTATIONS = ("ours", "official", "official_1thread", "official_compiled", "peer")
+IMPLEMENTATIONS = ("ours", "official", "official_1thread", "official_compiled", "peer", "peer_wide")
 CALLS = ("plan", "update")
 FLAGS = flags.FLAGS
 
@@ -88,7 +90,7 @@ def worker_argv(name: str, python: str, official_repo: str) -> tuple[list[str], 
     repository (the official worker with this environment's site-packages behind its own, for
     jax, as tdmpc2_jax/official_code.py's fixture generators run); the peer's worker must not."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    if name == "peer":
+    if name.startswith("peer"):
         return [python, str(WORKER), name], env
     site = next(p for p in sys.path if p.endswith("site-packages"))
     env["PYTHONPATH"] = str(REPO) if name == "ours" else f"{REPO}{os.pathsep}{site}"
@@ -189,7 +191,7 @@ def start_workers() -> list[Worker]:
     if not (pathlib.Path(FLAGS.official_repo) / "tdmpc2" / "tdmpc2.py").is_file():
         fail(f"{FLAGS.official_repo} is not a checkout of nicklashansen/tdmpc2 (no tdmpc2/tdmpc2.py)")
     pythons = dict(ours=sys.executable, official=FLAGS.official_python, official_1thread=FLAGS.official_python,
-                   official_compiled=FLAGS.official_python, peer=FLAGS.peer_python)
+                   official_compiled=FLAGS.official_python, peer=FLAGS.peer_python, peer_wide=FLAGS.peer_python)
     workers = []
     for name in (n for n in IMPLEMENTATIONS if n in FLAGS.implementations):
         if not os.access(pythons[name], os.X_OK):

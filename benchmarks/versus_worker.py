@@ -4,8 +4,10 @@
 
 IMPLEMENTATION is `ours` (this project, JAX), `official` (the official PyTorch code in eager mode),
 `official_1thread` (the same on one torch thread: torch.set_num_threads(1)), `official_compiled`
-(the same with its `compile=True` path, torch.compile) or `peer` (the JAX
-reimplementation ShaneFlandermeyer/tdmpc2-jax, imported from the environment the worker runs in).
+(the same with its `compile=True` path, torch.compile), `peer` (the JAX reimplementation
+ShaneFlandermeyer/tdmpc2-jax, imported from the environment the worker runs in) or `peer_wide` (the
+peer with its hidden layers as wide as the official preset's `mlp_dim`, so that it does the work per
+call that ours does).
 The worker is started as a script, never with `-m`, so that its directory and not this repository
 is first on sys.path: the peer's package is also named `tdmpc2_jax`. It imports nothing of this
 repository at module level (the JAX builders import benchmarks/_flops.py as a sibling); the driver puts the
@@ -35,7 +37,7 @@ import time
 from typing import Any, Callable
 
 OBS_DIM, ACTION_DIM = 24, 6
-IMPLEMENTATIONS = ("ours", "official", "official_1thread", "official_compiled", "peer")
+IMPLEMENTATIONS = ("ours", "official", "official_1thread", "official_compiled", "peer", "peer_wide")
 
 
 def _seconds(call: Callable[[], Any]) -> float:
@@ -152,9 +154,11 @@ def build_official(size: int, multitask: bool, batch_size: int, compiled: bool,
     return plan, update, info
 
 
-def build_peer(size: int, multitask: bool, batch_size: int) -> tuple[Callable, Callable, dict]:
+def build_peer(size: int, multitask: bool, batch_size: int, wide: bool) -> tuple[Callable, Callable, dict]:
     """ShaneFlandermeyer/tdmpc2-jax as its train.py builds it, with the official preset's encoder
-    width and depth, latent width and Q count and the official planning settings."""
+    width and depth, latent width and Q count and the official planning settings. Its world model's
+    hidden layers are `latent_dim` wide; with `wide`, they are the preset's `mlp_dim` wide instead
+    (the mish layers of its dynamics, reward, policy and Q networks; output layers unchanged)."""
     if multitask:
         raise NotImplementedError("the peer has no task embedding or multitask training")
     from functools import partial
@@ -167,13 +171,22 @@ def build_peer(size: int, multitask: bool, batch_size: int) -> tuple[Callable, C
     from _flops import flops  # benchmarks/_flops.py: this script's directory leads sys.path
     from flax.training.train_state import TrainState
     from tdmpc2_jax import TDMPC2, WorldModel
+    from tdmpc2_jax import world_model as peer_world_model
     from tdmpc2_jax.common.activations import mish, simnorm
     from tdmpc2_jax.networks import NormedLinear
 
-    preset = {1: (256, 128, 2, 2), 5: (256, 512, 2, 5), 19: (1024, 768, 3, 5)}  # enc_dim, latent, enc layers, Qs
+    # enc_dim, latent, enc layers, Qs, mlp_dim of the official MODEL_SIZE presets
+    preset = {1: (256, 128, 2, 2, 384), 5: (256, 512, 2, 5, 512), 19: (1024, 768, 3, 5, 1024)}
     if size not in preset:
         raise ValueError(f"no peer preset for size {size}")
-    enc_dim, latent_dim, enc_layers, num_q = preset[size]
+    enc_dim, latent_dim, enc_layers, num_q, mlp_dim = preset[size]
+    hidden_width = mlp_dim if wide else latent_dim
+
+    def hidden_layer(features: int, activation: Callable, **kwargs) -> NormedLinear:
+        """The peer's NormedLinear, a mish hidden layer widened to `hidden_width`."""
+        return NormedLinear(hidden_width if activation is mish else features, activation=activation, **kwargs)
+
+    peer_world_model.NormedLinear = hidden_layer  # the name its WorldModel.create builds every layer with
     layers = [NormedLinear(enc_dim, activation=mish) for _ in range(enc_layers - 1)]
     encoder_module = nn.Sequential(layers + [NormedLinear(latent_dim, activation=partial(simnorm, simplex_dim=8))])
     key = jax.random.key(0)
@@ -209,7 +222,7 @@ def build_peer(size: int, multitask: bool, batch_size: int) -> tuple[Callable, C
                                                         "policy_model", "value_model")]
     agent, key = holder["agent"], jax.random.key(0)
     z = model.encode(jnp.asarray(plan_obs), model.encoder.params, key=key)
-    info = dict(framework=f"jax {jax.__version__}", latent_dim=latent_dim, hidden_width=latent_dim,
+    info = dict(framework=f"jax {jax.__version__}", latent_dim=latent_dim, hidden_width=hidden_width,
                 params=sum(x.size for x in jax.tree.leaves(trained)),
                 plan_gflop=(flops(lambda o: model.encode(o, model.encoder.params, key=key), jnp.asarray(plan_obs))
                             + flops(lambda z: agent.plan(z, None, train=True, key=key)[0], z)) / 1e9,
@@ -228,7 +241,7 @@ def build(implementation: str, request: dict, repo: str | None) -> tuple[Callabl
 
             torch.set_num_threads(1)
         return build_official(size, multitask, batch_size, implementation == "official_compiled", repo)
-    return build_peer(size, multitask, batch_size)
+    return build_peer(size, multitask, batch_size, wide=implementation == "peer_wide")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -209,7 +209,8 @@ def multitask_speed() -> str:
 SPEED = RESULTS / "speed"
 IMPLEMENTATION_NAMES = {"ours": "tdmpc2_jax", "official": "official, eager",
                         "official_1thread": "official, eager, 1 thread", "official_compiled": "official, torch.compile",
-                        "peer": "peer (ShaneFlandermeyer)"}
+                        "peer": "peer (ShaneFlandermeyer)", "peer_wide": "peer, hidden width = mlp_dim"}
+JAX_PROGRAMS = ("ours", "peer", "peer_wide")  # the implementations whose FLOPs per call are counted
 
 
 def _cell(row: dict | None) -> str:
@@ -221,43 +222,60 @@ def _cell(row: dict | None) -> str:
             f"first {row['first_call_s']:.0f} s{ratio}")
 
 
+def load_words(machine: dict) -> str:
+    """How busy the machine was: its load averages at the start and the end of the run."""
+    start = machine["load_average_start"][0]
+    end = machine.get("load_average_end", [start])[0]
+    busy = "shared with other jobs" if max(start, end) > machine["cores"] + 0.5 else "no other jobs"
+    return f"{busy} (1-minute load average {start:.1f} at the start, {end:.1f} at the end)"
+
+
 def versus_speed() -> str:
     """Per-call figures of every implementation, from experiments/results/speed/versus*.json."""
     paths = sorted(SPEED.glob("versus*.json"))
     runs = [json.loads(path.read_text()) for path in paths]
-    m, s, commits = runs[0]["machine"], runs[0]["settings"], runs[0]["commits"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, JAX {m['jax']}, shared with other jobs. Batch {s['batch_size']}, "
-             f"obs {s['obs_dim']}, action {s['action_dim']}, horizon {s['horizon']}, {s['iterations']} x "
-             f"{s['num_samples']} samples ({s['num_pi_trajs']} from the policy), {s['num_elites']} elites. Commits: "
-             f"official {commits['official'][:7]}, peer {commits['peer'][:7]}. Runs: "
-             + "; ".join(f"[{p.name}](../experiments/results/speed/{p.name}) {r['settings']['rounds']} rounds x "
-                         f"{r['settings']['calls']} calls, load average {r['machine']['load_average_start'][0]:.1f}"
+    s, commits = runs[0]["settings"], runs[0]["commits"]
+    names = [n for n in IMPLEMENTATION_NAMES if any(r["implementation"] == n for run in runs for r in run["rows"])]
+    lines = [f"Batch {s['batch_size']}, obs {s['obs_dim']}, action {s['action_dim']}, horizon {s['horizon']}, "
+             f"{s['iterations']} x {s['num_samples']} samples ({s['num_pi_trajs']} from the policy), {s['num_elites']} "
+             f"elites. Commits: official {commits['official'][:7]}, peer {commits['peer'][:7]}. Runs: "
+             + "; ".join(f"[{p.name}](../experiments/results/speed/{p.name}), {r['machine']['cpu']}, "
+                         f"{r['machine']['cores']} cores, JAX {r['machine']['jax']}, {r['settings']['rounds']} rounds x "
+                         f"{r['settings']['calls']} calls, {load_words(r['machine'])}"
                          for p, r in zip(paths, runs))
              + ". Cells: median (10th-90th percentile); first call (compile + run); theirs / ours from the same "
              "rounds (above 1: this project is faster).", "",
-             "| model | call | " + " | ".join(IMPLEMENTATION_NAMES.values()) + " |",
-             "|---" * (2 + len(IMPLEMENTATION_NAMES)) + "|"]
-    flop_lines = ["| model | call | tdmpc2_jax GFLOP per call (GFLOP/s) | peer GFLOP per call (GFLOP/s) | hidden width, peer / ours |",
-                  "|---|---|---|---|---|"]
+             "| model | call | " + " | ".join(IMPLEMENTATION_NAMES[n] for n in names) + " |",
+             "|---" * (2 + len(names)) + "|"]
+    counted = [n for n in JAX_PROGRAMS if n in names]
+    flop_lines = ["| model | call | " + " | ".join(f"{IMPLEMENTATION_NAMES[n]}: GFLOP per call (GFLOP/s)"
+                                                   for n in counted) + " | hidden width, " + " / ".join(
+                      IMPLEMENTATION_NAMES[n] for n in counted) + " |", "|---" * (3 + len(counted)) + "|"]
     for run in runs:
         rows = {(r["size"], r["multitask"], r["call"], r["implementation"]): r for r in run["rows"]}
         for config in run["configs"]:
             label = f"{config['size']}M{' mt30' if config['multitask'] else ''}"
+            info = config["info"]
             for call in ("plan", "update"):
-                cells = [_cell(rows.get((config["size"], config["multitask"], call, name)))
-                         for name in IMPLEMENTATION_NAMES]
+                cells = [_cell(rows.get((config["size"], config["multitask"], call, name))) for name in names]
                 lines.append(f"| {label} | {call} | " + " | ".join(cells) + " |")
-                info = config["info"]
-                if "peer" in info:
-                    gflop = {name: info[name][call + "_gflop"] for name in ("ours", "peer")}
-                    seconds = {name: rows[(config["size"], False, call, name)]["median_s"] for name in gflop}
-                    work = [f"{gflop[name]:.2f} ({gflop[name] / seconds[name]:.0f})" for name in gflop]
-                    flop_lines.append(f"| {label} | {call} | {work[0]} | {work[1]} | {info['peer']['hidden_width']} / "
-                                      f"{PRESET_MLP_DIM[config['size']]} |")
+                if config["multitask"] or "peer" not in info:
+                    continue
+                work, widths = [], []
+                for name in counted:
+                    row = rows.get((config["size"], False, call, name))
+                    if name not in info or row is None:
+                        work.append("-")
+                        widths.append("-")
+                        continue
+                    gflop = info[name][call + "_gflop"]
+                    work.append(f"{gflop:.2f} ({gflop / row['median_s']:.0f})")
+                    widths.append(str(info[name].get("hidden_width", PRESET_MLP_DIM[config["size"]])))
+                flop_lines.append(f"| {label} | {call} | " + " | ".join(work) + " | " + " / ".join(widths) + " |")
             for name, why in config["skipped"].items():
                 lines.append(f"| {label} | - | {IMPLEMENTATION_NAMES[name]} not run: {why} |"
-                             + " |" * (len(IMPLEMENTATION_NAMES) - 1))
-    return "\n".join(lines + ["", "Matrix-product work per call of the two JAX programs (benchmarks/_flops.py):", ""]
+                             + " |" * (len(names) - 1))
+    return "\n".join(lines + ["", "Matrix-product work per call of the JAX programs (benchmarks/_flops.py):", ""]
                      + flop_lines)
 
 
@@ -284,8 +302,7 @@ def whole_loop() -> str:
     """The host loops' agent steps/s and the MJX loop's transitions/s, from experiments/results/speed/loop.json."""
     r = json.loads((SPEED / "loop.json").read_text())
     h, m, mjx = r["host"], r["machine"], r.get("mjx")
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores (load average {m['load_average_start'][0]:.1f} at start). "
-             f"Host loops: {h['task']}, {h['agent_steps']} agent steps each ({h['seed_steps']} seed steps), side by "
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {load_words(m)}. Host loops: {h['task']}, {h['agent_steps']} agent steps each ({h['seed_steps']} seed steps), side by "
              f"side, one thread each; model and planner: mlp {h['overrides']['mlp_dim']}, latent "
              f"{h['overrides']['latent_dim']}, {h['overrides']['iterations']} x {h['overrides']['num_samples']} samples.",
              "", "| loop | agent steps/s after the seed phase | steps counted |", "|---|---|---|"]
@@ -294,9 +311,12 @@ def whole_loop() -> str:
     lines.append(f"| tdmpc2_jax / official | **{h['ratio']:.2f}x** | |")
     if mjx is None:  # a run cut short after the host loops
         return "\n".join(lines + ["", "MJX loop: not in this run."])
-    lines += ["", f"MJX loop, {mjx['task']}, {mjx['model_size']}M model (medians of {mjx['repeats']} warm calls):", "",
-              "| environments | transitions/s acting | updates/s (batch 256) |", "|---|---|---|"]
-    lines += [f"| {row['num_envs']} | {row['transitions_per_s']:.1f} | {row['updates_per_s']:.2f} |" for row in mjx["rows"]]
+    lines += ["", f"MJX loop, {mjx['task']}, the same model and planner, {mjx['threads']} thread(s), alone on the "
+              f"machine after the host loops (medians of {mjx['repeats']} warm calls of {mjx['steps']} batched steps):",
+              "", "| environments | transitions/s training (one update per transition) | against the official loop | "
+              "transitions/s acting only | updates/s (batch 256) |", "|---|---|---|---|---|"]
+    lines += [f"| {row['num_envs']} | {row['loop_transitions_per_s']:.1f} | **{row['ratio_to_official']:.2f}x** | "
+              f"{row['transitions_per_s']:.1f} | {row['updates_per_s']:.2f} |" for row in mjx["rows"]]
     return "\n".join(lines)
 
 

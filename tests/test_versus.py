@@ -93,8 +93,9 @@ def test_the_worker_answers_an_unknown_request_and_a_failing_one_in_one_line_and
                                                '{"error": "KeyError: \'plan\'"}']
 
 
-def test_the_peer_worker_is_never_given_this_repository_on_its_path():
-    argv, env = versus.worker_argv("peer", "/peer/bin/python", "/official")
+@pytest.mark.parametrize("peer", ["peer", "peer_wide"])
+def test_the_peer_worker_is_never_given_this_repository_on_its_path(peer):
+    argv, env = versus.worker_argv(peer, "/peer/bin/python", "/official")
     assert "PYTHONPATH" not in env and argv[1].endswith("benchmarks/versus_worker.py") and "-m" not in argv
     _, env = versus.worker_argv("official", "/official/bin/python", "/official")
     assert env["PYTHONPATH"].split(":")[0] == str(versus.REPO)
