@@ -830,15 +830,29 @@ def docs_table(directory: pathlib.Path = OUT) -> str:
 
 def speed_table(paths: list[pathlib.Path]) -> str:
     """The figures of `benchmarks/mjx_exact_speed.py` results files (float32 and float64 runs), one
-    row per task, variant, precision and batch size, for the docs."""
-    lines = ["| task | model | precision | envs | physics steps per agent step | solver iterations | "
+    row per task, variant, precision and batch size, for the docs, under a line naming each file,
+    its command and its machine (a CPU that other jobs shared while it ran)."""
+    benches = [json.loads(path.read_text()) for path in paths]
+    files = [f"[{path.name}](../experiments/results/mjx_exact/{path.name}) ("
+             + (f"`{bench['command']}`" if "command" in bench else "command not recorded")
+             + f"; {bench.get('machine', 'machine not recorded')})" for path, bench in zip(paths, benches)]
+    lines = ["From " + ", ".join(files) + ": timed while other jobs shared the CPU, so each figure holds for "
+             "that load only; set beside each other, they compare the two models under the same load.", "",
+             "| task | model | precision | envs | physics steps per agent step | solver iterations | "
              "env steps/s | first call (compile) s |", "|---|---|---|---|---|---|---|---|"]
-    for path in paths:
-        bench = json.loads(path.read_text())
+    for bench in benches:
         lines += [f"| {r['task'].removesuffix('-exact')} | {r['variant']} | {r['dtype']} | {r['num_envs']} | "
                   f"{r['physics_steps_per_agent_step']} | {r['solver_iterations']} | {r['env_steps_per_s']:.0f} | "
                   f"{r['first_call_s']:.0f} |" for r in bench["rows"]]
     return "\n".join(lines)
+
+
+def diagnosis_table(directory: pathlib.Path) -> str:
+    """The committed per-physics-step comparison of MJX with MuJoCo's C library
+    (experiments/mjx_step_diagnosis.py) in `directory`, for the docs."""
+    from experiments import mjx_step_diagnosis
+
+    return mjx_step_diagnosis.docs_table(directory)
 
 
 def check_task(task: str, steps: int, seed: int, variant: str, agent: str | None, onestep: bool = False

@@ -137,3 +137,20 @@ def test_one_step_from_every_host_state_of_dm_controls_cartpole_stays_within_flo
     result = fidelity.dynamic_check(host, mjx, layout, steps=5, onestep=fidelity.make_onestep(mjx))
     assert result["onestep_steps_beyond"] == 0 and 0 < result["onestep_obs_diff_max"] < 1e-4
     assert result["onestep_reward_diff_max"] < 1e-5
+
+
+def test_the_speed_table_lists_every_file_with_its_command_and_machine_and_both_precisions(tmp_path):
+    import json
+
+    def row(dtype, steps_per_s):
+        return dict(task="walker-walk-exact", variant="exact", dtype=dtype, num_envs=16, physics_steps_per_agent_step=20,
+                    solver_iterations=100, env_steps_per_s=steps_per_s, first_call_s=30.0)
+
+    (tmp_path / "speed.json").write_text(json.dumps(dict(rows=[row("float32", 91.2)])))
+    (tmp_path / "speed_x64.json").write_text(json.dumps(dict(command="python -m benchmarks.mjx_exact_speed --x64",
+                                                             machine="EPYC, 2 cores", rows=[row("float64", 40.4)])))
+    lines = fidelity.speed_table(sorted(tmp_path.glob("speed*.json"))).splitlines()
+    assert "[speed.json]" in lines[0] and "command not recorded" in lines[0]
+    assert "`python -m benchmarks.mjx_exact_speed --x64`; EPYC, 2 cores" in lines[0]
+    assert lines[-2:] == ["| walker-walk | exact | float32 | 16 | 20 | 100 | 91 | 30 |",
+                          "| walker-walk | exact | float64 | 16 | 20 | 100 | 40 | 30 |"]
