@@ -219,7 +219,7 @@ def _cell(row: dict | None) -> str:
         return "-"
     ratio = "" if row["implementation"] == "ours" else f"; **{row['ratio_to_ours']:.2f}x**"
     return (f"{1e3 * row['median_s']:.0f} ms ({1e3 * row['p10_s']:.0f}-{1e3 * row['p90_s']:.0f}); "
-            f"first {row['first_call_s']:.0f} s{ratio}")
+            f"first {row['first_call_s']:.{1 if row['first_call_s'] < 10 else 0}f} s{ratio}")
 
 
 def load_words(machine: dict) -> str:
@@ -285,8 +285,8 @@ PRESET_MLP_DIM = {1: 384, 5: 512, 19: 1024}  # the official MODEL_SIZE presets' 
 def multitask_overhead() -> str:
     """mt30 against single-task at one size, from experiments/results/speed/multitask_overhead.json."""
     r = json.loads((SPEED / "multitask_overhead.json").read_text())
-    lines = [f"{r['size']}M, {r['rounds']} rounds x {r['calls']} calls each, alternating "
-             f"(load average {r['machine']['load_average_start'][0]:.1f} at start).", "",
+    lines = [f"{r['size']}M, {r['rounds']} rounds x {r['calls']} calls each, alternating; {r['machine']['cpu']}, "
+             f"{r['machine']['cores']} cores, {load_words(r['machine'])}.", "",
              "| call | single-task | mt30 | time mt30 / single | work mt30 / single | programs (mt30) | "
              "gathers, concatenations (single -> mt30) |", "|---|---|---|---|---|---|---|"]
     for call in ("plan", "update"):
@@ -311,8 +311,8 @@ def whole_loop() -> str:
     lines.append(f"| tdmpc2_jax / official | **{h['ratio']:.2f}x** | |")
     if mjx is None:  # a run cut short after the host loops
         return "\n".join(lines + ["", "MJX loop: not in this run."])
-    lines += ["", f"MJX loop, {mjx['task']}, the same model and planner, {mjx['threads']} thread(s), alone on the "
-              f"machine after the host loops (medians of {mjx['repeats']} warm calls of {mjx['steps']} batched steps):",
+    lines += ["", f"MJX loop, {mjx['task']}, the same model and planner, {mjx['threads']} thread(s), after the host loops "
+              f"(medians of {mjx['repeats']} warm calls of {mjx['steps']} batched steps):",
               "", "| environments | transitions/s training (one update per transition) | against the official loop | "
               "transitions/s acting only | updates/s (batch 256) |", "|---|---|---|---|---|"]
     lines += [f"| {row['num_envs']} | {row['loop_transitions_per_s']:.1f} | **{row['ratio_to_official']:.2f}x** | "
