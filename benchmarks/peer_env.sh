@@ -20,6 +20,6 @@ python3.11 -m venv "$venv"
 venv="$(cd "$venv" && pwd)"
 "$venv/bin/pip" install -q --upgrade pip
 "$venv/bin/pip" install -q "$(pin jax)" "$(pin jaxlib)" "$(pin flax)" "$(pin optax)" "$(pin numpy)" \
-    jaxtyping einops absl-py
+    "$(pin absl-py)" -r "$here/benchmarks/peer_requirements.txt"
 "$venv/bin/pip" install -q --no-deps "$checkout"
 (cd / && "$venv/bin/python" -c "import jax, tdmpc2_jax; from tdmpc2_jax import TDMPC2, WorldModel; print('peer environment ready:', '$venv', 'jax', jax.__version__, tdmpc2_jax.__file__)")

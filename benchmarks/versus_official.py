@@ -1,6 +1,6 @@
 """This project against the implementations a user could pick instead, on the same CPU, in the same minutes.
 
-    python -m benchmarks.versus_official --official_repo=PATH [--peer_repo=PATH] [--sizes=1,5,19]
+    python -m benchmarks.versus_official [--official_repo=PATH] [--peer_repo=PATH] [--sizes=1,5,19]
         [--multitask_sizes=1,5] [--rounds=6] [--calls=5] [--out=experiments/results/speed/versus.json]
 
 Six implementations, each in its own long-lived worker process (benchmarks/versus_worker.py):
@@ -85,16 +85,23 @@ class Worker:
             pass
 
 
-def worker_argv(name: str, python: str, official_repo: str) -> tuple[list[str], dict[str, str]]:
+def worker_argv(name: str, python: str, official_repo: str | None,
+                peer_path: str | None = None) -> tuple[list[str], dict[str, str]]:
     """(command line, environment) of one implementation's worker. `ours` and `official` import this
     repository (the official worker with this environment's site-packages behind its own, for
-    jax, as tdmpc2_jax/official_code.py's fixture generators run); the peer's worker must not."""
+    jax, as tdmpc2_jax/official_code.py's fixture generators run); the peer's worker must not, and
+    gets `peer_path` (where its package is installed outside its interpreter) as its only path."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     if name.startswith("peer"):
+        if peer_path:
+            env["PYTHONPATH"] = peer_path
         return [python, str(WORKER), name], env
-    site = next(p for p in sys.path if p.endswith("site-packages"))
-    env["PYTHONPATH"] = str(REPO) if name == "ours" else f"{REPO}{os.pathsep}{site}"
-    return [python, str(WORKER), name, official_repo], env
+    if name == "ours":  # this repository first, then whatever path the command was given
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    else:
+        site = next(p for p in sys.path if p.endswith("site-packages"))
+        env["PYTHONPATH"] = f"{REPO}{os.pathsep}{site}"
+    return [python, str(WORKER), name] + ([official_repo] if official_repo else []), env
 
 
 def measure(workers: list[Worker], size: Any, multitask: bool, batch_size: int, rounds: int,
@@ -168,12 +175,16 @@ def git_commit(path: str | pathlib.Path | None) -> str | None:
 
 def define_flags() -> None:
     """This command line's flags; defined when it runs, so that importing the module defines none."""
-    flags.DEFINE_string("official_repo", None, "a checkout of github.com/nicklashansen/tdmpc2", required=True)
+    flags.DEFINE_string("official_repo", None, "a checkout of github.com/nicklashansen/tdmpc2 (needed for the "
+                        "official implementations)")
     flags.DEFINE_string("official_python", ".venv-official/bin/python",
                         "interpreter with torch 2.13 + tensordict (experiments/official_env.sh)")
     flags.DEFINE_string("peer_python", ".venv-peer/bin/python",
                         "interpreter with ShaneFlandermeyer/tdmpc2-jax installed (benchmarks/peer_env.sh)")
     flags.DEFINE_string("peer_repo", None, "the peer checkout installed there (its commit is recorded)")
+    flags.DEFINE_string("peer_commit", None, "the peer's commit where there is no checkout to read it from")
+    flags.DEFINE_string("peer_path", None, "PYTHONPATH of the peer workers, where the peer is installed outside "
+                        "--peer_python's environment (benchmarks/device_versus.sh)")
     flags.DEFINE_list("implementations", list(IMPLEMENTATIONS), f"which of {', '.join(IMPLEMENTATIONS)}")
     define_int_list("sizes", [1, 5, 19], "single-task model-size presets")
     define_int_list("multitask_sizes", [1], "mt30 model sizes (empty: none)")
@@ -188,7 +199,10 @@ def start_workers() -> list[Worker]:
     if unknown or "ours" not in FLAGS.implementations:
         fail(f"--implementations must include ours and name only {', '.join(IMPLEMENTATIONS)}; got "
              f"{','.join(FLAGS.implementations)}")
-    if not (pathlib.Path(FLAGS.official_repo) / "tdmpc2" / "tdmpc2.py").is_file():
+    official = [n for n in FLAGS.implementations if n.startswith("official")]
+    if official and not FLAGS.official_repo:
+        fail(f"--official_repo is needed for {', '.join(official)}")
+    if official and not (pathlib.Path(FLAGS.official_repo) / "tdmpc2" / "tdmpc2.py").is_file():
         fail(f"{FLAGS.official_repo} is not a checkout of nicklashansen/tdmpc2 (no tdmpc2/tdmpc2.py)")
     pythons = dict(ours=sys.executable, official=FLAGS.official_python, official_1thread=FLAGS.official_python,
                    official_compiled=FLAGS.official_python, peer=FLAGS.peer_python, peer_wide=FLAGS.peer_python)
@@ -197,7 +211,7 @@ def start_workers() -> list[Worker]:
         if not os.access(pythons[name], os.X_OK):
             fail(f"{name}: no interpreter at {pythons[name]} (see benchmarks/versus_official.py's docstring)")
         argv, env = worker_argv(name, os.path.abspath(pythons[name]) if name != "ours" else pythons[name],
-                                os.path.abspath(FLAGS.official_repo))
+                                FLAGS.official_repo and os.path.abspath(FLAGS.official_repo), FLAGS.peer_path)
         workers.append(Worker(name, argv, env))
     return workers
 
@@ -213,7 +227,7 @@ def main(argv: list[str]) -> None:
         settings=dict(batch_size=FLAGS.batch_size, rounds=FLAGS.rounds, calls=FLAGS.calls, obs_dim=24,
                       action_dim=6, horizon=3, iterations=6, num_samples=512, num_pi_trajs=24, num_elites=64),
         commits=dict(ours=git_commit(REPO), official=git_commit(FLAGS.official_repo),
-                     peer=git_commit(FLAGS.peer_repo)),
+                     peer=git_commit(FLAGS.peer_repo) or FLAGS.peer_commit),
         configs=[], rows=[])
     try:
         for size, multitask in configs:

@@ -2,6 +2,7 @@
 ratios come from the same rounds, one that cannot build is recorded as skipped, and a worker that
 dies is one line. This project's worker runs for real at the tiny size; the others are stand-ins
 speaking the same protocol (torch and the peer live in other environments)."""
+import subprocess
 import sys
 import textwrap
 
@@ -99,6 +100,20 @@ def test_the_peer_worker_is_never_given_this_repository_on_its_path(peer):
     assert "PYTHONPATH" not in env and argv[1].endswith("benchmarks/versus_worker.py") and "-m" not in argv
     _, env = versus.worker_argv("official", "/official/bin/python", "/official")
     assert env["PYTHONPATH"].split(":")[0] == str(versus.REPO)
+
+
+def test_a_peer_installed_apart_gets_only_its_own_path_and_ours_keeps_the_given_one(monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", "/wheels/site")
+    _, env = versus.worker_argv("peer_wide", "/usr/bin/python3", None, "/tmp/peer_site")
+    assert env["PYTHONPATH"] == "/tmp/peer_site"
+    argv, env = versus.worker_argv("ours", "/usr/bin/python3", None)
+    assert env["PYTHONPATH"].split(":") == [str(versus.REPO), "/wheels/site"] and argv[-1] == "ours"
+
+
+def test_timing_the_official_code_without_its_checkout_is_one_line():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.versus_official", "--implementations=ours,official"],
+                          capture_output=True, text=True, cwd=versus.REPO)
+    assert done.returncode == 2 and done.stderr.strip() == "error: --official_repo is needed for official"
 
 
 def test_the_official_console_lines_give_agent_steps_and_elapsed_seconds():
