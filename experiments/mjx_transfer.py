@@ -294,12 +294,20 @@ def write_csv(path: pathlib.Path, rows: list[dict], columns: tuple[str, ...]) ->
 
 
 def table(summary: list[dict]) -> list[str]:
-    """Markdown rows of summary.csv rows (read from the file: every value a string)."""
+    """Markdown rows of summary.csv rows (read from the file: every value a string); `vs host` is a
+    variant's mean return minus its agent's host mean."""
+    host = {r["agent"]: float(r["mean"]) for r in summary if r["variant"] == HOST}
+
+    def versus(r: dict) -> str:
+        if r["variant"] == HOST or r["agent"] not in host:
+            return "-"
+        return f"{float(r['mean']) - host[r['agent']]:+.1f}"
+
     lines = ["| agent | trained on | evaluated on | variant | episodes | return mean +- std | 95% CI of the mean | "
-             "falls |", "|---|---|---|---|---|---|---|---|"]
+             "vs host | falls |", "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['agent']} | {r['trained_on']} | {r['evaluated_on']} | {r['variant']} | {r['episodes']} | "
               f"{float(r['mean']):.1f} +- {float(r['std']):.1f} | [{float(r['ci_low']):.1f}, "
-              f"{float(r['ci_high']):.1f}] | {r['falls'] or '-'} |" for r in summary]
+              f"{float(r['ci_high']):.1f}] | {versus(r)} | {r['falls'] or '-'} |" for r in summary]
     return lines
 
 
@@ -309,8 +317,9 @@ def docs_table(directory: pathlib.Path = OUT) -> str:
     link = f"../experiments/results/{name}"
     return "\n".join([f"From [{name}/summary.csv]({link}/summary.csv) (every episode: [episodes.csv]({link}/"
                       f"episodes.csv); command and machine: [README.md]({link}/README.md)). Return mean +- std over "
-                      "the episodes, the bootstrap 95% interval of the mean, and falls: walker episodes whose torso "
-                      "dropped below half the stand height after standing.", ""] + table(read_csv(directory /
+                      "the episodes, the bootstrap 95% interval of the mean, vs host: the mean minus the agent's host "
+                      "mean, and falls: walker episodes whose torso dropped below half the stand height after "
+                      "standing.", ""] + table(read_csv(directory /
                                                                                                    "summary.csv")))
 
 
@@ -356,13 +365,19 @@ def run(agents: list[Agent], variants: list[str] | None, episodes: int, out: pat
             began = time.monotonic()
             result = evaluate(agent, variant, episodes, EVAL_SEED)
             done += episode_rows(agent, variant, EVAL_SEED, result)
-            summary = summary_rows(done)
-            write_csv(out / "episodes.csv", done, EPISODE_COLUMNS)
-            write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
-            (out / "README.md").write_text(readme(commands_of(out, command), summary))
+            write_results(out, done, command)
             print(f"{agent.name} on {variant}: return {result.returns.mean():.1f} +- {result.returns.std():.1f} "
                   f"({time.monotonic() - began:.0f} s)", flush=True)
-    return summary_rows(done)
+    return write_results(out, done, command) if done else []
+
+
+def write_results(out: pathlib.Path, episodes: list[dict], command: str) -> list[dict]:
+    """episodes.csv, summary.csv and README.md of `episodes` rows under `out`; the summary rows."""
+    summary = summary_rows(episodes)
+    write_csv(out / "episodes.csv", episodes, EPISODE_COLUMNS)
+    write_csv(out / "summary.csv", summary, SUMMARY_COLUMNS)
+    (out / "README.md").write_text(readme(commands_of(out, command), summary))
+    return summary
 
 
 # ------------------------------------------------------------------------------------ command line

@@ -130,14 +130,18 @@ def test_table_from_a_small_summary_csv(tmp_path):
     rows = [dict(agent="walker-walk-1M", task="walker-walk", trained_on="host", evaluated_on="mjx",
                  variant="playground-height", episodes=5, mean=801.25, std=120.04, ci_low=700.0, ci_high=890.55,
                  falls="1/5"),
-            dict(agent="cheetah-run-1M", task="cheetah-run", trained_on="host", evaluated_on="host", variant="host",
-                 episodes=5, mean=437.0, std=28.0, ci_low=415.5, ci_high=459.0, falls="")]
+            dict(agent="walker-walk-1M", task="walker-walk", trained_on="host", evaluated_on="host", variant="host",
+                 episodes=5, mean=722.25, std=28.0, ci_low=700.0, ci_high=750.0, falls="0/5"),
+            dict(agent="cheetah-run-1M", task="cheetah-run", trained_on="host", evaluated_on="mjx",
+                 variant="playground", episodes=5, mean=383.0, std=14.0, ci_low=370.0, ci_high=395.0, falls="")]
     mt.write_csv(tmp_path / "summary.csv", rows, mt.SUMMARY_COLUMNS)
     assert mt.table(mt.read_csv(tmp_path / "summary.csv")) == [
-        "| agent | trained on | evaluated on | variant | episodes | return mean +- std | 95% CI of the mean | falls |",
-        "|---|---|---|---|---|---|---|---|",
-        "| walker-walk-1M | host | mjx | playground-height | 5 | 801.2 +- 120.0 | [700.0, 890.5] | 1/5 |",
-        "| cheetah-run-1M | host | host | host | 5 | 437.0 +- 28.0 | [415.5, 459.0] | - |"]
+        "| agent | trained on | evaluated on | variant | episodes | return mean +- std | 95% CI of the mean | vs host "
+        "| falls |",
+        "|---|---|---|---|---|---|---|---|---|",
+        "| walker-walk-1M | host | mjx | playground-height | 5 | 801.2 +- 120.0 | [700.0, 890.5] | +79.0 | 1/5 |",
+        "| walker-walk-1M | host | host | host | 5 | 722.2 +- 28.0 | [700.0, 750.0] | - | 0/5 |",
+        "| cheetah-run-1M | host | mjx | playground | 5 | 383.0 +- 14.0 | [370.0, 395.0] | - | - |"]
 
 
 def test_a_stopped_run_run_again_evaluates_only_the_variants_not_yet_written(tmp_path):
