@@ -2,12 +2,13 @@
 
     XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" \
     python -m benchmarks.versus_loop --official_repo=PATH [--task=cartpole-swingup] [--episodes=3]
-        [--num_envs=1,16,64] [--out=experiments/results/speed/loop.json]
+        [--model_size=0] [--num_envs=1,16,64] [--out=experiments/results/speed/loop.json]
 
 - Host loops: this project's `tdmpc2_jax.train` and the official `train.py` (a copy of PATH patched
   for CPU by experiments/learning_vs_official.py, eager, run by --official_python) train the same
-  task with the same settings (experiments/plans/learning_vs_official.json's small model and
-  planner), side by side, one thread each, as the learning comparison runs them. Each runs the seed
+  task with the same settings (--model_size=0: experiments/plans/learning_vs_official.json's small
+  model and planner; else that model-size preset with the official planner), side by side, one
+  thread each, as the learning comparison runs them. Each runs the seed
   phase (max(1000, 5 x episode length) random steps), the burst of that many updates, then
   --episodes more episodes of act + environment step + one update per step; evaluation only at step
   0. The figure is agent steps per second from the end of the first episode after the burst to the
@@ -74,13 +75,20 @@ def our_points(train_csv: pathlib.Path) -> list[tuple[int, float]]:
         return [(int(float(r["agent_step"])), float(r["elapsed_time"])) for r in csv.DictReader(f)]
 
 
+def model_overrides(model_size: int) -> dict[str, str]:
+    """The model and planner keys both loops get: the learning comparison's (0) or a preset's."""
+    if model_size == 0:
+        return {k: v for k, v in lvo.load_plan(lvo.DEFAULT_PLAN).overrides.items()
+                if k not in ("eval_freq", "eval_episodes")}
+    return {"model_size": str(model_size)}
+
+
 def host_loops(task: str, episodes: int) -> dict[str, Any]:
     """Both host loops on `task`, side by side; their agent steps/s after the seed phase's burst."""
-    plan = lvo.load_plan(lvo.DEFAULT_PLAN)
     episode = task_defaults(task).get("episode_length", 1000) // lvo.action_repeat_of(task)
     seed_steps = max(1000, 5 * episode)
     steps = seed_steps + (episodes + 1) * episode
-    overrides = dict(plan.overrides, eval_freq=str(10 * steps), eval_episodes="1")
+    overrides = dict(model_overrides(FLAGS.model_size), eval_freq=str(10 * steps), eval_episodes="1")
     scratch = pathlib.Path(tempfile.mkdtemp(prefix="versus_loop_"))
     lvo.patch_official(pathlib.Path(FLAGS.official_repo), scratch / "official_src")
     runs = {impl: lvo.Run(impl, task, 1) for impl in ("official", "tdmpc2_jax")}
@@ -106,8 +114,8 @@ def host_loops(task: str, episodes: int) -> dict[str, Any]:
 
 def mjx_loop(task: str, overrides: dict[str, str], official_steps_per_s: float) -> list[dict[str, Any]]:
     """The MJX loop's figures at each --num_envs, with `task` and the host loops' model and planner."""
-    sizes = {k: int(v) for k, v in overrides.items() if k in ("mlp_dim", "latent_dim", "enc_dim", "num_q",
-                                                              "num_samples", "iterations")}
+    sizes = {k: int(v) for k, v in overrides.items() if k in ("model_size", "mlp_dim", "latent_dim", "enc_dim",
+                                                              "num_q", "num_samples", "iterations")}
     rows = []
     for n in FLAGS.num_envs:
         figures = device_figures(task, sizes, n, FLAGS.steps, FLAGS.updates, FLAGS.repeats, whole_loop=True)
@@ -134,6 +142,8 @@ def define_flags() -> None:
                         "interpreter of the official training code (experiments/official_env.sh)")
     flags.DEFINE_string("task", "cartpole-swingup", "DMControl task of the host loops")
     flags.DEFINE_integer("episodes", 3, "episodes timed after the seed phase")
+    flags.DEFINE_integer("model_size", 0, "model-size preset of both loops (0: the learning comparison's small "
+                         "model and planner)")
     define_int_list("num_envs", [1, 16, 64], "MJX environment counts (empty: skip)")
     flags.DEFINE_integer("steps", 3, "batched MJX steps per timed chunk")
     flags.DEFINE_integer("updates", 5, "updates per timed MJX call")

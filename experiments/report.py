@@ -298,26 +298,38 @@ def multitask_overhead() -> str:
     return "\n".join(lines)
 
 
+def model_words(overrides: dict) -> str:
+    """The model and planner of a loop run: a preset with the official planner, or the small one."""
+    if "model_size" in overrides:
+        return f"the {overrides['model_size']}M preset with the official planner (6 x 512 samples)"
+    return (f"mlp {overrides['mlp_dim']}, latent {overrides['latent_dim']}, {overrides['iterations']} x "
+            f"{overrides['num_samples']} samples")
+
+
 def whole_loop() -> str:
-    """The host loops' agent steps/s and the MJX loop's transitions/s, from experiments/results/speed/loop.json."""
-    r = json.loads((SPEED / "loop.json").read_text())
-    h, m, mjx = r["host"], r["machine"], r.get("mjx")
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, {load_words(m)}. Host loops: {h['task']}, {h['agent_steps']} agent steps each ({h['seed_steps']} seed steps), side by "
-             f"side, one thread each; model and planner: mlp {h['overrides']['mlp_dim']}, latent "
-             f"{h['overrides']['latent_dim']}, {h['overrides']['iterations']} x {h['overrides']['num_samples']} samples.",
-             "", "| loop | agent steps/s after the seed phase | steps counted |", "|---|---|---|"]
-    for impl, name in (("tdmpc2_jax", "tdmpc2_jax host loop"), ("official", "official training loop, eager")):
-        lines.append(f"| {name} | {h[impl]['steps_per_s']:.1f} | {h[impl]['steps_counted']} |")
-    lines.append(f"| tdmpc2_jax / official | **{h['ratio']:.2f}x** | |")
-    if mjx is None:  # a run cut short after the host loops
-        return "\n".join(lines + ["", "MJX loop: not in this run."])
-    lines += ["", f"MJX loop, {mjx['task']}, the same model and planner, {mjx['threads']} thread(s), after the host loops "
-              f"(medians of {mjx['repeats']} warm calls of {mjx['steps']} batched steps):",
-              "", "| environments | transitions/s training (one update per transition) | against the official loop | "
-              "transitions/s acting only | updates/s (batch 256) |", "|---|---|---|---|---|"]
-    lines += [f"| {row['num_envs']} | {row['loop_transitions_per_s']:.1f} | **{row['ratio_to_official']:.2f}x** | "
-              f"{row['transitions_per_s']:.1f} | {row['updates_per_s']:.2f} |" for row in mjx["rows"]]
-    return "\n".join(lines)
+    """The host loops' agent steps/s and the MJX loop's transitions/s, from experiments/results/speed/loop*.json."""
+    lines = []
+    for path in sorted(SPEED.glob("loop*.json")):
+        r = json.loads(path.read_text())
+        h, m, mjx = r["host"], r["machine"], r.get("mjx")
+        lines += [f"**{model_words(h['overrides'])}** ([{path.name}](../experiments/results/speed/{path.name})). "
+                  f"Machine: {m['cpu']}, {m['cores']} cores, {load_words(m)}. Host loops: {h['task']}, "
+                  f"{h['agent_steps']} agent steps each ({h['seed_steps']} seed steps), side by side, one thread each.",
+                  "", "| loop | agent steps/s after the seed phase | steps counted |", "|---|---|---|"]
+        for impl, name in (("tdmpc2_jax", "tdmpc2_jax host loop"), ("official", "official training loop, eager")):
+            lines.append(f"| {name} | {h[impl]['steps_per_s']:.1f} | {h[impl]['steps_counted']} |")
+        lines += [f"| tdmpc2_jax / official | **{h['ratio']:.2f}x** | |", ""]
+        if mjx is None:  # a run cut short after the host loops
+            lines += ["MJX loop: not in this run.", ""]
+            continue
+        lines += [f"MJX loop, {mjx['task']}, the same model and planner, {mjx['threads']} thread(s), after the host "
+                  f"loops (medians of {mjx['repeats']} warm calls of {mjx['steps']} batched steps):", "",
+                  "| environments | transitions/s training (one update per transition) | against the official loop | "
+                  "transitions/s acting only | updates/s (batch 256) |", "|---|---|---|---|---|"]
+        lines += [f"| {row['num_envs']} | {row['loop_transitions_per_s']:.1f} | **{row['ratio_to_official']:.2f}x** | "
+                  f"{row['transitions_per_s']:.1f} | {row['updates_per_s']:.2f} |" for row in mjx["rows"]]
+        lines.append("")
+    return "\n".join(lines[:-1])
 
 
 BLOCKS: dict[str, Block] = {
