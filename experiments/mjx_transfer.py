@@ -24,8 +24,8 @@ Evaluation follows `python -m tdmpc2_jax.evaluate` (`evaluation.evaluate_task`) 
 playground and exact rows are what that command prints for the same seed and episode count. The
 planner is the official one (512 samples x 6 iterations, the run config's default), the one the
 committed agents' README evaluates with. On walker the torso's height is kept at every step: an
-episode `fell` at the first step, after the torso first reached dm_control's stand height (1.2 m),
-at which it is below half of it.
+episode fell at the first step, after the torso first stood (`STOOD_STEPS` steps in a row at
+dm_control's stand height, 1.2 m), at which it is below half of it (`fall_step`).
 
 Writes episodes.csv (one row per episode) after each variant, summary.csv (per agent and variant:
 mean, std and a bootstrap 95% interval of the mean return, and the falls) and README.md (the
@@ -51,6 +51,7 @@ EVAL_SEED = 0  # the evaluation seed of every variant (evaluate's --seed)
 EPISODES = 5
 BOOTSTRAP = dict(n_resamples=10_000, confidence_level=0.95, seed=0)  # scipy.stats.bootstrap, percentile method
 STAND_HEIGHT = 1.2  # dm_control walker.py _STAND_HEIGHT
+STOOD_STEPS = 25  # agent steps in a row at the stand height that count as standing (1.25 s)
 HEIGHT_ENTRY = 14  # the walker observation's entry for dm_control's height (Playground: the torso's zz)
 SOLVER_OPTIONS = ("solver", "iterations", "ls_iterations", "tolerance", "ls_tolerance", "disableflags")
 HOST = "host"
@@ -145,13 +146,17 @@ def use_dm_control_solver(playground_env: Any, domain: str) -> list[str]:
 
 
 def fall_step(heights: np.ndarray) -> int | None:
-    """The first step at which the torso is below half the stand height after it first reached the
-    stand height (heights [T]); None where the walker never stood or never fell after."""
-    stood = np.flatnonzero(heights >= STAND_HEIGHT)
+    """The first step at which the torso is below half the stand height after it first stood
+    (STOOD_STEPS steps in a row at or above the stand height: an episode starts with the torso at
+    its resting height above the ground before it drops); None where the walker never stood or never
+    fell after. heights: [T]."""
+    up = np.concatenate([[0], np.cumsum(heights >= STAND_HEIGHT)])
+    stood = np.flatnonzero(up[STOOD_STEPS:] - up[:-STOOD_STEPS] == STOOD_STEPS)
     if not stood.size:
         return None
-    below = np.flatnonzero(heights[stood[0]:] < STAND_HEIGHT / 2)
-    return int(stood[0] + below[0]) if below.size else None
+    start = stood[0] + STOOD_STEPS
+    below = np.flatnonzero(heights[start:] < STAND_HEIGHT / 2)
+    return int(start + below[0]) if below.size else None
 
 
 # ------------------------------------------------------------------------------------ evaluation

@@ -91,11 +91,13 @@ def test_dm_controls_solver_options_go_into_playgrounds_model(walker_pair):
 
 
 def test_a_fall_is_the_first_step_below_half_the_stand_height_after_standing():
-    lying_then_walking = np.array([0.2, 0.5, 1.0, 1.25, 1.3, 1.1, 0.7, 0.5, 0.3, 1.3])
-    assert mt.fall_step(lying_then_walking) == 7
-    assert mt.fall_step(np.array([0.2, 0.3, 0.1])) is None  # never stood
-    assert mt.fall_step(np.array([0.3, 1.2, 1.3, 0.9])) is None  # stood, never fell
-    assert mt.fall_step(np.array([1.2, 0.59])) == 1
+    n = mt.STOOD_STEPS
+    start_drop = [1.3, 1.25, 0.9, 0.3]  # every episode starts with the torso above the ground, falling
+    standing = [1.3] * n
+    assert mt.fall_step(np.array(start_drop + [0.3] * 10)) is None  # never stood
+    assert mt.fall_step(np.array(start_drop + standing + [1.1, 0.7, 0.5, 1.3])) == len(start_drop) + n + 2
+    assert mt.fall_step(np.array(start_drop + standing + [0.9, 1.3])) is None  # stood, never fell
+    assert mt.fall_step(np.array(start_drop + [1.3] * (n - 1) + [0.5])) is None  # not long enough to count
 
 
 def episode(agent, variant, e, ret, fall=""):
