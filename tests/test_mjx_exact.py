@@ -92,3 +92,21 @@ def test_a_cartpole_balance_reset_draws_dm_controls_start_ranges():
     assert (np.abs(qpos[:, 0]) <= 0.1).all() and (np.abs(qpos[:, 1]) <= 0.034).all()
     assert qpos[:, 0].std() > 0.03 and 0 < np.abs(qvel).max() < 0.1
     np.testing.assert_allclose(np.asarray(states.obs[:, 1]), np.cos(qpos[:, 1]), atol=1e-6)
+
+
+def test_controls_are_computed_in_the_physics_dtype():
+    """In float64 physics the control is the host's float64 mapping of the float32 action, exactly;
+    a float32 mapping rounds it (by up to 6e-8 on [-1, 1])."""
+    import jax
+    import jax.numpy as jnp
+
+    from tdmpc2_jax.envs.mjx import to_control
+
+    action = np.random.default_rng(0).uniform(-1.0, 1.0, 1000).astype(np.float32)
+    low, high = np.full(1000, -1.0), np.full(1000, 1.0)
+    host = low + (action.astype(np.float64) + 1.0) * 0.5 * (high - low)
+    with jax.enable_x64(True):
+        np.testing.assert_array_equal(np.asarray(to_control(action, low, high, jnp.float64)), host)
+    rounded = np.asarray(to_control(action, low, high, jnp.float32), np.float64)
+    assert 0 < np.abs(rounded - host).max() <= 6e-8
+    assert np.asarray(to_control(np.float32([3.0, -3.0]), low[:2], np.float64([1.0, 2.0]), jnp.float32)).tolist() == [1.0, -1.0]

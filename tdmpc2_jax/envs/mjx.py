@@ -236,8 +236,8 @@ class MJXEnv:
         # process and reused by every program that steps or resets this environment.
         self._physics_step = jax.jit(lambda inner, ctrl: _strong(playground_env.step(inner, ctrl)))
         self._fresh = jax.jit(lambda key: _strong(playground_env.reset(key)))
-        ctrl = jnp.asarray(self.playground_env.mjx_model.actuator_ctrlrange, jnp.float32)
-        self._low, self._high = ctrl[:, 0], ctrl[:, 1]
+        ctrl = np.asarray(self.playground_env.mjx_model.actuator_ctrlrange, np.float64)
+        self._low, self._high = ctrl[:, 0], ctrl[:, 1]  # cast to the physics' dtype where used
         size = self.playground_env.observation_size
         self.obs_dim = int(np.prod(size["state"]) if isinstance(size, Mapping) else size)
         self.action_dim = int(self.playground_env.action_size)
@@ -311,14 +311,12 @@ class MJXEnv:
 
     def _advance(self, state: EnvState, action: jax.Array) -> tuple[Any, StepOutput, jax.Array]:
         """The physics of one agent step: (inner state, output before any reset, [next key, reset key])."""
-        action = jnp.clip(action, -1.0, 1.0)
-        if self.suite == DM_CONTROL:
-            ctrl = self._low + (action + 1.0) * 0.5 * (self._high - self._low)
-        else:  # the task scales its actions itself
-            ctrl = action
         data = getattr(state.inner, "data", None)  # a Playground state's mjx.Data (stand-in physics have none)
-        if data is not None:
-            ctrl = ctrl.astype(data.ctrl.dtype)  # float64 physics under jax_enable_x64
+        dtype = jnp.float32 if data is None else data.ctrl.dtype  # float64 under jax_enable_x64
+        if self.suite == DM_CONTROL:
+            ctrl = to_control(action, self._low, self._high, dtype)
+        else:  # the task scales its actions itself
+            ctrl = jnp.clip(action, -1.0, 1.0).astype(dtype)
 
         def physics_step(inner, _):
             inner = self._physics_step(inner, ctrl)
@@ -344,6 +342,15 @@ class MJXEnv:
         next_state = EnvState(next_inner, jnp.where(ended, 0, state.t + 1), state.episode + ended.astype(jnp.int32),
                               jnp.where(ended, 0.0, state.episode_return + out.reward), keys[0])
         return next_state, out._replace(obs=_state_of(next_inner.obs))
+
+
+def to_control(action: jax.Array, low: np.ndarray, high: np.ndarray, dtype: Any) -> jax.Array:
+    """Controls [nu] in [low, high] of an action [nu] in [-1, 1] (clipped), computed in `dtype`, the
+    physics' dtype: a float32 mapping in float64 physics rounds a control by up to 6e-8, which
+    dm_control's walker grows past float32 noise within ten agent steps."""
+    action = jnp.clip(action, -1.0, 1.0).astype(dtype)
+    low, high = jnp.asarray(low, dtype), jnp.asarray(high, dtype)
+    return low + (action + 1.0) * 0.5 * (high - low)
 
 
 def _state_of(obs: Any) -> jax.Array:
