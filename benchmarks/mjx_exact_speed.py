@@ -12,6 +12,9 @@ variant's own.
 """
 from __future__ import annotations
 
+import os
+import sys
+
 import jax
 import jax.numpy as jnp
 from absl import app, flags
@@ -41,6 +44,16 @@ def figures(task: str, num_envs: int, steps: int, repeats: int) -> dict:
                 solver_iterations=int(pg.mj_model.opt.iterations), dtype=str(states.inner.data.qpos.dtype))
 
 
+def machine() -> str:
+    """The CPU model and core count: the figures are this CPU's."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "CPU")
+    except OSError:
+        model = "CPU"
+    return f"{model}, {os.cpu_count()} cores"
+
+
 def main(argv: list[str]) -> None:
     del argv
     setup_process()
@@ -54,8 +67,9 @@ def main(argv: list[str]) -> None:
                 rows.append(row)
                 print(report(f"{task} {variant} N={n}", row) + f"   {row['env_steps_per_s']:9.1f} env steps/s",
                       flush=True)
-                write_results(dict(backend=jax.default_backend(), devices=str(jax.devices()), x64=FLAGS.x64,
-                                   jax=jax.__version__, rows=rows), FLAGS.out)
+                write_results(dict(command="python -m benchmarks.mjx_exact_speed " + " ".join(sys.argv[1:]),
+                                   machine=machine(), backend=jax.default_backend(), devices=str(jax.devices()),
+                                   x64=FLAGS.x64, jax=jax.__version__, rows=rows), FLAGS.out)
 
 
 if __name__ == "__main__":

@@ -840,10 +840,40 @@ def speed_table(paths: list[pathlib.Path]) -> str:
              "that load only; set beside each other, they compare the two models under the same load.", "",
              "| task | model | precision | envs | physics steps per agent step | solver iterations | "
              "env steps/s | first call (compile) s |", "|---|---|---|---|---|---|---|---|"]
-    for bench in benches:
-        lines += [f"| {r['task'].removesuffix('-exact')} | {r['variant']} | {r['dtype']} | {r['num_envs']} | "
-                  f"{r['physics_steps_per_agent_step']} | {r['solver_iterations']} | {r['env_steps_per_s']:.0f} | "
-                  f"{r['first_call_s']:.0f} |" for r in bench["rows"]]
+    rows = [r for bench in benches for r in bench["rows"]]
+    lines += [f"| {r['task'].removesuffix('-exact')} | {r['variant']} | {r['dtype']} | {r['num_envs']} | "
+              f"{r['physics_steps_per_agent_step']} | {r['solver_iterations']} | {r['env_steps_per_s']:.0f} | "
+              f"{r['first_call_s']:.0f} |" for r in rows]
+    return "\n".join(lines + float64_cost(rows))
+
+
+def float64_cost(rows: list[dict]) -> list[str]:
+    """A line giving float64's env steps/s as a fraction of float32's, per task, model and batch
+    size timed in both (none where no such pair was timed)."""
+    speed = {(r["task"].removesuffix("-exact"), r["variant"], r["num_envs"], r["dtype"]): r["env_steps_per_s"]
+             for r in rows}
+    pairs = [(key[:3], speed[key] / speed[key[:3] + ("float32",)])
+             for key in speed if key[3] == "float64" and key[:3] + ("float32",) in speed]
+    if not pairs:
+        return []
+    return ["", "Float64 against float32, env steps/s: " + ", ".join(
+        f"{task} {variant} at {n} envs {ratio:.2f}x" for (task, variant, n), ratio in pairs) + "."]
+
+
+def match_table(directories: dict[str, pathlib.Path]) -> str:
+    """Over how many agent steps each task and action source matches host (every observation entry
+    within float32 noise), per precision: {precision: committed run directory}, for the docs."""
+    found = {name: {(r["task"], r["actions"]): r for r in read_csv(d / "summary.csv")} for name, d in directories.items()}
+    keys = list(dict.fromkeys(key for rows in found.values() for key in rows))
+    lines = ["| task | actions | " + " | ".join(f"matches host, {name}" for name in found) + " |",
+             "|---|---|" + "---|" * len(found)]
+    for key in keys:
+        cells = []
+        for rows in found.values():
+            r = rows.get(key)
+            cells.append("not run" if r is None else f"all {r['steps']} steps" if not r["first_divergent_step"]
+                         else f"{int(r['first_divergent_step']) - 1} of {r['steps']} steps")
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

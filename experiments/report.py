@@ -351,6 +351,10 @@ BLOCKS: dict[str, Block] = {
         sorted((RESULTS / "mjx_exact").glob("speed*.json")))),
     "mjx_exact_x64": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_exact" / "x64")),
     "mjx_fidelity_x64": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_fidelity" / "x64")),
+    "mjx_exact_match": Block("docs/mjx.md", lambda: mjx_fidelity.match_table(
+        {"float32": RESULTS / "mjx_exact", "float64": RESULTS / "mjx_exact" / "x64"})),
+    "mjx_exact_diagnosis": Block("docs/mjx.md", lambda: mjx_fidelity.diagnosis_table(
+        RESULTS / "mjx_exact" / "diagnosis" / "x64")),
 }
 
 
