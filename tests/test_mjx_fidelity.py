@@ -155,3 +155,16 @@ def test_the_speed_table_lists_every_file_with_its_command_and_machine_and_both_
     assert lines[-4:] == ["| walker-walk | exact | float32 | 16 | 20 | 100 | 91 | 30 |",
                           "| walker-walk | exact | float64 | 16 | 20 | 100 | 40 | 30 |", "",
                           "Float64 against float32, env steps/s: walker-walk exact at 16 envs 0.44x."]
+
+
+def test_the_match_table_gives_the_steps_before_the_first_divergent_one_per_precision(tmp_path):
+    rows = {"f32": [("walker-walk", "random", "9"), ("cheetah-run", "random", "53")],
+            "f64": [("walker-walk", "random", "119"), ("cheetah-run", "random", "")]}
+    for name, summary in rows.items():
+        (tmp_path / name).mkdir()
+        fidelity.write_csv(tmp_path / name / "summary.csv", [
+            {**{c: "" for c in fidelity.SUMMARY_COLUMNS}, "task": t, "actions": a, "steps": 500, "first_divergent_step": f}
+            for t, a, f in summary], fidelity.SUMMARY_COLUMNS)
+    lines = fidelity.match_table({"float32": tmp_path / "f32", "float64": tmp_path / "f64"}).splitlines()
+    assert lines[2:] == ["| walker-walk | random | 8 of 500 steps | 118 of 500 steps |",
+                         "| cheetah-run | random | 52 of 500 steps | all 500 steps |"]
