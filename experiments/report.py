@@ -22,6 +22,7 @@ from typing import Callable, NamedTuple
 from absl import app, flags
 
 from experiments import learning_vs_official, mjx_fidelity
+from experiments import mjx_transfer
 from tdmpc2_jax import cli
 from tdmpc2_jax.speculative import report as speculative_report
 
@@ -351,6 +352,7 @@ BLOCKS: dict[str, Block] = {
         sorted((RESULTS / "mjx_exact").glob("speed*.json")))),
     "mjx_exact_x64": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_exact" / "x64")),
     "mjx_fidelity_x64": Block("docs/mjx.md", lambda: mjx_fidelity.docs_table(RESULTS / "mjx_fidelity" / "x64")),
+    "mjx_transfer": Block("docs/mjx.md", lambda: mjx_transfer.docs_table(RESULTS / "mjx_transfer")),
     "mjx_exact_match": Block("docs/mjx.md", lambda: mjx_fidelity.match_table(
         {"float32": RESULTS / "mjx_exact", "float64": RESULTS / "mjx_exact" / "x64"})),
     "mjx_exact_diagnosis": Block("docs/mjx.md", lambda: mjx_fidelity.diagnosis_table(
