@@ -424,7 +424,9 @@ def main(argv: list[str]) -> None:
     except ValueError as err:
         fail(str(err))
     setup_process(get_config(agents[0].task))
-    command = " ".join(["python -m experiments.mjx_transfer", *sys.argv[1:]])
+    args = sys.argv[1:]  # the README lives in --out: its command leaves --out and its value out
+    kept = [a for i, a in enumerate(args) if not a.startswith("--out") and (i == 0 or args[i - 1] != "--out")]
+    command = " ".join(["python -m experiments.mjx_transfer", *kept])
     run(agents, FLAGS.variants, FLAGS.episodes, pathlib.Path(FLAGS.out), command)
 
 
