@@ -849,7 +849,8 @@ def speed_table(paths: list[pathlib.Path]) -> str:
 
 def float64_cost(rows: list[dict]) -> list[str]:
     """A line giving float64's env steps/s as a fraction of float32's, per task, model and batch
-    size timed in both (none where no such pair was timed)."""
+    size timed in both, the float32 figure from the last file (in name order) that has it; none
+    where no such pair was timed."""
     speed = {(r["task"].removesuffix("-exact"), r["variant"], r["num_envs"], r["dtype"]): r["env_steps_per_s"]
              for r in rows}
     pairs = [(key[:3], speed[key] / speed[key[:3] + ("float32",)])
