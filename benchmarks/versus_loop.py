@@ -112,10 +112,9 @@ def host_loops(task: str, episodes: int) -> dict[str, Any]:
     return record
 
 
-def mjx_loop(task: str, overrides: dict[str, str], official_steps_per_s: float) -> list[dict[str, Any]]:
+def mjx_loop(task: str, official_steps_per_s: float) -> list[dict[str, Any]]:
     """The MJX loop's figures at each --num_envs, with `task` and the host loops' model and planner."""
-    sizes = {k: int(v) for k, v in overrides.items() if k in ("model_size", "mlp_dim", "latent_dim", "enc_dim",
-                                                              "num_q", "num_samples", "iterations")}
+    sizes = {k: int(v) for k, v in model_overrides(FLAGS.model_size).items()}
     rows = []
     for n in FLAGS.num_envs:
         figures = device_figures(task, sizes, n, FLAGS.steps, FLAGS.updates, FLAGS.repeats, whole_loop=True)
@@ -160,7 +159,7 @@ def main(argv: list[str]) -> None:
     host = results["host"]
     results["mjx"] = dict(task=FLAGS.task, overrides=host["overrides"], steps=FLAGS.steps, updates=FLAGS.updates,
                           repeats=FLAGS.repeats, threads=1 if one_thread() else "all",
-                          rows=mjx_loop(FLAGS.task, host["overrides"], host["official"]["steps_per_s"]))
+                          rows=mjx_loop(FLAGS.task, host["official"]["steps_per_s"]))
     results["machine"]["load_average_end"] = list(os.getloadavg())
     write_results(results, FLAGS.out)
 
