@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from benchmarks.multitask import machine
 from tdmpc2_jax.cli import define_config_flags, fail, parse_flags, start_command
 
 FLAGS = flags.FLAGS
@@ -132,7 +133,8 @@ def main(argv: list[str]) -> None:
     if FLAGS.out:
         with open(FLAGS.out, "w") as f:
             json.dump(dict(task=run.task, checkpoint=FLAGS.checkpoint, steps=FLAGS.steps, rounds=FLAGS.rounds,
-                           trained_correctors=bool(FLAGS.correctors), backend=jax.default_backend(), rows=rows),
+                           trained_correctors=bool(FLAGS.correctors), backend=jax.default_backend(),
+                           machine=machine(), rows=rows),
                       f, indent=1)
         print(f"wrote {FLAGS.out}")
 

@@ -97,6 +97,37 @@ def protocol_label(out: pathlib.Path) -> str:
     return f"{task} ({'host MuJoCo' if host else 'MJX'})"
 
 
+def speed_benchmark(out: pathlib.Path) -> pathlib.Path | None:
+    """The speed benchmark of a protocol's agent and task: its own speed.json, else (an MJX protocol)
+    the host protocol's beside it; None without either."""
+    for path in (out / "speed.json", out.parent / f"{out.name.removesuffix('-host')}-host" / "speed.json"):
+        if path.exists():
+            return path
+    return None
+
+
+def protocol_rows(out: pathlib.Path) -> tuple[list[dict], str]:
+    """A protocol's rows (full replanning's first) and where their speed-ups come from: the speed
+    benchmark scaled to each mode's calls per step in the protocol (`at_protocol_rate`), else the
+    protocol's own timing of each mode."""
+    rows, bench = speculative_report.read_results(str(out)), speed_benchmark(out)
+    if bench is None:
+        return rows, "the protocol's own timing"
+    scaled = speculative_report.at_protocol_rate(rows, json.loads(bench.read_text())["rows"])
+    where = "this protocol's" if bench.parent == out else "the host protocol's"
+    return scaled, f"{where} speed benchmark at this protocol's calls per step"
+
+
+def thresholds_words(rows: list[dict]) -> str:
+    """Where a protocol's fallback thresholds came from, by its fallback rows' tau_seed."""
+    seeds = {r.get("tau_seed") or "" for r in rows if "fallback" in r["mode"]}
+    if not seeds:
+        return "-"
+    if "" in seeds:
+        return "the evaluated episodes (calibrated before seeds were kept apart)"
+    return f"seed {', '.join(sorted(seeds))}, apart from the evaluation's"
+
+
 def goal_misses(row: dict) -> list[str]:
     """What a mode misses of the goal (`speculative.report.goal_check`), which counts the allowed calls
     on the episode's length: that of the run's by_step.csv, else DMC_EPISODE (every protocol run
@@ -109,18 +140,28 @@ def percent(row: dict, key: str) -> str:
     return f"{100 * row[key]:.1f}%" if key in row else "-"
 
 
+def speedup_words(row: dict) -> str:
+    """A mode's speed-up, with the speed benchmark's own calls per step and speed-up where scaled."""
+    if "bench_calls_per_step" not in row:
+        return f"{row['speedup']:.2f}x"
+    if row["bench_calls_per_step"] != row["bench_calls_per_step"]:  # nan: the benchmark did not time it
+        return "not timed"
+    return f"{row['speedup']:.2f}x (benchmark: {row['bench_calls_per_step']:.3f} calls, {row['bench_speedup']:.2f}x)"
+
+
 def describe_mode(row: dict) -> str:
     return (f"{row['mode']}: {row['calls_per_step']:.3f} calls per step, {percent(row, 'of_full')} of the return "
-            f"(median {percent(row, 'median_of_full')}), {row['speedup']:.2f}x")
+            f"(median {percent(row, 'median_of_full')}), {speedup_words(row)}")
 
 
 def speculative_summary() -> str:
     """Per protocol run (experiments/results/speculative/*/results.csv): full replanning's return, the
-    modes that meet the goal and the best of them, else the closest mode and what it misses."""
-    lines = ["| task (backend) | full replanning | modes meeting the goal | best of them, else the closest |",
-             "|---|---|---|---|"]
+    modes that meet the goal and the best of them, else the closest mode and what it misses; where
+    the thresholds and the speed-ups come from."""
+    lines = ["| task (backend) | full replanning | modes meeting the goal | best of them, else the closest | "
+             "thresholds from | speed-ups from |", "|---|---|---|---|---|---|"]
     for out in speculative_dirs():
-        rows = speculative_report.read_results(str(out))
+        rows, speed_source = protocol_rows(out)
         full, modes = rows[0], [r for r in rows if r["mode"] != "full"]
         met = [r for r in modes if not goal_misses(r)]
         if met:
@@ -130,7 +171,8 @@ def speculative_summary() -> str:
             closest = max(cheap, key=lambda r: r["of_full"])
             note = f"none; closest {describe_mode(closest)}, misses {', '.join(goal_misses(closest))}"
         lines.append(f"| [{protocol_label(out)}](../experiments/results/speculative/{out.name}/results.md) | "
-                     f"{full['return_mean']:.0f} +- {full['return_std']:.0f} | {len(met)} of {len(modes)} | {note} |")
+                     f"{full['return_mean']:.0f} +- {full['return_std']:.0f} | {len(met)} of {len(modes)} | {note} | "
+                     f"{thresholds_words(rows)} | {speed_source} |")
     return "\n".join(lines)
 
 
@@ -139,15 +181,15 @@ def speculative_modes() -> str:
     replanning: calls per step, return, share of full replanning's, speed-up, the goal's verdict."""
     parts = []
     for out in speculative_dirs():
-        rows = speculative_report.read_results(str(out))
+        rows, speed_source = protocol_rows(out)
         cheap = [r for r in rows[1:] if not any("calls" in m for m in goal_misses(r))]
-        lines = [f"**{protocol_label(out)}**", "",
+        lines = [f"**{protocol_label(out)}** (speed-ups from {speed_source})", "",
                  "| mode | calls per step | return (% of full) | median (% of full) | speed-up | goal |",
                  "|---|---|---|---|---|---|"]
         for r in [rows[0]] + sorted(cheap, key=lambda r: -r["of_full"]):
             missed = goal_misses(r) if r["mode"] != "full" else ["-"]
             lines.append(f"| {r['mode']} | {r['calls_per_step']:.3f} | {r['return_mean']:.0f} "
-                         f"({percent(r, 'of_full')}) | {percent(r, 'median_of_full')} | {r['speedup']:.2f}x | "
+                         f"({percent(r, 'of_full')}) | {percent(r, 'median_of_full')} | {speedup_words(r)} | "
                          f"{'met' if not missed else ', '.join(missed)} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
@@ -155,12 +197,15 @@ def speculative_modes() -> str:
 
 def speculative_speed() -> str:
     """The speed benchmark's figures (experiments/results/speculative/*/speed.json): per mode the
-    milliseconds per step (median of rounds), its planner calls per step and its speed-up."""
+    milliseconds per step (median of rounds), its planner calls per step and its speed-up, and the
+    cost of one planner call that scales them to a protocol's calls per step."""
     parts = []
     for path in sorted((RESULTS / "speculative").glob("*/speed.json")):
         speed = json.loads(path.read_text())
-        lines = [f"**{speed['task']}** ({speed['backend']}, {speed['steps']} steps x {speed['rounds']} rounds; "
-                 f"[speed.json](../experiments/results/speculative/{path.parent.name}/speed.json))", "",
+        machine = speed.get("machine", {}).get("cpu", "the 2-core CPU of the other tables")
+        lines = [f"**{speed['task']}** ({speed['backend']}, {speed['steps']} steps x {speed['rounds']} rounds, "
+                 f"{machine}; [speed.json](../experiments/results/speculative/{path.parent.name}/speed.json)); "
+                 f"one planner call adds {speculative_report.planner_call_ms(speed['rows']):.1f} ms to a step", "",
                  "| mode | ms per step (range over rounds) | calls per step | speed-up |", "|---|---|---|---|"]
         lines += [f"| {r['mode']} | {r['ms_per_step']:.1f} ({r['ms_min']:.1f}-{r['ms_max']:.1f}) | "
                   f"{r['calls_per_step']:.3f} | {r['speedup']:.2f}x |" for r in speed["rows"]]

@@ -74,28 +74,45 @@ def test_first_command_quotes_each_evaluation_and_the_machine(tmp_path, monkeypa
                                       "[eval.csv](experiments/results/readme/first_command/eval.csv))")
 
 
-SPECULATIVE = "mode,K,return_mean,return_std,of_full,median_of_full,calls_per_step,speedup\n"
+SPECULATIVE = "mode,K,return_mean,return_std,of_full,median_of_full,calls_per_step,speedup,tau_seed\n"
 
 
-def write_protocol(root, name, rows):
+def write_protocol(root, name, rows, bench=None):
     (root / "speculative" / name).mkdir(parents=True)
     (root / "speculative" / name / "results.csv").write_text(SPECULATIVE + "".join(rows))
+    if bench:
+        rows = [dict(mode=m, ms_per_step=ms, calls_per_step=c) for m, ms, c in bench]
+        (root / "speculative" / name / "speed.json").write_text(json.dumps(dict(rows=rows)))
 
 
 def test_the_speculative_summary_names_the_best_mode_that_meets_the_goal_else_the_closest(tmp_path, monkeypatch):
-    write_protocol(tmp_path, "walker-walk-host", ["full,1,900,20,1,1,1,1\n", "naive-3,3,880,30,0.978,0.99,0.334,2.9\n",
-                                                  "mlp-3,3,890,25,0.989,1.0,0.334,2.8\n", "naive-2,2,900,20,1,1,0.5,2\n"])
-    write_protocol(tmp_path, "cheetah-run", ["full,1,400,10,1,1,1,1\n", "naive-3,3,360,30,0.9,0.92,0.334,3.0\n"])
+    # the host benchmark: naive-3 puts a planner call at (100 - 39) / (2 / 3) = 91.5 ms
+    bench = [("full", 100.0, 1.0), ("naive-3", 39.0, 1 / 3), ("mlp-3", 38.0, 1 / 3), ("fallback-3", 37.0, 0.3)]
+    write_protocol(tmp_path, "walker-walk-host", ["full,1,900,20,1,1,1,1,\n", "naive-3,3,880,30,0.978,0.99,0.334,2.9,\n",
+                                                  "mlp-3,3,890,25,0.989,1.0,0.334,2.8,\n", "naive-2,2,900,20,1,1,0.5,2,\n",
+                                                  "fallback-3,3,895,20,0.994,1.0,0.3,2.6,7919\n"], bench)
+    write_protocol(tmp_path, "walker-walk", ["full,1,700,200,1,1,1,1,\n", "mlp-3,3,690,200,0.986,1.0,0.334,1.0,\n",
+                                             "naive-4,4,600,200,0.857,1.0,0.25,3.5,\n",
+                                             "fallback-3,3,650,200,0.929,1.0,0.5,1.0,\n"])
+    write_protocol(tmp_path, "cheetah-run", ["full,1,400,10,1,1,1,1,\n", "naive-3,3,360,30,0.9,0.92,0.334,3.0,\n"])
     monkeypatch.setattr(report, "RESULTS", tmp_path)
     lines = report.speculative_summary().splitlines()
     assert lines[2] == ("| [cheetah-run (MJX)](../experiments/results/speculative/cheetah-run/results.md) | 400 +- 10 | "
                         "0 of 1 | none; closest naive-3: 0.334 calls per step, 90.0% of the return (median 92.0%), "
-                        "3.00x, misses 90.0% of the return |")
-    assert lines[3].endswith("| 900 +- 20 | 2 of 3 | mlp-3: 0.334 calls per step, 98.9% of the return "
-                             "(median 100.0%), 2.80x |")
+                        "3.00x, misses 90.0% of the return | - | the protocol's own timing |")
+    # the MJX walker's speed-ups come from the host benchmark of the same agent, at its own calls per step
+    assert lines[3].endswith("| 700 +- 200 | 1 of 3 | mlp-3: 0.334 calls per step, 98.6% of the return (median 100.0%), "
+                             "2.63x (benchmark: 0.333 calls, 2.63x) | the evaluated episodes (calibrated before seeds "
+                             "were kept apart) | the host protocol's speed benchmark at this protocol's calls per step |")
+    assert "| 900 +- 20 | 3 of 4 | fallback-3: 0.300 calls per step, 99.4% of the return (median 100.0%), 2.70x " \
+           "(benchmark: 0.300 calls, 2.70x) | seed 7919, apart from the evaluation's | this protocol's" in lines[4]
     modes = report.speculative_modes()
     assert "| naive-2 |" not in modes  # over the goal's planner calls
-    assert "| mlp-3 | 0.334 | 890 (98.9%) | 100.0% | 2.80x | met |" in modes
+    assert "| mlp-3 | 0.334 | 890 (98.9%) | 100.0% | 2.63x (benchmark: 0.333 calls, 2.63x) | met |" in modes
+    assert "| naive-4 | 0.250 | 600 (85.7%) | 100.0% | not timed | 85.7% of the return, no speed figure |" in modes
+    rows, _ = report.protocol_rows(tmp_path / "speculative" / "walker-walk")
+    fallback = next(r for r in rows if r["mode"] == "fallback-3")  # 0.2 calls per step more than in the benchmark
+    assert report.speedup_words(fallback) == "1.81x (benchmark: 0.300 calls, 2.70x)"  # 37 + 0.2 x 91.5 ms
 
 
 def test_learning_runs_give_first_last_and_best_return_per_committed_run(tmp_path, monkeypatch):

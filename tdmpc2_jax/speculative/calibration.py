@@ -37,14 +37,22 @@ def table_key(task: str, backend: str) -> str:
     return f"{task}@{backend}"
 
 
-def read_calibration(checkpoint: str, task: str, backend: str) -> dict[tuple[int, str], list[float]]:
-    """{(K, mismatch): tau [K]} of one task on one backend; a damaged file is a one-line ValueError naming it."""
+def read_calibration(checkpoint: str, task: str, backend: str, seed: int | None = None) -> dict[tuple[int, str], list[float]]:
+    """{(K, mismatch): tau [K]} of one task on one backend (with `seed`: only the thresholds made
+    from episodes of that seed; entries written before seeds were recorded have none); a damaged
+    file is a one-line ValueError naming it."""
+    return {key: entry["tau"] for key, entry in read_entries(checkpoint, task, backend).items()
+            if seed is None or entry.get("seed") == seed}
+
+
+def read_entries(checkpoint: str, task: str, backend: str) -> dict[tuple[int, str], dict]:
+    """{(K, mismatch): the file's entry (tau, quantile, episodes, seed where recorded)} of one task on one backend."""
     key, path = table_key(task, backend), calibration_path(checkpoint)
-    taus = {}
+    entries = {}
     for entry, value in _read_table(path).get(key, {}).items():
         k, _, mismatch = entry.partition(":")
-        taus[int(k), mismatch or "latent"] = value["tau"]
-    return taus
+        entries[int(k), mismatch or "latent"] = value
+    return entries
 
 
 def write_calibration(checkpoint: str, task: str, backend: str, k: int, mismatch: str, tau: np.ndarray,

@@ -13,7 +13,8 @@ from tdmpc2_jax.loading import load_for_task
 from tdmpc2_jax.run_record import Run, eval_seed
 from tdmpc2_jax.speculative import fitting
 from tdmpc2_jax.speculative.backend import Episodes
-from tdmpc2_jax.speculative.calibration import calibration_path, read_calibration, write_calibration
+from tdmpc2_jax.speculative.calibration import calibration_path, read_calibration, read_entries, \
+    write_calibration
 from tdmpc2_jax.speculative.controller import MISMATCHES, SpecSettings, Speculator, calibrate_tau
 from tdmpc2_jax.speculative.modes import Mode, protocol_modes
 from tdmpc2_jax.speculative.report import goal_summary, merged_with_disk, read_results, relative_to_full, \
@@ -43,6 +44,23 @@ CALIBRATION_SEED_OFFSET = 7_919
 def calibration_seed(seed: int) -> int:
     """The seed of the calibration episodes of an evaluation seeded `seed`."""
     return seed + CALIBRATION_SEED_OFFSET
+
+
+def finished_modes(rows: list[dict], modes: list[Mode], seed: int) -> set[str]:
+    """The modes of OUT/results.csv that `--resume` keeps: every row but those of fallback modes
+    whose thresholds came from other episodes than calibration seed `seed` (rows written before
+    the seed was recorded name none)."""
+    fallback = {m.name for m in modes if m.fallback}
+    return {r["mode"] for r in rows if r["mode"] not in fallback or r.get("tau_seed") == str(seed)}
+
+
+def stale_words(entry: dict | None) -> str:
+    """Why a threshold on file does not serve ('' where there is none)."""
+    if entry is None:
+        return ""
+    if "seed" not in entry:
+        return " (the one on file records no seed: made before calibration moved off the evaluation's episodes)"
+    return f" (the one on file was made on seed {entry['seed']})"
 
 
 class Protocol(NamedTuple):
@@ -77,13 +95,17 @@ def prepare(run: Run, options: Options) -> Protocol:
     on_disk = {r["mode"] for r in read_results(options.out)}
     if options.modes and "full" not in options.modes and "full" not in on_disk:
         raise ValueError(f"--modes without full needs {options.out}/results.csv with a full row to compare with")
-    finished = on_disk if options.resume else set()
+    seed = calibration_seed(options.seed)
+    finished = finished_modes(read_results(options.out), modes, seed) if options.resume else set()
     selected = [m for m in modes if (not options.modes or m.name in options.modes) and m.name not in finished]
-    taus = read_calibration(options.checkpoint, run.task, run.backend)
+    taus = read_calibration(options.checkpoint, run.task, run.backend, seed)
     missing = sorted({(m.k, m.mismatch) for m in selected if m.fallback} - set(taus))
     if missing and not options.calibrate:
-        named = ", ".join(f"K={k}" + ("" if kind == "latent" else f" ({kind})") for k, kind in missing)
-        raise ValueError(f"{options.checkpoint} has no calibration for {named} on {run.task} ({run.backend}) "
+        entries = read_entries(options.checkpoint, run.task, run.backend)
+        named = ", ".join(f"K={k}" + ("" if kind == "latent" else f" ({kind})") + stale_words(entries.get((k, kind)))
+                          for k, kind in missing)
+        raise ValueError(f"{options.checkpoint} has no thresholds calibrated on seed {seed} (where evaluation seed "
+                         f"{options.seed} calibrates) for {named} on {run.task} ({run.backend}) "
                          f"({calibration_path(options.checkpoint)}): pass --calibrate to make it now")
     calibration_env = lambda: make_env(run, eval_seed(calibration_seed(options.seed)))
     if run.backend == "mjx":  # one batched environment serves every mode and the calibration: keys seed episodes
@@ -128,7 +150,8 @@ def run_modes(run: Run, options: Options, protocol: Protocol, episodes: Episodes
         speculator = Speculator(protocol.model, settings, tau=tau, corrector=corrector)
         result = episodes.run_mode(protocol.new_env(), speculator, protocol.params, corrector_params, key,
                                    options.episodes)
-        ran[mode.name] = dict(result, mode=mode.name, K=mode.k)
+        ran[mode.name] = dict(result, mode=mode.name, K=mode.k,
+                              tau_seed=str(calibration_seed(options.seed)) if mode.fallback else "")
         rows = merged_with_disk(options.out, ran) if keep_others else ran
         table = relative_to_full([rows[m.name] for m in protocol.modes if m.name in rows])
         row = next(r for r in table if r["mode"] == mode.name)

@@ -81,3 +81,28 @@ def test_calibration_episodes_start_from_other_states_than_the_evaluation_s():
     evaluation, calibration = make_env(run, eval_seed(0)), make_env(run, eval_seed(calibration_seed(0)))
     starts = lambda env: [env.reset() for _ in range(4)]
     assert not any(np.allclose(a, b) for a in starts(evaluation) for b in starts(calibration))
+
+
+def test_an_evaluation_uses_only_thresholds_from_its_own_calibration_seed(tmp_path):
+    from tdmpc2_jax.speculative.calibration import calibration_path, read_calibration, read_entries, write_calibration
+    from tdmpc2_jax.speculative.modes import protocol_modes
+    from tdmpc2_jax.speculative.protocol import calibration_seed, finished_modes, stale_words
+
+    checkpoint = str(tmp_path)
+    write_calibration(checkpoint, "walker-walk", "host", 2, "latent", np.asarray([np.inf, 0.1]), 0.95, 16, 7919)
+    write_calibration(checkpoint, "walker-walk", "host", 3, "latent", np.asarray([np.inf, 0.1, 0.2]), 0.95, 16, 7920)
+    table = json.loads(open(calibration_path(checkpoint)).read())
+    del table["walker-walk@host"]["3"]["seed"]  # as written before the seed was recorded
+    table["walker-walk@host"]["4"] = dict(tau=[np.inf, 0.1, 0.2, 0.3], quantile=0.95, episodes=16, seed=0)
+    open(calibration_path(checkpoint), "w").write(json.dumps(table))
+    assert read_calibration(checkpoint, "walker-walk", "host", calibration_seed(0)) == {(2, "latent"): [np.inf, 0.1]}
+    assert set(read_calibration(checkpoint, "walker-walk", "host")) == {(2, "latent"), (3, "latent"), (4, "latent")}
+    entries = read_entries(checkpoint, "walker-walk", "host")
+    assert "records no seed" in stale_words(entries[3, "latent"])
+    assert stale_words(entries[4, "latent"]) == " (the one on file was made on seed 0)" and stale_words(None) == ""
+    # --resume keeps every row but the fallback rows calibrated elsewhere (or before seeds were recorded)
+    modes = protocol_modes([2], ["mlp"], ("latent",))
+    rows = [dict(mode="full"), dict(mode="naive-2"), dict(mode="fallback-2", tau_seed="7919"),
+            dict(mode="mlp-2"), dict(mode="mlp-2+fallback")]
+    assert finished_modes(rows, modes, 7919) == {"full", "naive-2", "fallback-2", "mlp-2"}
+    assert finished_modes(rows, modes, 7920) == {"full", "naive-2", "mlp-2"}

@@ -30,7 +30,7 @@ def test_collect_train_and_evaluate_the_protocol(tmp_path):
     args = [config, f"--checkpoint={agent}", "--k=3", f"--correctors=mlp={tmp_path / 'mlp'}", "--episodes=2",
             f"--out={tmp_path / 'results'}", *SMALL]
     out = cli("evaluate", *args)
-    assert out.returncode == 2 and "no calibration for K=3 on cartpole-balance" in out.stderr and "--calibrate" in out.stderr
+    assert out.returncode == 2 and "no thresholds calibrated on seed 7919 (where evaluation seed 0 calibrates) for K=3 on cartpole-balance" in out.stderr and "--calibrate" in out.stderr
     # every mode but mlp-3, to save a compile (correctors alone: test_speculative.py)
     out = cli("evaluate", *args, "--calibrate", "--modes=full,naive-3,fallback-3,mlp-3+fallback")
     assert out.returncode == 0, out.stderr[-2000:]

@@ -73,6 +73,27 @@ def test_the_goal_allows_one_call_per_three_steps_and_names_what_a_mode_misses()
     assert "not met; closest naive-6" in missed and missed.endswith("misses 77.8% of the return")
 
 
+def test_speed_ups_are_scaled_to_each_modes_calls_per_step_in_the_protocol():
+    from tdmpc2_jax.speculative.report import at_protocol_rate, planner_call_ms
+
+    # the benchmark: a step costs 10 ms plus 90 ms per planner call; fallback-3 fired more often there
+    bench = [dict(mode="full", ms_per_step=100.0, calls_per_step=1.0),
+             dict(mode="naive-2", ms_per_step=55.0, calls_per_step=0.5),
+             dict(mode="naive-4", ms_per_step=32.5, calls_per_step=0.25),
+             dict(mode="fallback-3", ms_per_step=48.0, calls_per_step=0.42)]
+    assert planner_call_ms(bench) == pytest.approx(90.0)
+    rows = [dict(mode="full", calls_per_step=1.0), dict(mode="fallback-3", calls_per_step=0.36),
+            dict(mode="mlp-3", calls_per_step=1 / 3)]
+    full, fallback, mlp = at_protocol_rate(rows, bench)
+    assert full["speedup"] == pytest.approx(1.0)
+    assert fallback["speedup"] == pytest.approx(100.0 / (48.0 - 0.06 * 90.0))  # 42.6 ms at the protocol's 0.36 calls
+    assert fallback["bench_calls_per_step"] == 0.42 and fallback["bench_speedup"] == pytest.approx(100 / 48)
+    assert np.isnan(mlp["speedup"])  # not timed by the benchmark
+    assert "no speed figure" in goal_check(dict(mlp, of_full=1.0, reward_by_step=[0.0] * 500))
+    with pytest.raises(ValueError, match="no naive mode"):
+        planner_call_ms(bench[:1])
+
+
 @pytest.mark.slow
 def test_the_protocol_runs_on_host_mujoco(tmp_path):
     agent = tiny_agent(tmp_path / "agent")
