@@ -14,6 +14,7 @@ and BLOCKS maps each NAME to its file and the function that writes its text from
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import pathlib
 import sys
@@ -193,6 +194,25 @@ def speculative_modes() -> str:
                          f"{'met' if not missed else ', '.join(missed)} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
+
+
+def speculative_table(name: str) -> str:
+    """Every mode of one protocol run (experiments/results/speculative/NAME/results.csv), in the
+    protocol's order: calls per step, return (mean +- std, share of full replanning's, median's
+    share, 5th percentile), fallbacks per reused step k, speed-up and the goal's verdict."""
+    out = RESULTS / "speculative" / name
+    rows, speed_source = protocol_rows(out)
+    lines = [f"Speed-ups from {speed_source}; thresholds from {thresholds_words(rows)}.", "",
+             "| mode | calls per step | return | % of full | median % of full | 5th percentile | fallbacks at k = 1.. | "
+             "speed-up | goal |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        missed = goal_misses(r) if r["mode"] != "full" else ["-"]
+        p5 = f"{r['return_p5']:.0f}" if "return_p5" in r else "-"
+        lines.append(f"| {r['mode']} | {r['calls_per_step']:.3f} | {r['return_mean']:.0f} +- {r['return_std']:.0f} | "
+                     f"{percent(r, 'of_full')} | {percent(r, 'median_of_full')} | {p5} | "
+                     f"{r.get('fallback_by_k') or '-'} | {speedup_words(r)} | "
+                     f"{'met' if not missed else ', '.join(missed)} |")
+    return "\n".join(lines)
 
 
 def speculative_speed() -> str:
@@ -386,6 +406,9 @@ BLOCKS: dict[str, Block] = {
     "speculative_summary": Block("docs/speculative.md", speculative_summary),
     "speculative_modes": Block("docs/speculative.md", speculative_modes),
     "speculative_speed": Block("docs/benchmarks.md", speculative_speed),
+    **{f"speculative_table: {out.name}": Block("experiments/results/speculative/README.md",
+                                              functools.partial(speculative_table, out.name))
+       for out in speculative_dirs()},
     "pixels_speed": Block("docs/benchmarks.md", pixels_speed),
     "multitask_speed": Block("docs/benchmarks.md", multitask_speed),
     "versus_speed": Block("docs/benchmarks.md", versus_speed),

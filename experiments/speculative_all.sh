@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Every speculative-execution protocol behind the docs' tables, one after another, and the host
+# speed benchmarks their speed-ups are scaled from: the command that remakes
+# experiments/results/speculative from the committed agents (experiments/results/agents).
+#   experiments/speculative_all.sh            (from the repository root, the venv's python on PATH)
+# Each protocol goes on where it stopped (experiments/speculative.sh: finished steps are skipped, and
+# the evaluation runs the modes missing from results.csv and the fallback modes whose thresholds
+# came from other episodes than its calibration seed's). A benchmark whose speed.json exists is
+# skipped: remove the file to time it again, with nothing else running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+AGENTS=experiments/results/agents
+OUT=experiments/results/speculative
+
+host() {  # host TASK: data, correctors and evaluation on host MuJoCo, both mismatches
+  BACKEND=host COLLECT_EPISODES=16 DAGGER_EPISODES=4 EPISODES=16 MISMATCH=latent,policy \
+    experiments/speculative.sh "$AGENTS/$1-1M/model" "$OUT/$1-host" "$1"
+}
+
+mjx() {  # mjx TASK: the same agent on Playground's MJX task, 16 environments at once
+  ENVS=16 STEPS=500 DAGGER_STEPS=125 EPISODES=16 MISMATCH=latent \
+    experiments/speculative.sh "$AGENTS/$1-1M/model" "$OUT/$1" "$1"
+}
+
+speed() {  # speed TASK: every host mode in 5 alternating rounds of 120 steps, the trained correctors
+  [ -e "$OUT/$1-host/speed.json" ] && { echo "= speed $1: done before"; return; }
+  python -m benchmarks.speculative_speed --config="configs/dmc.py:$1" --checkpoint="$AGENTS/$1-1M/model" \
+    --k=2,3,4,6 --steps=120 --rounds=5 \
+    --correctors="mlp=$OUT/$1-host/correctors/mlp,transformer=$OUT/$1-host/correctors/transformer" \
+    --out="$OUT/$1-host/speed.json"
+}
+
+for task in cheetah-run walker-walk; do
+  host "$task"
+  speed "$task"
+done
+for task in cheetah-run walker-walk; do
+  mjx "$task"
+done
