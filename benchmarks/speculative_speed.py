@@ -37,6 +37,7 @@ def define_flags() -> None:
     flags.DEFINE_integer("steps", 120, "agent steps per mode and round")
     flags.DEFINE_integer("rounds", 5, "rounds (every mode once per round)")
     flags.DEFINE_list("modes", [], "time only these modes (full is always timed: the speed-ups are against it)")
+    flags.DEFINE_list("variants", [], "corrector modes beyond the protocol's to time too, CORRECTOR-K[@SCALE][+critic]")
     flags.DEFINE_integer("seed", 0, "seed of the resets and the planner")
     flags.DEFINE_string("out", None, "optional JSON file for the figures")
 
@@ -68,9 +69,9 @@ def main(argv: list[str]) -> None:
     from tdmpc2_jax.run_record import eval_seed, resolve
     from tdmpc2_jax.speculative import fitting
     from tdmpc2_jax.speculative.calibration import read_calibration
-    from tdmpc2_jax.speculative.controller import SpecSettings, Speculator
+    from tdmpc2_jax.speculative.controller import Speculator
     from tdmpc2_jax.speculative.correctors import Corrector, CorrectorSpec
-    from tdmpc2_jax.speculative.modes import protocol_modes
+    from tdmpc2_jax.speculative.modes import parse_variant, protocol_modes, settings_of
     from tdmpc2_jax.world_model import WorldModel
 
     try:
@@ -95,6 +96,11 @@ def main(argv: list[str]) -> None:
     taus = read_calibration(FLAGS.checkpoint, run.task, "host")
     modes = [m for m in protocol_modes(ks, list(correctors), ("latent", "policy"))
              if not m.fallback or (m.k, m.mismatch) in taus]
+    try:
+        modes += [m for m in map(lambda name: parse_variant(name, list(correctors)), FLAGS.variants)
+                  if m.name not in {mode.name for mode in modes}]
+    except ValueError as err:
+        fail(str(err))
     unknown = sorted(set(FLAGS.modes) - {m.name for m in modes})
     if unknown:
         fail(f"unknown modes {unknown}; with these K, correctors and calibration the modes are "
@@ -104,8 +110,7 @@ def main(argv: list[str]) -> None:
     runs = {}
     for mode in modes:
         corrector, corrector_params = correctors[mode.corrector] if mode.corrector else (None, None)
-        settings = SpecSettings(horizon_k=mode.k, fallback=mode.fallback, corrector=corrector is not None,
-                                mismatch=mode.mismatch)
+        settings = settings_of(mode)
         tau = jnp.asarray(taus[mode.k, mode.mismatch]) if mode.fallback else None
         speculator = Speculator(model, settings, tau=tau, corrector=corrector)
         runs[mode.name] = (speculator, jax.jit(speculator.step), corrector_params)

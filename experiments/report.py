@@ -16,6 +16,8 @@ from __future__ import annotations
 import csv
 import functools
 import json
+import math
+import statistics
 import pathlib
 import sys
 from typing import Callable, NamedTuple
@@ -215,6 +217,30 @@ def speculative_table(name: str) -> str:
     return "\n".join(lines)
 
 
+def speculative_traces() -> str:
+    """Per committed trace (experiments/results/speculative/*/trace-*/summary.json, made by
+    experiments/speculative_trace.py): the episodes' returns, those whose watched observation entry
+    passed pi/2 (for cheetah-run, the torso's pitch: on its back), and per action entry how often
+    the executed action sat at a bound on the steps that planned and on those that reused a plan."""
+    parts = []
+    for path in sorted((RESULTS / "speculative").glob("*/trace-*/summary.json")):
+        t = json.loads(path.read_text())
+        returns = t["returns"]
+        over = [i for i, m in enumerate(t["watched_max_abs"]) if m > math.pi / 2]
+        entries = range(len(t["saturated_planned"]))
+        lines = [f"**{t['task']}, {t['mode']}**, {len(returns)} episodes of seed {t['seed']} ({t['machine']}; "
+                 f"[summary.json](../experiments/results/speculative/{path.parent.parent.name}/{path.parent.name}/summary.json), "
+                 f"steps.csv beside it): returns {min(returns):.1f} to {max(returns):.1f} (median "
+                 f"{statistics.median(returns):.1f}); observation entry {t['watch']} past pi/2 in "
+                 f"{len(over)} of them ({', '.join(f'episode {i}: return {returns[i]:.1f}' for i in over) or 'none'}).", "",
+                 f"| steps | {' | '.join(f'action {i}' for i in entries)} |", "|---|" + "---|" * len(entries),
+                 f"| planned: share at a bound (abs >= {t['saturated_at']}) | "
+                 + " | ".join(f"{100 * x:.0f}%" for x in t["saturated_planned"]) + " |",
+                 "| reused: share at a bound | " + " | ".join(f"{100 * x:.0f}%" for x in t["saturated_reused"]) + " |"]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) or "(no trace committed yet)"
+
+
 def speculative_speed() -> str:
     """The speed benchmark's figures (experiments/results/speculative/*/speed.json): per mode the
     milliseconds per step (median of rounds), its planner calls per step and its speed-up, and the
@@ -406,6 +432,7 @@ BLOCKS: dict[str, Block] = {
     "speculative_summary": Block("docs/speculative.md", speculative_summary),
     "speculative_modes": Block("docs/speculative.md", speculative_modes),
     "speculative_speed": Block("docs/benchmarks.md", speculative_speed),
+    "speculative_traces": Block("docs/speculative.md", speculative_traces),
     **{f"speculative_table: {out.name}": Block("experiments/results/speculative/README.md",
                                               functools.partial(speculative_table, out.name))
        for out in speculative_dirs()},

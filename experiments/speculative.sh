@@ -4,10 +4,12 @@
 #   1. collect teacher-labelled tuples from naive K_MAX rollouts (history of 4 steps);
 #   2. train the MLP (newest step) and the transformer (4 steps) correctors;
 #   3. one DAgger round per corrector: roll out the corrected controller, add its tuples, retrain;
-#   4. evaluate every mode for K in KS on the same seeds (calibrating tau first).
+#   4. with TUNE=CANDIDATES (corrector modes such as mlp-3@0.5,mlp-3+critic): choose among them on
+#      episodes apart from the evaluation's (tdmpc2_jax.speculative.tune), and evaluate the chosen one too;
+#   5. evaluate every mode for K in KS on the same seeds (calibrating tau first).
 # usage: experiments/speculative.sh CHECKPOINT OUT [TASK]
 # Sizes are environment variables: ENVS, STEPS, DAGGER_STEPS (MJX collection), COLLECT_EPISODES,
-# DAGGER_EPISODES (host collection), EPISODES, KS, K_MAX; MISMATCH (latent, policy or latent,policy)
+# DAGGER_EPISODES (host collection), EPISODES, KS, K_MAX, TUNE; MISMATCH (latent, policy or latent,policy)
 # picks what the fallback compares with tau_k.
 # Started again with the same OUT, the script skips the steps that finished (each leaves a mark in
 # OUT/done) and the evaluation runs only the modes missing from OUT/results.csv: a protocol stopped
@@ -55,7 +57,14 @@ for KIND in mlp transformer; do
   step train-$KIND python -m tdmpc2_jax.speculative.train_corrector --data="$DATA/naive.npz,$DATA/dagger-$KIND.npz" \
       --kind=$KIND --out="$OUT/correctors/$KIND"
 done
+VARIANTS=()
+if [ -n "${TUNE:-}" ]; then
+  step tune python -m tdmpc2_jax.speculative.tune --config="$CONFIG" --checkpoint="$CHECKPOINT" \
+      --correctors="mlp=$OUT/correctors/mlp,transformer=$OUT/correctors/transformer" --candidates="$TUNE" \
+      --episodes="$EPISODES" --out="$OUT/tuning"
+  VARIANTS=(--variants="$(cat "$OUT/tuning/chosen.txt")")
+fi
 echo "+ evaluate (modes missing from $OUT/results.csv)"
 python -m tdmpc2_jax.speculative.evaluate --config="$CONFIG" --checkpoint="$CHECKPOINT" --k="$KS" \
     --correctors="mlp=$OUT/correctors/mlp,transformer=$OUT/correctors/transformer" \
-    --episodes="$EPISODES" --mismatch="$MISMATCH" --calibrate --resume --out="$OUT"
+    --episodes="$EPISODES" --mismatch="$MISMATCH" "${VARIANTS[@]}" --calibrate --resume --out="$OUT"

@@ -12,8 +12,10 @@ cd "$(dirname "$0")/.."
 AGENTS=experiments/results/agents
 OUT=experiments/results/speculative
 
-host() {  # host TASK: data, correctors and evaluation on host MuJoCo, both mismatches
-  BACKEND=host COLLECT_EPISODES=16 DAGGER_EPISODES=4 EPISODES=16 MISMATCH=latent,policy \
+TUNE=mlp-3@0,mlp-3@0.5,mlp-3,mlp-3+critic,mlp-3@0.5+critic  # host: chosen on the tuning seed's episodes
+
+host() {  # host TASK: data, correctors and evaluation on host MuJoCo, both mismatches, a tuned MLP mode
+  BACKEND=host COLLECT_EPISODES=16 DAGGER_EPISODES=4 EPISODES=16 MISMATCH=latent,policy TUNE=$TUNE \
     experiments/speculative.sh "$AGENTS/$1-1M/model" "$OUT/$1-host" "$1"
 }
 
@@ -25,7 +27,7 @@ mjx() {  # mjx TASK: the same agent on Playground's MJX task, 16 environments at
 speed() {  # speed TASK: every host mode in 5 alternating rounds of 120 steps, the trained correctors
   [ -e "$OUT/$1-host/speed.json" ] && { echo "= speed $1: done before"; return; }
   python -m benchmarks.speculative_speed --config="configs/dmc.py:$1" --checkpoint="$AGENTS/$1-1M/model" \
-    --k=2,3,4,6 --steps=120 --rounds=5 \
+    --k=2,3,4,6 --steps=120 --rounds=5 --variants="$(cat "$OUT/$1-host/tuning/chosen.txt")" \
     --correctors="mlp=$OUT/$1-host/correctors/mlp,transformer=$OUT/$1-host/correctors/transformer" \
     --out="$OUT/$1-host/speed.json"
 }

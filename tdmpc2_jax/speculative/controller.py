@@ -6,7 +6,8 @@ prediction for this step, e_k = ||z - zhat_k||_2; optionally correct the planned
 with a learned corrector. Replan (one MPPI solve, whose first action is executed) when the
 episode starts, when k reached K, when fallback is on and e_k > tau_k, or when the corrector
 moves the action by more than `delta_cap` (max-norm); otherwise execute the (corrected) planned
-action. The mismatch that the fallback compares with tau_k is e_k by default (`mismatch="latent"`);
+action. With `critic_check`, a correction is taken only where the agent's critic (the mean of its Q
+heads at z) values the corrected action at least as much as the planned one. The mismatch that the fallback compares with tau_k is e_k by default (`mismatch="latent"`);
 `mismatch="policy"` uses the distance in action space instead, ||pi(z) - a_plan_k||_2 between the
 policy prior's mean action at the observed latent and the planned action. `step` decides with
 `lax.cond`; `step_batch` decides per environment and runs the planner for the batch only when some
@@ -43,6 +44,8 @@ class SpecSettings:
     fallback: bool = False  # replan when the mismatch exceeds tau_k
     mismatch: str = "latent"  # what the fallback compares with tau_k: "latent" (e_k) or "policy" (action space)
     corrector: bool = False  # correct the planned action with a learned corrector
+    correction_scale: float = 1.0  # the share of the corrector's correction taken
+    critic_check: bool = False  # take a correction only where the critic values it above the stale action
     delta_cap: float = math.inf  # replan when the corrector moves any action entry by more than this
     batch_refresh: bool = True  # on a batch: when the planner runs for some env, every env takes its fresh plan
 
@@ -140,7 +143,10 @@ class Speculator:
         history = push(history, CorrectorInput(z[None], z_pred[None], a_plan[None], index[None], std[None],
                                                jnp.ones((1,), bool)))
         if self.corrector is not None:
-            action, _ = self.corrector.correct(corrector_params, history)
+            action, _ = self.corrector.correct(corrector_params, history, s.correction_scale)
+            if s.critic_check:
+                value = lambda a: jnp.mean(self.model.q_values(params["qs"], z, a, params=params))
+                action = jnp.where(value(action) >= value(a_plan), action, a_plan)
         else:
             action = a_plan
         correction = jnp.max(jnp.abs(action - a_plan))

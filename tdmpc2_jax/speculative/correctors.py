@@ -1,7 +1,8 @@
 """Learned correctors of stale planned actions, behind one interface.
 
 A corrector sees the last T steps of speculative execution (T = 1 for the MLP) as `CorrectorInput`
-and returns delta [A]; the corrected action is clip(a_plan_k + tanh(delta), -1, 1). The last layer
+and returns delta [A]; the corrected action is clip(a_plan_k + s tanh(delta), -1, 1), s = 1 unless a
+share of the correction is taken (`SpecSettings.correction_scale`). The last layer
 of every corrector is zero-initialised, so an untrained corrector returns delta = 0: the identity.
 
 - "mlp": a gated two-tower MLP. One tower reads the latents (z_real, zhat_k, z_real - zhat_k), the
@@ -119,10 +120,11 @@ class Corrector:
         """[A] raw correction."""
         return self.net.apply({"params": params}, x)
 
-    def correct(self, params, x: CorrectorInput) -> tuple[jax.Array, jax.Array]:
-        """(corrected action clip(a_plan + tanh(delta), -1, 1) [A], delta [A])."""
+    def correct(self, params, x: CorrectorInput, scale: float = 1.0) -> tuple[jax.Array, jax.Array]:
+        """(corrected action clip(a_plan + scale * tanh(delta), -1, 1) [A], delta [A]); a scale below 1
+        takes that share of the correction."""
         delta = self.delta(params, x)
-        return jnp.clip(x.a_plan[-1] + jnp.tanh(delta), -1.0, 1.0), delta
+        return jnp.clip(x.a_plan[-1] + scale * jnp.tanh(delta), -1.0, 1.0), delta
 
 
 def push(history: CorrectorInput, step: CorrectorInput) -> CorrectorInput:

@@ -13,7 +13,9 @@ physics included; batched episodes on MJX are timed as a whole and divided by st
 distribution of the mismatch, and the mean reward at every step index (by_step.csv, and the plot's
 right panel). `--mismatch latent,policy` runs every fallback mode with each mismatch: e_k, and the
 distance between the policy prior's action at the observed latent and the planned action (modes
-named `...:policy`).
+named `...:policy`). `--variants` adds corrector modes: `mlp-3@0.5` takes half of each correction,
+`mlp-3+critic` only the corrections the agent's critic prefers to the stale action (such as the one
+`python -m tdmpc2_jax.speculative.tune` chose on other episodes).
 `--modes full,naive-2` re-runs (or re-times) only those modes and replaces their rows in an
 existing OUT/results.csv; evaluations of other modes may share OUT at the same time (each adds its
 rows to what the file holds when it writes). `--resume` runs only the modes that OUT/results.csv
@@ -48,6 +50,8 @@ def define_flags() -> None:
     flags.DEFINE_list("modes", [], "run only these modes (e.g. full,naive-2) and replace their rows in OUT/results.csv, "
                       "keeping the others (to re-run or re-time part of the protocol)")
     flags.DEFINE_bool("resume", False, "keep the modes already in OUT/results.csv and run only the others")
+    flags.DEFINE_list("variants", [], "corrector modes beyond the protocol's, CORRECTOR-K[@SCALE][+critic] "
+                      "(e.g. mlp-3@0.5, or the one tdmpc2_jax.speculative.tune chose)")
 
 
 def main(argv: list[str]) -> None:
@@ -62,7 +66,8 @@ def main(argv: list[str]) -> None:
         run = resolve(config)
         options = protocol.Options(FLAGS.checkpoint, sorted({int(k) for k in FLAGS.k}),
                                    fitting.named_dirs(FLAGS.correctors), FLAGS.episodes, FLAGS.out, FLAGS.calibrate,
-                                   FLAGS.quantile, tuple(FLAGS.mismatch), FLAGS.seed, tuple(FLAGS.modes), FLAGS.resume)
+                                   FLAGS.quantile, tuple(FLAGS.mismatch), FLAGS.seed, tuple(FLAGS.modes), FLAGS.resume,
+                                   tuple(FLAGS.variants))
         prepared = protocol.prepare(run, options)
         # progress lines: every tenth of the batched episodes' steps, or every host episode
         episodes = episodes_on(run.backend, step_progress(run.episode_length), episode_progress(FLAGS.episodes))

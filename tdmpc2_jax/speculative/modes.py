@@ -2,6 +2,7 @@
 planner calls per step, wall-clock per step, fallbacks and corrections, and reward by step index."""
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, NamedTuple
 
@@ -9,6 +10,7 @@ import jax
 import numpy as np
 
 from tdmpc2_jax import acting, xla
+from tdmpc2_jax.speculative.controller import SpecSettings
 
 
 class Mode(NamedTuple):
@@ -17,6 +19,8 @@ class Mode(NamedTuple):
     fallback: bool = False
     corrector: str | None = None
     mismatch: str = "latent"  # what the fallback compares with tau_k
+    scale: float = 1.0  # the share of the correction taken
+    critic_check: bool = False  # corrections taken only where the critic prefers them
 
 
 def protocol_modes(ks: list[int], corrector_names: list[str], mismatches: tuple[str, ...] = ("latent",)) -> list[Mode]:
@@ -33,6 +37,33 @@ def protocol_modes(ks: list[int], corrector_names: list[str], mismatches: tuple[
                 modes += [m._replace(name=f"{m.name}:{mismatch}", mismatch=mismatch)
                           for m in modes if m.k == k and m.fallback and m.mismatch == "latent"]
     return [m for m in modes if not m.fallback or m.mismatch in mismatches]
+
+
+def corrector_variant(corrector: str, k: int, scale: float = 1.0, critic_check: bool = False) -> Mode:
+    """Corrector `corrector` at execution horizon K, no fallback, taking `scale` of each correction and,
+    with `critic_check`, only the corrections its critic prefers (`mlp-3@0.5`, `mlp-3+critic`)."""
+    name = f"{corrector}-{k}" + (f"@{scale:g}" if scale != 1.0 else "") + ("+critic" if critic_check else "")
+    return Mode(name, k, corrector=corrector, scale=scale, critic_check=critic_check)
+
+
+def parse_variant(name: str, corrector_names: list[str]) -> Mode:
+    """The mode a name CORRECTOR-K[@SCALE][+critic] stands for (`mlp-3`, `mlp-3@0.5`, `mlp-3+critic`);
+    a one-line ValueError for anything else."""
+    match = re.fullmatch(r"(\w+)-(\d+)(?:@([0-9.]+))?(\+critic)?", name)
+    if match is None:
+        raise ValueError(f"a corrector mode is CORRECTOR-K[@SCALE][+critic], such as mlp-3@0.5, not {name!r}")
+    corrector, k, scale = match[1], int(match[2]), float(match[3] or 1.0)
+    if corrector not in corrector_names:
+        raise ValueError(f"{name}: no corrector {corrector!r} among the correctors ({', '.join(corrector_names) or 'none'})")
+    if not 0.0 <= scale <= 1.0 or k < 2:
+        raise ValueError(f"{name}: the scale is a share from 0 to 1 and K at least 2")
+    return corrector_variant(corrector, k, scale, bool(match[4]))
+
+
+def settings_of(mode: Mode) -> SpecSettings:
+    """The controller settings a mode runs with."""
+    return SpecSettings(horizon_k=mode.k, fallback=mode.fallback, corrector=mode.corrector is not None,
+                        mismatch=mode.mismatch, correction_scale=mode.scale, critic_check=mode.critic_check)
 
 
 def run_mjx(env, speculator, params, corrector_params, key: jax.Array, episodes: int,

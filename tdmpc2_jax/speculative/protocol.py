@@ -2,6 +2,8 @@
 it needs, and the results table (the library behind `python -m tdmpc2_jax.speculative.evaluate`)."""
 from __future__ import annotations
 
+import csv
+import os
 from typing import Callable, NamedTuple
 
 import jax
@@ -16,7 +18,7 @@ from tdmpc2_jax.speculative.backend import Episodes
 from tdmpc2_jax.speculative.calibration import calibration_path, read_calibration, read_entries, \
     write_calibration
 from tdmpc2_jax.speculative.controller import MISMATCHES, SpecSettings, Speculator, calibrate_tau
-from tdmpc2_jax.speculative.modes import Mode, protocol_modes
+from tdmpc2_jax.speculative.modes import Mode, parse_variant, protocol_modes, settings_of
 from tdmpc2_jax.speculative.report import goal_summary, merged_with_disk, read_results, relative_to_full, \
     write_results
 from tdmpc2_jax.world_model import WorldModel
@@ -34,6 +36,7 @@ class Options(NamedTuple):
     seed: int = 0  # evaluation seed
     modes: tuple[str, ...] = ()  # only these modes (their rows replaced, the others kept)
     resume: bool = False  # only the modes OUT/results.csv does not have
+    variants: tuple[str, ...] = ()  # corrector modes beyond the protocol's (mlp-3@0.5, mlp-3+critic)
 
 
 # calibration episodes start from states apart from every evaluation's: their seed is the
@@ -44,6 +47,12 @@ CALIBRATION_SEED_OFFSET = 7_919
 def calibration_seed(seed: int) -> int:
     """The seed of the calibration episodes of an evaluation seeded `seed`."""
     return seed + CALIBRATION_SEED_OFFSET
+
+
+def tuning_seed(seed: int) -> int:
+    """The seed of the episodes that choose among corrector modes for an evaluation seeded `seed`
+    (apart from the evaluation's and the calibration's)."""
+    return seed + 2 * CALIBRATION_SEED_OFFSET
 
 
 def finished_modes(rows: list[dict], modes: list[Mode], seed: int) -> set[str]:
@@ -89,6 +98,12 @@ def prepare(run: Run, options: Options) -> Protocol:
     correctors = {name: fitting.load(path, run.task, agent_cfg.latent_dim, max(options.ks))
                   for name, path in options.correctors}
     modes = protocol_modes(options.ks, list(correctors), tuple(options.mismatch))
+    for name in options.variants:
+        mode = parse_variant(name, list(correctors))
+        if mode.k not in options.ks:
+            raise ValueError(f"{name}: K={mode.k} is not among --k {options.ks}")
+        if mode.name not in {m.name for m in modes}:
+            modes.append(mode)
     unknown = sorted(set(options.modes) - {m.name for m in modes})
     if unknown:
         raise ValueError(f"unknown modes {unknown}; this protocol has {[m.name for m in modes]}")
@@ -144,8 +159,7 @@ def run_modes(run: Run, options: Options, protocol: Protocol, episodes: Episodes
             f"{len(protocol.selected)}")
     for mode in protocol.selected:
         corrector, corrector_params = protocol.correctors[mode.corrector][:2] if mode.corrector else (None, None)
-        settings = SpecSettings(horizon_k=mode.k, fallback=mode.fallback, corrector=corrector is not None,
-                                mismatch=mode.mismatch)
+        settings = settings_of(mode)
         tau = jnp.asarray(protocol.taus[mode.k, mode.mismatch]) if mode.fallback else None
         speculator = Speculator(protocol.model, settings, tau=tau, corrector=corrector)
         result = episodes.run_mode(protocol.new_env(), speculator, protocol.params, corrector_params, key,
@@ -163,3 +177,57 @@ def run_modes(run: Run, options: Options, protocol: Protocol, episodes: Episodes
     if table:
         say(goal_summary(table))
     return table
+
+
+class Tuning(NamedTuple):
+    checkpoint: str  # the trained agent
+    correctors: list[tuple[str, str]]  # (name, directory) of trained correctors
+    candidates: list[str]  # corrector modes, CORRECTOR-K[@SCALE][+critic]
+    episodes: int  # per candidate, the same episodes for every candidate
+    out: str  # results.csv (a row per candidate) and chosen.txt
+    seed: int = 0  # the evaluation seed the choice is made for; its episodes are never run here
+
+
+def tune(run: Run, tuning: Tuning, episodes: Episodes, say: Callable[[str], None]) -> str:
+    """The candidate of the highest mean return over episodes of `tuning_seed`, every candidate on
+    the same episodes; writes OUT/results.csv and OUT/chosen.txt (its name)."""
+    if run.obs != "state":
+        raise ValueError("speculative execution runs on state observations (obs=state)")
+    if not tuning.candidates:
+        raise ValueError("--candidates: give at least one corrector mode, such as mlp-3@0.5")
+    candidates = [parse_variant(name, [n for n, _ in tuning.correctors]) for name in tuning.candidates]
+    seed = tuning_seed(tuning.seed)
+    new_env = lambda: make_env(run, eval_seed(seed))
+    env = new_env()
+    agent_cfg, params = load_for_task(tuning.checkpoint, run, env.obs_dim, env.action_dim)
+    k_max = max(mode.k for mode in candidates)
+    correctors = {name: fitting.load(path, run.task, agent_cfg.latent_dim, k_max) for name, path in tuning.correctors}
+    if run.backend == "mjx":  # one batched environment; the key seeds the episodes
+        new_env = lambda: env
+    model, rows = WorldModel(agent_cfg), []
+    say(f"choosing among {', '.join(m.name for m in candidates)} on {tuning.episodes} episodes of seed {seed}")
+    for mode in candidates:
+        corrector, corrector_params = correctors[mode.corrector][:2]
+        speculator = Speculator(model, settings_of(mode), corrector=corrector)
+        result = episodes.run_mode(new_env(), speculator, params, corrector_params, jax.random.key(seed),
+                                   tuning.episodes)
+        rows.append(dict(mode=mode.name, seed=seed, **{k: result[k] for k in TUNING_COLUMNS}))
+        say(f"{mode.name:<20} return {result['return_mean']:8.1f} +- {result['return_std']:6.1f} "
+            f"(median {result['return_median']:.1f}, 5th percentile {result['return_p5']:.1f})")
+        write_tuning(tuning.out, rows)
+    chosen = max(rows, key=lambda r: r["return_mean"])["mode"]
+    with open(os.path.join(tuning.out, "chosen.txt"), "w") as f:
+        f.write(chosen + "\n")
+    say(f"chosen: {chosen}, the highest mean return (evaluate it with --variants={chosen})")
+    return chosen
+
+
+TUNING_COLUMNS = ("return_mean", "return_std", "return_median", "return_p5", "calls_per_step")
+
+
+def write_tuning(out: str, rows: list[dict]) -> None:
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, ["mode", "seed", *TUNING_COLUMNS])
+        writer.writeheader()
+        writer.writerows(rows)

@@ -80,6 +80,25 @@ def test_a_corrector_cap_replans_when_the_correction_is_too_large(model, params)
 
 
 @pytest.mark.slow
+def test_the_critic_check_takes_a_correction_only_where_the_critic_prefers_it(model, params):
+    spec = CorrectorSpec(kind="mlp", latent_dim=16, action_dim=1, max_k=3, hidden=8)
+    corrector = Corrector(spec)
+    moved = jax.tree.map(lambda p: p + 0.3, corrector.init(jax.random.key(0)))
+    obs, t0 = observations(9), [True] + [False] * 8
+    run = lambda settings: run_steps(Speculator(model, settings, corrector=corrector), params, obs, t0, moved)
+    stale, _ = run(SpecSettings(horizon_k=3))
+    corrected, _ = run(SpecSettings(horizon_k=3, corrector=True))
+    checked, infos = run(SpecSettings(horizon_k=3, corrector=True, critic_check=True))
+    np.testing.assert_array_equal(np.asarray(infos.replanned), [1, 0, 0] * 3)  # the same plans in all three runs
+    value = lambda o, a: float(jnp.mean(model.q_values(params["qs"], model.encode(params, o), a, params=params)))
+    reused = [t for t in range(9) if t % 3]
+    for t in reused:
+        prefers = value(obs[t], corrected[t]) >= value(obs[t], stale[t])
+        np.testing.assert_array_equal(checked[t], corrected[t] if prefers else stale[t])
+    assert all(not np.allclose(corrected[t], stale[t]) for t in reused)  # every reused step has a choice to make
+
+
+@pytest.mark.slow
 def test_a_batch_solve_gives_every_env_a_fresh_plan_unless_refresh_is_off(model, params):
     obs, keys = observations(2, seed=7), jax.random.split(jax.random.key(8), 2)
     actions, ks = {}, {}

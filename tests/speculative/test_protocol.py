@@ -7,7 +7,7 @@ import pytest
 
 from tdmpc2_jax.speculative.controller import StepInfo
 from tdmpc2_jax.speculative.modes import Mode, by_episode, protocol_modes, summarize
-from tdmpc2_jax.speculative.protocol import calibration_seed
+from tdmpc2_jax.speculative.protocol import calibration_seed, tuning_seed
 from tdmpc2_jax.speculative.report import goal_check, goal_summary, merged_with_disk, read_results, relative_to_full, \
     write_results
 
@@ -120,3 +120,35 @@ def test_the_protocol_runs_on_host_mujoco(tmp_path):
     with open(tmp_path / "results" / "by_step.csv") as f:
         by_step = list(csv.DictReader(f))
     assert len(by_step) == 10 and list(by_step[0]) == ["step", *rows]
+
+
+@pytest.mark.slow
+def test_a_corrector_mode_chosen_on_its_own_episodes_is_then_evaluated(tmp_path):
+    agent = tiny_agent(tmp_path / "agent")
+    config = f"--config={ROOT / 'tdmpc2_jax' / 'configs' / 'dmc.py'}:cartpole-balance"
+    out = speculative_cli("collect", config, f"--checkpoint={agent}", "--k=3", "--episodes=2",
+                          f"--out={tmp_path / 'd.npz'}", *SMALL)
+    assert out.returncode == 0, out.stderr[-2000:]
+    out = speculative_cli("train_corrector", f"--data={tmp_path / 'd.npz'}", "--kind=mlp", f"--out={tmp_path / 'mlp'}",
+                          "--epochs=2", "--batch=4", "--hidden=16", "--val_fraction=0.25")
+    assert out.returncode == 0, out.stderr[-2000:]
+    tune = [config, f"--checkpoint={agent}", f"--correctors=mlp={tmp_path / 'mlp'}", "--episodes=1",
+            f"--out={tmp_path / 'tuning'}", *SMALL]
+    out = speculative_cli("tune", *tune, "--candidates=mlp-3@0,transformer-3")
+    assert out.returncode == 2 and "no corrector 'transformer'" in out.stderr
+    out = speculative_cli("tune", *tune, "--candidates=mlp-3@0,mlp-3@0.5,mlp-3+critic")
+    assert out.returncode == 0, out.stderr[-2000:]
+    with open(tmp_path / "tuning" / "results.csv") as f:
+        tuned = list(csv.DictReader(f))
+    assert [r["mode"] for r in tuned] == ["mlp-3@0", "mlp-3@0.5", "mlp-3+critic"]
+    assert {r["seed"] for r in tuned} == {str(tuning_seed(0))} and tuning_seed(0) not in (0, calibration_seed(0))
+    chosen = max(tuned, key=lambda r: float(r["return_mean"]))["mode"]
+    assert (tmp_path / "tuning" / "chosen.txt").read_text().strip() == chosen
+    assert float(tuned[0]["calls_per_step"]) == 0.4  # 10 steps, a plan every 3
+    evaluate = [config, f"--checkpoint={agent}", "--k=3", f"--correctors=mlp={tmp_path / 'mlp'}", "--episodes=1", *SMALL]
+    out = speculative_cli("evaluate", *evaluate, f"--out={tmp_path / 'results'}", f"--variants={chosen}",
+                          f"--modes=full,{chosen}")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert [r["mode"] for r in read_results(str(tmp_path / "results"))] == ["full", chosen]
+    out = speculative_cli("evaluate", *evaluate, f"--out={tmp_path / 'r2'}", "--variants=mlp-4@0.5")
+    assert out.returncode == 2 and "K=4 is not among --k [3]" in out.stderr
