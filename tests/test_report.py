@@ -122,3 +122,17 @@ def test_learning_runs_give_first_last_and_best_return_per_committed_run(tmp_pat
     monkeypatch.setattr(report, "RESULTS", tmp_path)
     assert report.learning_runs().splitlines()[2] == (
         "| [mw-reach](../experiments/results/learning/mw-reach/eval.csv) | host | 4,000 | 3 | 103.2, 1,851.8, 1,900.5 | 0.8 |")
+
+
+def test_a_trace_names_the_episodes_past_the_vertical_and_the_saturation_of_planned_and_reused_steps(
+        tmp_path, monkeypatch):
+    trace = tmp_path / "speculative" / "cheetah-run-host" / "trace-mlp-3"
+    trace.mkdir(parents=True)
+    (trace / "summary.json").write_text(json.dumps(dict(
+        task="cheetah-run", mode="mlp-3", seed=0, watch=1, saturated_at=0.99, returns=[430.0, 29.6, 410.0],
+        watched_max_abs=[0.6, 3.4, 1.2], saturated_planned=[0.14, 0.05], saturated_reused=[0.34, 0.12], machine="a CPU")))
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    lines = report.speculative_traces().splitlines()
+    assert "3 episodes of seed 0 (a CPU;" in lines[0] and "returns 29.6 to 430.0 (median 410.0)" in lines[0]
+    assert lines[0].endswith("observation entry 1 past pi/2 in 1 of them (episode 1: return 29.6).")
+    assert lines[-2:] == ["| planned: share at a bound (abs >= 0.99) | 14% | 5% |", "| reused: share at a bound | 34% | 12% |"]
