@@ -56,7 +56,7 @@ LAYERS = (
     ("the run layer", ("run_record", "run_config", "environments", "loading", "acting", "evaluation")),
     ("the loops", ("loops", "speculative")),
     ("the commands", ("cli", "process_guard", "configs", "train", "evaluate", "sweep", "parity", "plot", "speculative.collect",
-                      "speculative.evaluate", "speculative.train_corrector")),
+                      "speculative.evaluate", "speculative.train_corrector", "speculative.tune")),
 )
 
 
