@@ -190,7 +190,8 @@ class Tuning(NamedTuple):
 
 def tune(run: Run, tuning: Tuning, episodes: Episodes, say: Callable[[str], None]) -> str:
     """The candidate of the highest mean return over episodes of `tuning_seed`, every candidate on
-    the same episodes; writes OUT/results.csv and OUT/chosen.txt (its name)."""
+    the same episodes; writes OUT/results.csv after each candidate and OUT/chosen.txt (its name).
+    Started again, it keeps the candidates OUT/results.csv holds for the same seed and episodes."""
     if run.obs != "state":
         raise ValueError("speculative execution runs on state observations (obs=state)")
     if not tuning.candidates:
@@ -205,13 +206,18 @@ def tune(run: Run, tuning: Tuning, episodes: Episodes, say: Callable[[str], None
     if run.backend == "mjx":  # one batched environment; the key seeds the episodes
         new_env = lambda: env
     model, rows = WorldModel(agent_cfg), []
+    done = {r["mode"]: r for r in read_tuning(tuning.out) if (r["seed"], r["episodes"]) == (seed, tuning.episodes)}
     say(f"choosing among {', '.join(m.name for m in candidates)} on {tuning.episodes} episodes of seed {seed}")
     for mode in candidates:
+        if mode.name in done:
+            rows.append(done[mode.name])
+            say(f"{mode.name:<20} return {done[mode.name]['return_mean']:8.1f} (in {tuning.out}/results.csv)")
+            continue
         corrector, corrector_params = correctors[mode.corrector][:2]
         speculator = Speculator(model, settings_of(mode), corrector=corrector)
         result = episodes.run_mode(new_env(), speculator, params, corrector_params, jax.random.key(seed),
                                    tuning.episodes)
-        rows.append(dict(mode=mode.name, seed=seed, **{k: result[k] for k in TUNING_COLUMNS}))
+        rows.append(dict(mode=mode.name, seed=seed, episodes=tuning.episodes, **{k: result[k] for k in TUNING_COLUMNS}))
         say(f"{mode.name:<20} return {result['return_mean']:8.1f} +- {result['return_std']:6.1f} "
             f"(median {result['return_median']:.1f}, 5th percentile {result['return_p5']:.1f})")
         write_tuning(tuning.out, rows)
@@ -227,7 +233,18 @@ TUNING_COLUMNS = ("return_mean", "return_std", "return_median", "return_p5", "ca
 
 def write_tuning(out: str, rows: list[dict]) -> None:
     os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, ["mode", "seed", *TUNING_COLUMNS])
+    with open(os.path.join(out, "results.csv.tmp"), "w", newline="") as f:
+        writer = csv.DictWriter(f, ["mode", "seed", "episodes", *TUNING_COLUMNS])
         writer.writeheader()
         writer.writerows(rows)
+    os.replace(os.path.join(out, "results.csv.tmp"), os.path.join(out, "results.csv"))
+
+
+def read_tuning(out: str) -> list[dict]:
+    """The rows of OUT/results.csv of a tuning ([] without one)."""
+    path = os.path.join(out, "results.csv")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [dict(r, seed=int(r["seed"]), episodes=int(r["episodes"]), **{k: float(r[k]) for k in TUNING_COLUMNS})
+                for r in csv.DictReader(f)]

@@ -145,6 +145,14 @@ def test_a_corrector_mode_chosen_on_its_own_episodes_is_then_evaluated(tmp_path)
     chosen = max(tuned, key=lambda r: float(r["return_mean"]))["mode"]
     assert (tmp_path / "tuning" / "chosen.txt").read_text().strip() == chosen
     assert float(tuned[0]["calls_per_step"]) == 0.4  # 10 steps, a plan every 3
+    # started again after a stop, it keeps the candidates already run and runs the others
+    results = tmp_path / "tuning" / "results.csv"
+    results.write_text("".join(results.read_text().splitlines(keepends=True)[:3]))
+    out = speculative_cli("tune", *tune, "--candidates=mlp-3@0,mlp-3@0.5,mlp-3+critic")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "mlp-3@0.5" in out.stdout and "(in " in out.stdout and out.stdout.count("(in ") == 2
+    with open(results) as f:
+        assert list(csv.DictReader(f)) == tuned
     evaluate = [config, f"--checkpoint={agent}", "--k=3", f"--correctors=mlp={tmp_path / 'mlp'}", "--episodes=1", *SMALL]
     out = speculative_cli("evaluate", *evaluate, f"--out={tmp_path / 'results'}", f"--variants={chosen}",
                           f"--modes=full,{chosen}")
