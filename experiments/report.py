@@ -64,10 +64,15 @@ def learning_summary() -> str:
     lines = ["| task | this project / reference | seeds (planned) | AUC ratio [95% interval] | verdict |",
              "|---|---|---|---|---|"]
     lines += [f"| {r['task']} | {r['impl']} / {r['reference']} | {r['impl_seeds']} vs {r['ref_seeds']} "
-              f"({r['planned_seeds']}) | {r['auc_ratio']:.2f} [{r['auc_ratio_low']:.2f}, {r['auc_ratio_high']:.2f}] | "
+              f"({r['planned_seeds']}) | {r['auc_ratio']:.2f} {interval(r['auc_ratio_low'], r['auc_ratio_high'])} | "
               f"{r['verdict']} |" for r in rows if r["auc_ratio"] != ""]
     waiting = sorted({f"{r['task']} {r['impl']} / {r['reference']}" for r in rows if r["auc_ratio"] == ""})
     return "\n".join(lines) + (f"\n\nPlanned, not run yet: {', '.join(waiting)}." if waiting else "")
+
+
+def interval(low: float, high: float) -> str:
+    """[low, high] to two decimals; a bootstrap over one seed has none."""
+    return "(no interval from one seed)" if math.isnan(low) or math.isnan(high) else f"[{low:.2f}, {high:.2f}]"
 
 
 def figure(x: float) -> str:
