@@ -124,14 +124,17 @@ def test_the_protocol_runs_on_host_mujoco(tmp_path):
 
 @pytest.mark.slow
 def test_a_corrector_mode_chosen_on_its_own_episodes_is_then_evaluated(tmp_path):
+    import jax
+    import tiny
+    from tdmpc2_jax.speculative import fitting
+    from tdmpc2_jax.speculative.correctors import Corrector, CorrectorSpec
+
     agent = tiny_agent(tmp_path / "agent")
     config = f"--config={ROOT / 'tdmpc2_jax' / 'configs' / 'dmc.py'}:cartpole-balance"
-    out = speculative_cli("collect", config, f"--checkpoint={agent}", "--k=3", "--episodes=2",
-                          f"--out={tmp_path / 'd.npz'}", *SMALL)
-    assert out.returncode == 0, out.stderr[-2000:]
-    out = speculative_cli("train_corrector", f"--data={tmp_path / 'd.npz'}", "--kind=mlp", f"--out={tmp_path / 'mlp'}",
-                          "--epochs=2", "--batch=4", "--hidden=16", "--val_fraction=0.25")
-    assert out.returncode == 0, out.stderr[-2000:]
+    # a corrector whose corrections are not zero (training one: test_command_lines.py)
+    spec = CorrectorSpec(kind="mlp", latent_dim=tiny.agent_config().latent_dim, action_dim=1, max_k=5, hidden=16)
+    moved = jax.tree.map(lambda p: p + 0.1, Corrector(spec).init(jax.random.key(0)))
+    fitting.save(str(tmp_path / "mlp"), moved, spec, {"task": "cartpole-balance"})
     tune = [config, f"--checkpoint={agent}", f"--correctors=mlp={tmp_path / 'mlp'}", "--episodes=1",
             f"--out={tmp_path / 'tuning'}", *SMALL]
     out = speculative_cli("tune", *tune, "--candidates=mlp-3@0,transformer-3")
