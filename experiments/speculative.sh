@@ -38,6 +38,11 @@ else
   DAGGER=(--envs="$ENVS" --steps="$DAGGER_STEPS")
 fi
 DATA=$OUT/data
+if [ -e "$OUT/results.csv" ] && [ ! -e "$OUT/done/train-mlp" ]; then
+  echo "error: $OUT/results.csv holds modes of correctors this protocol did not train; remove it (and" \
+       "by_step.csv, results.md, results.png) to start the protocol over" >&2
+  exit 2
+fi
 mkdir -p "$DATA"
 step() {  # step NAME COMMAND...: run COMMAND unless the step NAME finished before
   local name=$1; shift
