@@ -44,6 +44,8 @@ for task in cheetah-run walker-walk; do
   host "$task"
   speed "$task"
 done
+# every step of the MLP corrector's mode on the cheetah's evaluation episodes (docs/speculative.md)
+[ -e "$OUT/cheetah-run-host/trace-mlp-3/summary.json" ] || python -m experiments.speculative_trace --task=cheetah-run --mode=mlp-3
 for task in cheetah-run walker-walk; do
   mjx "$task"
 done
