@@ -82,6 +82,28 @@ def test_a_short_rollout_from_a_copied_state_matches_host_dm_control_to_float32_
     assert host_rewards.sum() > 0
 
 
+def test_the_cheetah_starts_upright_and_the_walker_at_any_pitch_as_in_dm_control():
+    """dm_control's cheetah draws only its limited joints (its root stays at 0: upright); the walker
+    also draws its unlimited hinge, the torso's pitch, in [-pi, pi]."""
+    import jax
+    import jax.numpy as jnp
+
+    for domain, rotational in (("cheetah", False), ("walker", True)):
+        model, _ = mjx_dmc.load_model(domain)
+        qpos = jnp.zeros(model.nq)
+        draws = np.stack([np.asarray(mjx_dmc.random_joints(model, qpos, key, rotational))
+                          for key in jax.random.split(jax.random.key(0), 32)])
+        limited = model.jnt_limited.astype(bool)
+        low, high = model.jnt_range[limited].T
+        assert ((draws[:, limited] >= low - 1e-6) & (draws[:, limited] <= high + 1e-6)).all()
+        assert (draws[:, limited].std(axis=0) > 0).all()
+        hinge = ~limited & (model.jnt_type == 3)
+        if rotational:
+            assert (np.abs(draws[:, hinge]) <= np.pi).all() and np.abs(draws[:, hinge]).max() > 2.0
+        else:
+            np.testing.assert_array_equal(draws[:, ~limited], 0.0)
+
+
 @pytest.mark.slow  # compiles an MJX reset
 def test_a_cartpole_balance_reset_draws_dm_controls_start_ranges():
     import jax

@@ -143,30 +143,35 @@ def _cartpole_reward(sparse: bool) -> Callable:
     return reward
 
 
-def _limited_and_rotational(task: "ExactTask", data, key: jax.Array):
-    """randomizers.randomize_limited_and_rotational_joints for hinge and slide joints: a limited
-    joint uniform in its range, an unlimited hinge uniform in [-pi, pi], an unlimited slide kept."""
-    model = task.mj_model
-    qpos = data.qpos
+def random_joints(model, qpos: jax.Array, key: jax.Array, rotational: bool) -> jax.Array:
+    """qpos [nq] with every limited hinge or slide joint uniform in its range and, with `rotational`,
+    every unlimited hinge uniform in [-pi, pi] (dm_control's
+    randomizers.randomize_limited_and_rotational_joints for hinges and slides); the rest kept."""
     keys = jax.random.split(key, model.njnt)
     for j in range(model.njnt):
         adr = int(model.jnt_qposadr[j])
         if model.jnt_limited[j]:
             low, high = model.jnt_range[j]
-        elif model.jnt_type[j] == 3:  # mjJNT_HINGE
+        elif rotational and model.jnt_type[j] == 3:  # mjJNT_HINGE
             low, high = -math.pi, math.pi
         else:
             continue
         qpos = qpos.at[adr].set(jax.random.uniform(keys[j], (), jnp.float32, low, high))
-    return data.replace(qpos=qpos)
+    return qpos
+
+
+def _walker_reset(task: "ExactTask", data, key: jax.Array):
+    """walker.py initialize_episode: limited joints uniform in range, unlimited hinges (the torso's
+    pitch) uniform in [-pi, pi]."""
+    return data.replace(qpos=random_joints(task.mj_model, data.qpos, key, rotational=True))
 
 
 def _cheetah_reset(task: "ExactTask", data, key: jax.Array):
-    """cheetah.py initialize_episode: limited joints uniform in range, 200 physics steps to settle,
-    time 0."""
+    """cheetah.py initialize_episode: limited joints uniform in range (the root joints, unlimited,
+    stay at 0: the cheetah starts upright), 200 physics steps to settle, time 0."""
     from mujoco import mjx
 
-    data = _limited_and_rotational(task, data, key)
+    data = data.replace(qpos=random_joints(task.mj_model, data.qpos, key, rotational=False))
     data = jax.lax.fori_loop(0, 200, lambda _, d: mjx.step(task.mjx_model, d), mjx.forward(task.mjx_model, data))
     return data.replace(time=jnp.zeros_like(data.time))
 
@@ -188,7 +193,7 @@ def _cartpole_reset(swing_up: bool) -> Callable:
 
 def _domains() -> dict[str, Domain]:
     """Dash task name (without the suffix) -> its Domain."""
-    walker = {f"walker-{t}": Domain("walker", _walker_observe, _walker_reward(s), _limited_and_rotational)
+    walker = {f"walker-{t}": Domain("walker", _walker_observe, _walker_reward(s), _walker_reset)
               for t, s in WALKER_SPEEDS.items()}
     cartpole = {f"cartpole-{t}{'-sparse' * sparse}": Domain("cartpole", _cartpole_observe, _cartpole_reward(sparse),
                                                             _cartpole_reset(t == "swingup"))
